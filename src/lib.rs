@@ -1,0 +1,13 @@
+//! mybake: build multi-architecture container images from one KDL file.
+//!
+//! The pipeline, one module per stage, each with one entry point and a
+//! typed output:
+//! `load` (files → declarations with spans) → `resolve` (variables,
+//! inherits, matrix, `--set` → concrete targets) → `plan` (→ per-platform
+//! DAG) → `exec` → `publish` → `report`.
+
+pub mod attrs;
+pub mod diag;
+pub mod load;
+pub mod source;
+pub mod value;
