@@ -10,4 +10,5 @@ pub mod attrs;
 pub mod diag;
 pub mod load;
 pub mod source;
+pub mod resolve;
 pub mod value;

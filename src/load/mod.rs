@@ -6,7 +6,7 @@
 
 mod lenient;
 mod model;
-mod target;
+pub mod target;
 
 use std::path::{Path, PathBuf};
 

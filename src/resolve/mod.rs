@@ -1,0 +1,547 @@
+//! Stage 2 — `resolve`: merge files, evaluate variables, expand matrices,
+//! apply inheritance, interpolate, apply `--set`, validate.
+//!
+//! Entry point: [`resolve`]. Output: [`Resolved`] — every concrete target
+//! of the configuration — or all problems found. [`select`] then turns a
+//! command-line request into the targets to build.
+
+pub mod interp;
+pub mod platform;
+mod select;
+pub mod set;
+mod target;
+pub mod vars;
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+pub use select::{select, Selection};
+pub use target::Target;
+pub use vars::{Variable, Variables};
+
+use crate::attrs::{Paths, Shape, A, ATTRS};
+use crate::diag::{suggest, Diag, Diagnostics};
+use crate::load::{self, FileDecls, GroupDecl, TargetDecl};
+use crate::source::{Sources, Sp, Span};
+use crate::value::Value;
+use interp::{Scope, Val};
+
+/// Inputs besides the files.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    pub cwd: PathBuf,
+    /// `--var NAME=VALUE`, in order.
+    pub vars: Vec<(String, String)>,
+    /// The environment (a snapshot, so tests are hermetic).
+    pub env: HashMap<String, String>,
+    /// `--set` flags as given.
+    pub sets: Vec<String>,
+    /// `MYBAKE_LOCAL_PLATFORM`.
+    pub local_platform: String,
+}
+
+/// A group after merging.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub name: Sp<String>,
+    pub targets: Vec<Sp<String>>,
+    pub description: Option<String>,
+}
+
+/// Output of the resolve stage.
+#[derive(Debug)]
+pub struct Resolved {
+    pub cwd: PathBuf,
+    pub local_platform: String,
+    pub variables: Variables,
+    pub groups: Vec<Group>,
+    pub group_index: HashMap<String, usize>,
+    /// Concrete targets in declaration order (matrix expansions in place).
+    pub targets: Vec<Target>,
+    pub index: HashMap<String, usize>,
+    /// Matrix template name → its expansions.
+    pub templates: BTreeMap<String, Vec<usize>>,
+}
+
+impl Resolved {
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.index.get(name).map(|&i| &self.targets[i])
+    }
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.group_index.get(name).map(|&i| &self.groups[i])
+    }
+}
+
+/// Resolve the loaded files. `sources` gains a pseudo-file for `--set`.
+pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions) -> Result<Resolved, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let sets = set::parse(&opts.sets, sources, &opts.cwd, &mut diags);
+    let sources: &Sources = sources;
+
+    let variables = vars::evaluate(files.iter().flat_map(|f| &f.variables).collect(), &opts.vars, &opts.env, sources, &mut diags);
+    let (groups, group_index) = merge_groups(files.iter().flat_map(|f| &f.groups));
+    let raws = merge_targets(files.iter().flat_map(|f| &f.targets));
+    let git = OnceCell::new();
+    let first_dir = sources.get(0).map(|f| f.dir.clone()).unwrap_or_else(|| opts.cwd.clone());
+    let builtins = Builtins { local_platform: &opts.local_platform, git: &git, git_dir: &first_dir };
+
+    // Matrix expansion → concrete declarations.
+    let mut concrete: Vec<Concrete> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut templates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (ri, raw) in raws.iter().enumerate() {
+        let combos = match &raw.matrix {
+            None => vec![Vec::new()],
+            Some(m) => expand_axes(&m.v, &variables, &builtins, sources, &mut diags),
+        };
+        for bindings in combos {
+            let scope = TargetScope { vars: &variables, builtins: &builtins, bindings: &bindings, target: None };
+            let name = match interp::interpolate(&raw.name, &scope, sources, false) {
+                Ok(v) => v.to_text(),
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            if let Some(&prev) = index.get(&name) {
+                let p = &concrete[prev];
+                let d = if raw.matrix.is_some() && p.raw == ri {
+                    Diag::new("mybake::resolve::duplicate-expansion", format!("matrix of `{}` expands to `{name}` more than once", raw.name.v))
+                        .label(raw.name.span, format!("`{name}` again for {}", describe(&bindings)))
+                        .help("include every axis in the target name, e.g. `svc-${svc}-${variant}`")
+                } else {
+                    Diag::new("mybake::resolve::duplicate-target", format!("target name `{name}` is produced twice"))
+                        .label(raw.name.span, format!("`{name}` here"))
+                        .label(raws[p.raw].name.span, "and here")
+                };
+                diags.push(d);
+                continue;
+            }
+            let i = concrete.len();
+            index.insert(name.clone(), i);
+            if raw.matrix.is_some() {
+                templates.entry(raw.name.v.clone()).or_default().push(i);
+            }
+            concrete.push(Concrete { name: Sp::new(name, raw.name.span), raw: ri, bindings });
+        }
+    }
+    for g in &groups {
+        if index.contains_key(&g.name.v) {
+            diags.push(Diag::new("mybake::resolve::name-clash", format!("`{}` is both a group and a target", g.name.v)).label(g.name.span, "group").label(concrete[index[&g.name.v]].name.span, "target"));
+        }
+    }
+
+    // Inheritance (memoised, cycles reported once).
+    let mut inh = Inheritance { raws: &raws, concrete: &concrete, index: &index, memo: vec![None; concrete.len()], stack: Vec::new(), sources, vars: &variables, builtins: &builtins };
+    let mut targets = Vec::with_capacity(concrete.len());
+    for i in 0..concrete.len() {
+        let attrs = inh.effective(i, &mut diags);
+        let c = &concrete[i];
+        let raw = &raws[c.raw];
+        let scope = TargetScope { vars: &variables, builtins: &builtins, bindings: &c.bindings, target: Some(&c.name.v) };
+        let mut attrs = interpolate_attrs(attrs, &scope, sources, &mut diags);
+        for o in sets.iter().filter(|o| o.matches(&c.name.v)) {
+            set::apply(o, &mut attrs, &mut diags);
+        }
+        let decl_dir = sources.get(raw.name.span.file).map(|f| f.dir.clone()).unwrap_or_else(|| opts.cwd.clone());
+        let t = finish(c.name.clone(), raw.matrix.as_ref().map(|_| raw.name.v.clone()), attrs, &decl_dir, sources, &opts.cwd, &opts.env, &mut diags);
+        targets.push(t);
+    }
+    for o in &sets {
+        if !concrete.iter().any(|c| o.matches(&c.name.v)) {
+            diags.push(Diag::new("mybake::set::no-match", format!("--set: no target matches `{}`", o.pattern)).label(o.pattern_span, "matches nothing").help_opt(suggest(&o.pattern, concrete.iter().map(|c| c.name.v.as_str()))));
+        }
+    }
+
+    // References: deps and groups.
+    for t in &targets {
+        for (_, dep) in &t.deps {
+            if !index.contains_key(&dep.v) {
+                diags.push(unknown_target(dep, "target", &index, &templates));
+            }
+        }
+    }
+    for g in &groups {
+        for n in &g.targets {
+            if !index.contains_key(&n.v) && !group_index.contains_key(&n.v) && !templates.contains_key(&n.v) {
+                diags.push(unknown_target(n, "target or group", &index, &templates).help_opt(suggest(&n.v, index.keys().chain(group_index.keys()).map(String::as_str))));
+            }
+        }
+    }
+
+    let resolved = Resolved { cwd: opts.cwd.clone(), local_platform: opts.local_platform.clone(), variables, groups, group_index, targets, index, templates };
+    // Group cycles, whether or not the group is requested.
+    for g in &resolved.groups {
+        if let Err(d) = select(&resolved, std::slice::from_ref(&g.name.v)) {
+            diags.extend(d);
+        }
+    }
+    diags.into_result(resolved)
+}
+
+fn unknown_target(n: &Sp<String>, what: &str, index: &HashMap<String, usize>, templates: &BTreeMap<String, Vec<usize>>) -> Diag {
+    Diag::new("mybake::resolve::unknown-target", format!("unknown {what} `{}`", n.v))
+        .label(n.span, format!("no {what} of this name"))
+        .help_opt(suggest(&n.v, index.keys().chain(templates.keys()).map(String::as_str)))
+}
+
+fn describe(bindings: &[(String, String)]) -> String {
+    bindings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// A target after merging its declarations across files.
+#[derive(Debug)]
+struct RawTarget {
+    name: Sp<String>,
+    inherits: Option<Vec<Sp<String>>>,
+    matrix: Option<Sp<Vec<load::target::Axis>>>,
+    attrs: Vec<Option<Value>>,
+}
+
+/// One concrete target before inheritance.
+#[derive(Debug)]
+struct Concrete {
+    name: Sp<String>,
+    raw: usize,
+    bindings: Vec<(String, String)>,
+}
+
+fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarget> {
+    let mut out: Vec<RawTarget> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for d in decls {
+        match index.get(&d.name.v) {
+            Some(&i) => {
+                let t = &mut out[i];
+                if d.inherits.is_some() {
+                    t.inherits = d.inherits.clone();
+                }
+                if d.matrix.is_some() {
+                    t.matrix = d.matrix.clone();
+                }
+                merge_attrs(&mut t.attrs, &d.attrs);
+            }
+            None => {
+                index.insert(d.name.v.clone(), out.len());
+                out.push(RawTarget { name: d.name.clone(), inherits: d.inherits.clone(), matrix: d.matrix.clone(), attrs: d.attrs.clone() });
+            }
+        }
+    }
+    out
+}
+
+fn merge_attrs(into: &mut [Option<Value>], later: &[Option<Value>]) {
+    for (a, b) in into.iter_mut().zip(later) {
+        match (a.as_mut(), b) {
+            (_, None) => {}
+            (Some(a), Some(b)) => a.merge(b),
+            (None, Some(b)) => *a = Some(b.clone()),
+        }
+    }
+}
+
+fn merge_groups<'a>(decls: impl Iterator<Item = &'a GroupDecl>) -> (Vec<Group>, HashMap<String, usize>) {
+    let mut out: Vec<Group> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for d in decls {
+        let i = *index.entry(d.name.v.clone()).or_insert_with(|| {
+            out.push(Group { name: d.name.clone(), targets: Vec::new(), description: None });
+            out.len() - 1
+        });
+        if let Some(t) = &d.targets {
+            out[i].targets = t.clone();
+        }
+        if let Some(desc) = &d.description {
+            out[i].description = Some(desc.v.clone());
+        }
+    }
+    (out, index)
+}
+
+fn expand_axes(axes: &[load::target::Axis], vars: &Variables, builtins: &Builtins, sources: &Sources, diags: &mut Diagnostics) -> Vec<Vec<(String, String)>> {
+    let scope = TargetScope { vars, builtins, bindings: &[], target: None };
+    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (axis, values) in axes {
+        let mut vals = Vec::new();
+        for v in values {
+            match interp::interpolate(v, &scope, sources, true) {
+                Ok(Val::Text(t)) => vals.push(t),
+                Ok(Val::List(l)) => vals.extend(l),
+                Err(d) => diags.push(d),
+            }
+        }
+        combos = combos.into_iter().flat_map(|c| vals.iter().map(move |v| {
+            let mut c = c.clone();
+            c.push((axis.v.clone(), v.clone()));
+            c
+        })).collect();
+    }
+    combos
+}
+
+/// Built-in names, computed on first use (git is only run when asked for).
+struct Builtins<'a> {
+    local_platform: &'a str,
+    git: &'a OnceCell<(String, String)>,
+    git_dir: &'a Path,
+}
+
+impl Builtins<'_> {
+    fn git(&self) -> &(String, String) {
+        self.git.get_or_init(|| {
+            let out = std::process::Command::new("git").arg("-C").arg(self.git_dir).args(["rev-parse", "HEAD"]).stderr(std::process::Stdio::null()).output();
+            let sha = match out {
+                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                _ => String::new(),
+            };
+            let short = sha.chars().take(7).collect();
+            (sha, short)
+        })
+    }
+}
+
+pub const BUILTINS: &[&str] = &["MYBAKE_LOCAL_PLATFORM", "MYBAKE_TARGET", "MYBAKE_GIT_SHA", "MYBAKE_GIT_SHORT_SHA"];
+
+struct TargetScope<'a> {
+    vars: &'a Variables,
+    builtins: &'a Builtins<'a>,
+    bindings: &'a [(String, String)],
+    target: Option<&'a str>,
+}
+
+impl Scope for TargetScope<'_> {
+    fn lookup(&self, name: &str, at: Span) -> Result<Option<Val>, Diag> {
+        if let Some((_, v)) = self.bindings.iter().find(|(k, _)| k == name) {
+            return Ok(Some(Val::Text(v.clone())));
+        }
+        if let Some(v) = self.vars.get(name) {
+            return match &v.value {
+                Some(val) => Ok(Some(val.clone())),
+                None => Err(vars::unset(&v.name, at)),
+            };
+        }
+        Ok(match name {
+            "MYBAKE_LOCAL_PLATFORM" => Some(Val::Text(self.builtins.local_platform.to_string())),
+            "MYBAKE_TARGET" => match self.target {
+                Some(t) => Some(Val::Text(t.to_string())),
+                None => return Err(Diag::new("mybake::resolve::builtin", "`MYBAKE_TARGET` cannot be used in a target name or matrix").label(at, "not available here")),
+            },
+            "MYBAKE_GIT_SHA" => Some(Val::Text(self.builtins.git().0.clone())),
+            "MYBAKE_GIT_SHORT_SHA" => Some(Val::Text(self.builtins.git().1.clone())),
+            _ => None,
+        })
+    }
+    fn names(&self) -> Vec<String> {
+        self.bindings.iter().map(|(k, _)| k.clone()).chain(self.vars.names().map(String::from)).chain(BUILTINS.iter().map(|s| s.to_string())).collect()
+    }
+}
+
+struct Inheritance<'a> {
+    raws: &'a [RawTarget],
+    concrete: &'a [Concrete],
+    index: &'a HashMap<String, usize>,
+    memo: Vec<Option<Vec<Option<Value>>>>,
+    stack: Vec<(usize, Span)>,
+    sources: &'a Sources,
+    vars: &'a Variables,
+    builtins: &'a Builtins<'a>,
+}
+
+impl Inheritance<'_> {
+    /// Attributes of concrete target `i` with its parents folded in, left
+    /// to right, its own last.
+    fn effective(&mut self, i: usize, diags: &mut Diagnostics) -> Vec<Option<Value>> {
+        if let Some(m) = &self.memo[i] {
+            return m.clone();
+        }
+        let c = &self.concrete[i];
+        let raw = &self.raws[c.raw];
+        let mut acc: Vec<Option<Value>> = vec![None; ATTRS.len()];
+        for parent in raw.inherits.iter().flatten() {
+            let scope = TargetScope { vars: self.vars, builtins: self.builtins, bindings: &c.bindings, target: None };
+            let pname = match interp::interpolate(parent, &scope, self.sources, false) {
+                Ok(v) => v.to_text(),
+                Err(d) => {
+                    diags.push(d);
+                    continue;
+                }
+            };
+            let Some(&p) = self.index.get(&pname) else {
+                diags.push(
+                    Diag::new("mybake::resolve::unknown-target", format!("`{}` inherits from unknown target `{pname}`", c.name.v))
+                        .label(parent.span, "no target of this name")
+                        .help_opt(suggest(&pname, self.index.keys().map(String::as_str))),
+                );
+                continue;
+            };
+            let on_stack = self.stack.iter().position(|(s, _)| *s == p);
+            if p == i || on_stack.is_some() {
+                let chain: Vec<(usize, Span)> = on_stack.map(|k| self.stack[k..].to_vec()).unwrap_or_default();
+                let mut names: Vec<String> = chain.iter().map(|(s, _)| self.concrete[*s].name.v.clone()).collect();
+                names.push(c.name.v.clone());
+                names.push(pname.clone());
+                let mut d = Diag::new("mybake::resolve::inherit-cycle", format!("inheritance cycle: {}", names.join(" -> "))).label(parent.span, "inherits");
+                for (_, span) in &chain {
+                    d = d.label(*span, "inherits");
+                }
+                diags.push(d);
+                continue;
+            }
+            self.stack.push((i, parent.span));
+            let pattrs = self.effective(p, diags);
+            self.stack.pop();
+            merge_attrs(&mut acc, &pattrs);
+        }
+        merge_attrs(&mut acc, &raw.attrs);
+        self.memo[i] = Some(acc.clone());
+        acc
+    }
+}
+
+fn interpolate_attrs(mut attrs: Vec<Option<Value>>, scope: &dyn Scope, sources: &Sources, diags: &mut Diagnostics) -> Vec<Option<Value>> {
+    for (i, slot) in attrs.iter_mut().enumerate() {
+        let Some(v) = slot else { continue };
+        if let Value::List(items) = v {
+            // A list variable alone in a list position expands in place.
+            if items.iter().all(|s| interp::is_plain(&s.v)) {
+                continue;
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for s in items.iter() {
+                match interp::interpolate(s, scope, sources, ATTRS[i].shape == Shape::List) {
+                    Ok(Val::Text(t)) => out.push(Sp::new(t, s.span)),
+                    Ok(Val::List(l)) => out.extend(l.into_iter().map(|t| Sp::new(t, s.span))),
+                    Err(d) => diags.push(d),
+                }
+            }
+            *items = out;
+            continue;
+        }
+        for s in v.strings_mut() {
+            if interp::is_plain(&s.v) {
+                continue;
+            }
+            match interp::interpolate(s, scope, sources, false) {
+                Ok(val) => s.v = val.to_text(),
+                Err(d) => diags.push(d),
+            }
+        }
+    }
+    attrs
+}
+
+const OUTPUT_TYPES: &[&str] = &["registry", "image", "docker", "oci", "local", "tar", "cacheonly"];
+const ATTEST_TYPES: &[&str] = &["provenance", "sbom"];
+const NETWORKS: &[&str] = &["default", "none", "host"];
+
+/// Validate values and make paths absolute.
+#[allow(clippy::too_many_arguments)]
+fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Value>>, decl_dir: &Path, sources: &Sources, cwd: &Path, env: &HashMap<String, String>, diags: &mut Diagnostics) -> Target {
+    let dir_of = |span: Span| -> PathBuf { sources.get(span.file).map(|f| f.dir.clone()).unwrap_or_else(|| cwd.to_path_buf()) };
+    let home = env.get("HOME").cloned().unwrap_or_default();
+    let abs = |s: &Sp<String>| -> String {
+        let p = if let Some(rest) = s.v.strip_prefix("~/") { PathBuf::from(&home).join(rest) } else { load::absolute(&dir_of(s.span), Path::new(&s.v)) };
+        p.to_string_lossy().into_owned()
+    };
+    for (i, def) in ATTRS.iter().enumerate() {
+        let Some(v) = attrs[i].as_mut() else { continue };
+        match def.paths {
+            Paths::No => {}
+            Paths::Value => {
+                if let Value::Str(s) = v {
+                    s.v = abs(s);
+                }
+            }
+            Paths::ContextValue => {
+                if let Value::Map(m) = v {
+                    for e in m.values_mut() {
+                        let s = &e.value.v;
+                        if !(s.starts_with("target:") || s.contains("://") || s.starts_with("git@")) {
+                            e.value.v = abs(&e.value);
+                        }
+                    }
+                }
+            }
+            Paths::Props(props) => {
+                if let Value::Objects(objs) = v {
+                    for o in objs {
+                        for (k, s) in o.fields.iter_mut() {
+                            if props.contains(&k.as_str()) && s.v != "-" {
+                                s.v = abs(s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if def.shape == Shape::Bool {
+            if let Value::Str(s) = v {
+                if s.v != "true" && s.v != "false" {
+                    diags.push(Diag::new("mybake::resolve::bad-value", format!("`{}` must be true or false, found {:?}", def.name, s.v)).label(s.span, "not a boolean"));
+                }
+            }
+        }
+    }
+    if attrs[A::Context.index()].is_none() {
+        attrs[A::Context.index()] = Some(Value::Str(Sp::none(decl_dir.to_string_lossy().into_owned())));
+    }
+    if attrs[A::Dockerfile.index()].is_none() {
+        attrs[A::Dockerfile.index()] = Some(Value::Str(Sp::none("Dockerfile".into())));
+    }
+    let mut t = Target { is_abstract: name.v.starts_with('_'), name, template, attrs, deps: Vec::new() };
+    for p in t.platforms() {
+        if let Err(d) = platform::validate(&p.v, p.span) {
+            diags.push(d);
+        }
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for p in t.platforms() {
+        if seen.contains(&p.v.as_str()) {
+            diags.push(Diag::new("mybake::resolve::duplicate-platform", format!("platform `{}` is listed twice in `{}`", p.v, t.name.v)).label(p.span, "again here"));
+        }
+        seen.push(&p.v);
+    }
+    check_types(&t, A::Output, OUTPUT_TYPES, diags);
+    check_types(&t, A::Attest, ATTEST_TYPES, diags);
+    for o in t.objects(A::Output) {
+        let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
+        if matches!(ty, "oci" | "local" | "tar") && o.get("dest").is_none() {
+            diags.push(Diag::new("mybake::resolve::missing-dest", format!("output `{ty}` of `{}` needs `dest=`", t.name.v)).label(o.span, "no destination"));
+        }
+    }
+    for s in t.objects(A::Secret) {
+        if s.get("src").is_some() == s.get("env").is_some() {
+            diags.push(Diag::new("mybake::resolve::secret-source", format!("secret of `{}` needs exactly one of `src=` or `env=`", t.name.v)).label(s.span, "here"));
+        }
+    }
+    if let Some(n) = t.str(A::Network) {
+        if !NETWORKS.contains(&n.v.as_str()) {
+            diags.push(Diag::new("mybake::resolve::bad-value", format!("unknown network mode `{}`", n.v)).label(n.span, "unknown").help(format!("use one of: {}", NETWORKS.join(", "))));
+        }
+    }
+    let deps: Vec<(String, Sp<String>)> = t
+        .get(A::Contexts)
+        .and_then(Value::as_map)
+        .map(|m| m.iter().filter_map(|(k, e)| e.value.v.strip_prefix("target:").map(|d| (k.clone(), Sp::new(d.to_string(), e.value.span)))).collect())
+        .unwrap_or_default();
+    t.deps = deps;
+    t
+}
+
+fn check_types(t: &Target, a: A, known: &[&str], diags: &mut Diagnostics) {
+    for o in t.objects(a) {
+        if let Some(ty) = o.get("type") {
+            if !known.contains(&ty.v.as_str()) {
+                diags.push(
+                    Diag::new("mybake::resolve::bad-value", format!("unknown {} type `{}`", a.def().name, ty.v))
+                        .label(ty.span, "unknown type")
+                        .help_opt(suggest(&ty.v, known.iter().copied()).or_else(|| Some(format!("use one of: {}", known.join(", "))))),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

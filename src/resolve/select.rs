@@ -1,0 +1,100 @@
+//! From the command line's target/group names to the targets of the run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Resolved;
+use crate::diag::{suggest, Diag, Diagnostics};
+use crate::source::{Sp, Span};
+
+/// What a request resolved to.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Groups the request went through, with their members as declared.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Requested targets (to be published), in request order.
+    pub requested: Vec<usize>,
+    /// Requested targets plus every `target:` dependency, by name order.
+    pub all: Vec<usize>,
+}
+
+impl Selection {
+    pub fn is_requested(&self, i: usize) -> bool {
+        self.requested.contains(&i)
+    }
+}
+
+/// Resolve names (empty = group `default`).
+pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let mut sel = Selection::default();
+    let names: Vec<Sp<String>> = if names.is_empty() {
+        if r.group("default").is_none() {
+            let targets: Vec<&str> = r.targets.iter().filter(|t| !t.is_abstract).map(|t| t.name.v.as_str()).collect();
+            let groups: Vec<&str> = r.groups.iter().map(|g| g.name.v.as_str()).collect();
+            let mut d = Diag::new("mybake::select::no-default", "no target named and no group `default` to build");
+            d = d.help(format!(
+                "name a target or group, or declare `group \"default\"`; targets: {}; groups: {}",
+                if targets.is_empty() { "(none)".to_string() } else { targets.join(", ") },
+                if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") }
+            ));
+            return Err(d.into());
+        }
+        vec![Sp::none("default".to_string())]
+    } else {
+        names.iter().map(|n| Sp::none(n.clone())).collect()
+    };
+    let mut stack = Vec::new();
+    for n in &names {
+        expand(r, n, &mut sel, &mut stack, &mut diags);
+    }
+    // Dependency closure.
+    let mut all: BTreeSet<(String, usize)> = BTreeSet::new();
+    let mut todo: Vec<usize> = sel.requested.clone();
+    while let Some(i) = todo.pop() {
+        if all.insert((r.targets[i].name.v.clone(), i)) {
+            for (_, dep) in &r.targets[i].deps {
+                if let Some(&d) = r.index.get(&dep.v) {
+                    todo.push(d);
+                }
+            }
+        }
+    }
+    sel.all = all.into_iter().map(|(_, i)| i).collect();
+    diags.into_result(sel)
+}
+
+fn expand(r: &Resolved, name: &Sp<String>, sel: &mut Selection, stack: &mut Vec<(String, Span)>, diags: &mut Diagnostics) {
+    if let Some(g) = r.group(&name.v) {
+        if let Some(k) = stack.iter().position(|(s, _)| *s == name.v) {
+            let mut path: Vec<&str> = stack[k..].iter().map(|(s, _)| s.as_str()).collect();
+            path.push(&name.v);
+            let mut d = Diag::new("mybake::select::group-cycle", format!("groups include each other in a cycle: {}", path.join(" -> ")));
+            for (_, span) in &stack[k + 1..] {
+                d = d.label(*span, "includes");
+            }
+            diags.push(d.label(name.span, "includes"));
+            return;
+        }
+        sel.groups.insert(g.name.v.clone(), g.targets.iter().map(|t| t.v.clone()).collect());
+        stack.push((name.v.clone(), name.span));
+        for t in &g.targets {
+            expand(r, t, sel, stack, diags);
+        }
+        stack.pop();
+    } else if let Some(&i) = r.index.get(&name.v) {
+        if !sel.requested.contains(&i) {
+            sel.requested.push(i);
+        }
+    } else if let Some(exp) = r.templates.get(&name.v) {
+        for &i in exp {
+            if !sel.requested.contains(&i) {
+                sel.requested.push(i);
+            }
+        }
+    } else if name.span.is_none() {
+        // Names in groups were checked by `resolve`; this one is from the
+        // command line.
+        let candidates = r.index.keys().chain(r.group_index.keys()).chain(r.templates.keys());
+        diags.push(Diag::new("mybake::select::unknown", format!("no target or group named `{}`", name.v)).help_opt(suggest(&name.v, candidates.map(String::as_str)).or_else(|| Some("`mybake list targets` shows what exists".into()))));
+    }
+}
