@@ -10,5 +10,6 @@ pub mod attrs;
 pub mod diag;
 pub mod load;
 pub mod source;
+pub mod plan;
 pub mod resolve;
 pub mod value;

@@ -545,3 +545,11 @@ fn check_types(t: &Target, a: A, known: &[&str], diags: &mut Diagnostics) {
 
 #[cfg(test)]
 mod tests;
+
+/// Helpers for other stages' unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) fn run(text: &str) -> Result<super::Resolved, crate::diag::Diagnostics> {
+        super::tests::run(text, &[], &[])
+    }
+}

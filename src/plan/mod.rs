@@ -1,0 +1,281 @@
+//! Stage 3 — `plan`: the per-platform build DAG.
+//!
+//! Entry point: [`plan`]. Output: [`Plan`], a petgraph DAG with one build
+//! node per (target, platform) the run needs and one merge node per
+//! requested target. Edges point from a node to what must finish first: a
+//! `target:` context makes `app@P` need `base@P` only, for each platform P,
+//! so a platform waits for nothing but its own dependency.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+
+use crate::attrs::A;
+use crate::diag::{Diag, Diagnostics};
+use crate::resolve::{Resolved, Selection};
+use crate::source::Span;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    Build,
+    Merge,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// `target@platform` for builds, `target` for merges.
+    pub id: String,
+    pub kind: NodeKind,
+    /// Index into [`Resolved::targets`].
+    pub target: usize,
+    pub target_name: String,
+    pub platform: Option<String>,
+    /// False for dependencies built only for their dependents (not
+    /// published: bake's `cacheonly`).
+    pub publish: bool,
+}
+
+/// Output of the plan stage.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Edge `a → b` means `a` needs `b`.
+    pub graph: DiGraph<Node, ()>,
+    /// Topological order (dependencies first), stable for the same input.
+    pub order: Vec<NodeIndex>,
+    /// `levels[k]`: nodes whose longest chain of needs has length `k`.
+    pub levels: Vec<Vec<NodeIndex>>,
+    /// Longest chain, dependencies first.
+    pub critical_path: Vec<NodeIndex>,
+    /// Platforms each target is built for in this run.
+    pub platforms: HashMap<usize, Vec<String>>,
+}
+
+impl Plan {
+    pub fn node(&self, i: NodeIndex) -> &Node {
+        &self.graph[i]
+    }
+    /// What `i` needs, in insertion order.
+    pub fn needs(&self, i: NodeIndex) -> Vec<NodeIndex> {
+        let mut v: Vec<NodeIndex> = self.graph.neighbors_directed(i, Direction::Outgoing).collect();
+        v.sort();
+        v
+    }
+    pub fn builds(&self) -> usize {
+        self.graph.node_weights().filter(|n| n.kind == NodeKind::Build).count()
+    }
+}
+
+/// Build the DAG for the selected targets.
+pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    let declared = |i: usize| -> Vec<String> {
+        let p = r.targets[i].platforms();
+        if p.is_empty() {
+            vec![r.local_platform.clone()]
+        } else {
+            p.iter().map(|s| s.v.clone()).collect()
+        }
+    };
+
+    let order = match target_order(r, sel) {
+        Ok(o) => o,
+        Err(d) => return Err(d.into()),
+    };
+    // Platforms per target: requested targets build what they declare;
+    // dependencies build what their dependents need (dependents first).
+    let mut needed: HashMap<usize, Vec<String>> = HashMap::new();
+    for &i in &sel.requested {
+        needed.insert(i, declared(i));
+    }
+    for &i in order.iter().rev() {
+        let mine = needed.get(&i).cloned().unwrap_or_default();
+        for (_, dep) in &r.targets[i].deps {
+            let Some(&d) = r.index.get(&dep.v) else { continue };
+            let avail = declared(d);
+            let missing: Vec<&String> = mine.iter().filter(|p| !avail.contains(p)).collect();
+            if !missing.is_empty() {
+                let dt = &r.targets[d];
+                let list = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+                let mut diag = Diag::new("mybake::plan::missing-platform", format!("`{}` needs `{}` for {list}, but `{}` is not built for {}", r.targets[i].name.v, dt.name.v, dt.name.v, if missing.len() == 1 { "it" } else { "them" }))
+                    .label(dep.span, format!("`{}` depends on `{}` here", r.targets[i].name.v, dt.name.v));
+                diag = match dt.platforms().first() {
+                    Some(p) => diag.label(p.span, format!("`{}` platforms: {}", dt.name.v, avail.join(", "))),
+                    None => diag.label(dt.name.span, format!("`{}` declares no platforms (native only: {})", dt.name.v, avail.join(", "))),
+                };
+                diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
+            }
+            let entry = needed.entry(d).or_default();
+            for p in &mine {
+                if avail.contains(p) && !entry.contains(p) {
+                    entry.push(p.clone());
+                }
+            }
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    // Keep each target's declared platform order.
+    for (i, v) in needed.iter_mut() {
+        if !sel.is_requested(*i) {
+            let d = declared(*i);
+            v.sort_by_key(|p| d.iter().position(|x| x == p));
+        }
+    }
+
+    let mut g: DiGraph<Node, ()> = DiGraph::new();
+    let mut build_ix: HashMap<(usize, &str), NodeIndex> = HashMap::new();
+    for &i in &sel.all {
+        let t = &r.targets[i];
+        let publish = sel.is_requested(i);
+        for p in needed.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+            let n = g.add_node(Node { id: format!("{}@{}", t.name.v, p), kind: NodeKind::Build, target: i, target_name: t.name.v.clone(), platform: Some(p.clone()), publish });
+            build_ix.insert((i, p.as_str()), n);
+        }
+        if publish {
+            g.add_node(Node { id: t.name.v.clone(), kind: NodeKind::Merge, target: i, target_name: t.name.v.clone(), platform: None, publish });
+        }
+    }
+    let mut edges = Vec::new();
+    for n in g.node_indices() {
+        let node = &g[n];
+        let t = &r.targets[node.target];
+        match node.kind {
+            NodeKind::Build => {
+                let p = node.platform.as_deref().unwrap_or("");
+                for (_, dep) in &t.deps {
+                    if let Some(&d) = r.index.get(&dep.v) {
+                        if let Some(&m) = build_ix.get(&(d, p)) {
+                            edges.push((n, m));
+                        }
+                    }
+                }
+            }
+            NodeKind::Merge => {
+                for p in &needed[&node.target] {
+                    edges.push((n, build_ix[&(node.target, p.as_str())]));
+                }
+            }
+        }
+    }
+    for (a, b) in edges {
+        if !g.contains_edge(a, b) {
+            g.add_edge(a, b, ());
+        }
+    }
+    let (order, levels, critical_path) = analyse(&g);
+    Ok(Plan { graph: g, order, levels, critical_path, platforms: needed })
+}
+
+/// Targets of the selection in dependency order (dependencies first), or
+/// the first cycle found, printed as a path with each edge's location.
+fn target_order(r: &Resolved, sel: &Selection) -> Result<Vec<usize>, Diag> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut mark: HashMap<usize, Mark> = sel.all.iter().map(|&i| (i, Mark::New)).collect();
+    let mut out = Vec::new();
+    // Iterative DFS: (target, next dep index); `path` holds the edge spans.
+    for &root in &sel.all {
+        if mark[&root] != Mark::New {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        let mut path: Vec<Span> = Vec::new();
+        mark.insert(root, Mark::Active);
+        while let Some(&mut (t, ref mut k)) = stack.last_mut() {
+            let deps = &r.targets[t].deps;
+            if *k < deps.len() {
+                let (_, dep) = &deps[*k];
+                *k += 1;
+                let Some(&d) = r.index.get(&dep.v) else { continue };
+                match mark.get(&d).copied().unwrap_or(Mark::Done) {
+                    Mark::New => {
+                        mark.insert(d, Mark::Active);
+                        stack.push((d, 0));
+                        path.push(dep.span);
+                    }
+                    Mark::Active => {
+                        let start = stack.iter().position(|(s, _)| *s == d).unwrap_or(0);
+                        let mut names: Vec<&str> = stack[start..].iter().map(|(s, _)| r.targets[*s].name.v.as_str()).collect();
+                        names.push(&r.targets[d].name.v);
+                        let mut diag = Diag::new("mybake::plan::cycle", format!("dependency cycle: {}", names.join(" -> ")));
+                        for (j, span) in path[start..].iter().chain(std::iter::once(&dep.span)).enumerate() {
+                            let from = names[j];
+                            let to = names[j + 1];
+                            diag = diag.label(*span, format!("{from} -> {to}"));
+                        }
+                        return Err(diag.help("a target cannot depend on itself through `target:` contexts"));
+                    }
+                    Mark::Done => {}
+                }
+            } else {
+                mark.insert(t, Mark::Done);
+                out.push(t);
+                stack.pop();
+                path.pop();
+            }
+        }
+    }
+    Ok(out)
+}
+
+type Analysis = (Vec<NodeIndex>, Vec<Vec<NodeIndex>>, Vec<NodeIndex>);
+
+/// Topological order (Kahn, lowest index first), levels, critical path.
+pub fn analyse(g: &DiGraph<Node, ()>) -> Analysis {
+    let n = g.node_count();
+    let mut remaining: Vec<usize> = g.node_indices().map(|i| g.neighbors_directed(i, Direction::Outgoing).count()).collect();
+    let mut heap: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| remaining[i] == 0).map(Reverse).collect();
+    let mut order = Vec::with_capacity(n);
+    let mut depth = vec![0usize; n];
+    let mut prev: Vec<Option<NodeIndex>> = vec![None; n];
+    while let Some(Reverse(i)) = heap.pop() {
+        let ni = NodeIndex::new(i);
+        order.push(ni);
+        for dependent in g.neighbors_directed(ni, Direction::Incoming) {
+            let j = dependent.index();
+            if depth[i] + 1 > depth[j] {
+                depth[j] = depth[i] + 1;
+                prev[j] = Some(ni);
+            }
+            remaining[j] -= 1;
+            if remaining[j] == 0 {
+                heap.push(Reverse(j));
+            }
+        }
+    }
+    let max = depth.iter().copied().max().map_or(0, |m| m + 1);
+    let mut levels = vec![Vec::new(); if n == 0 { 0 } else { max }];
+    for &i in &order {
+        levels[depth[i.index()]].push(i);
+    }
+    let mut critical = Vec::new();
+    if let Some(&end) = order.iter().max_by_key(|i| (depth[i.index()], Reverse(i.index()))) {
+        let mut cur = Some(end);
+        while let Some(c) = cur {
+            critical.push(c);
+            cur = if depth[c.index()] == 0 { None } else { prev[c.index()] };
+        }
+        critical.reverse();
+    }
+    (order, levels, critical)
+}
+
+/// Declared-or-native platforms of a target (for reports).
+pub fn target_platforms(r: &Resolved, i: usize) -> Vec<String> {
+    let t = &r.targets[i];
+    if t.get(A::Platforms).is_some() {
+        t.platforms().iter().map(|p| p.v.clone()).collect()
+    } else {
+        vec![r.local_platform.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests;
