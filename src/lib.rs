@@ -7,9 +7,11 @@
 //! DAG) → `exec` → `publish` → `report`.
 
 pub mod attrs;
+pub mod cli;
 pub mod diag;
 pub mod load;
 pub mod source;
 pub mod plan;
+pub mod report;
 pub mod resolve;
 pub mod value;

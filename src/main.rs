@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    std::process::exit(mybake::cli::run(std::env::args_os()));
+}

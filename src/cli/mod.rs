@@ -1,0 +1,132 @@
+//! Command line: raw arguments → settings → the pipeline → exit code.
+//! `main` only calls [`run`].
+
+pub mod args;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::diag::{self, Diag, Diagnostics, RenderOptions};
+use crate::load::{self, LoadOptions};
+use crate::resolve::{self, platform, ResolveOptions, Resolved, Selection};
+use crate::source::Sources;
+use crate::{plan, report};
+use args::{Cli, Command, ListFormat, ListWhat, PlanFormat};
+
+/// Exit codes (see the spec).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const INVALID: i32 = 2;
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// What a command produced: text for stdout, or diagnostics.
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run with the process environment and print the outcome.
+pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::INVALID } else { exit::OK };
+        }
+    };
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let color = std::io::stderr().is_terminal() && !env.contains_key("NO_COLOR");
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let out = execute(cli, &cwd, env, RenderOptions { color, width: 100 });
+    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(out.stderr.as_bytes());
+    out.code
+}
+
+/// The whole program minus process I/O (used by tests and the fuzz target).
+pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, render: RenderOptions) -> Outcome {
+    let g = cli.global;
+    let cwd = match &g.dir {
+        Some(d) => load::absolute(cwd, d),
+        None => cwd.to_path_buf(),
+    };
+    if !cwd.is_dir() {
+        return Outcome { code: exit::INVALID, stdout: String::new(), stderr: format!("error: -C {}: not a directory\n", cwd.display()) };
+    }
+    let mut vars = Vec::new();
+    for v in &g.vars {
+        match v.split_once('=') {
+            Some((k, val)) if !k.is_empty() => vars.push((k.to_string(), val.to_string())),
+            _ => return Outcome { code: exit::INVALID, stdout: String::new(), stderr: format!("error: --var {v}: expected NAME=VALUE\n") },
+        }
+    }
+    let (mut sources, files) = load::load(&LoadOptions { cwd: cwd.clone(), files: g.files.clone() });
+    let fail = |d: Diagnostics, sources: &Sources| Outcome { code: exit::INVALID, stdout: String::new(), stderr: diag::render(&d, sources, render) };
+    let files = match files {
+        Ok(f) => f,
+        Err(d) => return fail(d, &sources),
+    };
+    let opts = ResolveOptions { cwd: cwd.clone(), vars, env, sets: g.sets.clone(), local_platform: platform::local() };
+    let resolved = match resolve::resolve(&files, &mut sources, &opts) {
+        Ok(r) => r,
+        Err(d) => return fail(d, &sources),
+    };
+    let command = cli.command.unwrap_or(Command::Build(Default::default()));
+    let select = |names: &[String]| resolve::select(&resolved, names);
+    let ok = |stdout: String| Outcome { code: exit::OK, stdout, stderr: String::new() };
+    match command {
+        Command::Print { targets } => match select(&targets) {
+            Ok(sel) => match plan::plan(&resolved, &sel) {
+                Ok(_) => ok(report::print::print(&resolved, &sel)),
+                Err(d) => fail(d, &sources),
+            },
+            Err(d) => fail(d, &sources),
+        },
+        Command::List { what, format } => ok(match (what, format) {
+            (ListWhat::Targets, ListFormat::Text) => report::list::targets_text(&resolved),
+            (ListWhat::Targets, ListFormat::Json) => report::list::targets_json(&resolved),
+            (ListWhat::Variables, ListFormat::Text) => report::list::variables_text(&resolved, &sources),
+            (ListWhat::Variables, ListFormat::Json) => report::list::variables_json(&resolved),
+        }),
+        Command::Plan { targets, format } => match planned(&resolved, &targets) {
+            Ok((_, p)) => ok(match format {
+                PlanFormat::Text => report::plan::text(&p),
+                PlanFormat::Dot => report::plan::dot(&p),
+                PlanFormat::Json => report::plan::json(&p),
+            }),
+            Err(d) => fail(d, &sources),
+        },
+        Command::Build(b) => match planned(&resolved, &b.targets) {
+            Ok((_, p)) => Outcome {
+                code: exit::FAILED,
+                stdout: String::new(),
+                stderr: format!(
+                    "mybake: the configuration is valid and planned ({} builds, {} levels), but this version cannot run builds yet: the BuildKit executor is not part of it. Nothing was built or pushed. `mybake plan` shows what would run.\n",
+                    p.builds(),
+                    p.levels.len()
+                ),
+            },
+            Err(d) => fail(d, &sources),
+        },
+        Command::Index(_) => Outcome { code: exit::FAILED, stdout: String::new(), stderr: "mybake index: not available in this version (registry publishing is not part of it yet)\n".into() },
+    }
+}
+
+fn planned(r: &Resolved, names: &[String]) -> Result<(Selection, plan::Plan), Diagnostics> {
+    let sel = resolve::select(r, names)?;
+    let p = plan::plan(r, &sel)?;
+    Ok((sel, p))
+}
+
+impl From<Diag> for Outcome {
+    fn from(d: Diag) -> Self {
+        Outcome { code: exit::INVALID, stdout: String::new(), stderr: format!("error: {}\n", d.message) }
+    }
+}
