@@ -235,9 +235,9 @@ impl Diagnostic for Rendered {
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
-        let lev = strsim::levenshtein(word, c);
+        let lev = strsim::osa_distance(word, c);
         let score = strsim::jaro_winkler(word, c);
-        let close = lev <= 2.max(word.len() / 3) || score > 0.85;
+        let close = lev * 3 <= word.len().max(c.len()) || score > 0.85;
         if close && best.is_none_or(|(b, _)| score > b) {
             best = Some((score, c));
         }

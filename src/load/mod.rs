@@ -142,6 +142,20 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
             for d in knuffel_diags(id, text, &e) {
                 diags.push(d);
             }
+            // knuffel gives no partial result; when the syntax is fine,
+            // still check target bodies so every problem shows at once.
+            if let Ok(doc) = knuffel::parse_ast::<knuffel::span::Span>(name, patched.as_deref().unwrap_or(text)) {
+                for node in &doc.nodes {
+                    if &**node.node_name != "target" {
+                        continue;
+                    }
+                    let Some(arg) = node.arguments.first() else { continue };
+                    let Literal::String(tn) = &*arg.literal else { continue };
+                    let tname = Sp::new(tn.to_string(), Span::from_knuffel(id, arg.literal.span()));
+                    let body = node.children.as_ref().map(|c| c.as_slice()).unwrap_or(&[]);
+                    target::decode_body(id, tname, Span::from_knuffel(id, node.span()), body, diags);
+                }
+            }
             return out;
         }
     };

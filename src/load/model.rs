@@ -67,10 +67,10 @@ pub struct TargetNode {
 pub fn kind_of(l: &Literal) -> &'static str {
     match l {
         Literal::Null => "null",
-        Literal::Bool(_) => "boolean",
-        Literal::Int(_) => "integer",
-        Literal::Decimal(_) => "number",
-        Literal::String(_) => "string",
+        Literal::Bool(_) => "a boolean",
+        Literal::Int(_) => "an integer",
+        Literal::Decimal(_) => "a number",
+        Literal::String(_) => "a string",
     }
 }
 

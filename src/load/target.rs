@@ -7,6 +7,8 @@ use knuffel::span::Span as KSpan;
 
 use super::model::{kind_of, TargetNode};
 use super::{duplicate, sp};
+#[allow(unused_imports)]
+use knuffel::span::Spanned;
 use crate::attrs::{self, Shape, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::source::{FileId, Sp, Span};
@@ -30,16 +32,22 @@ pub struct TargetDecl {
 }
 
 pub(super) fn decode(file: FileId, t: TargetNode, diags: &mut Diagnostics) -> TargetDecl {
+    decode_body(file, sp(file, &t.name), Span::from_knuffel(file, &t.span), &t.body, diags)
+}
+
+/// Decode a target body from raw nodes (also used when knuffel rejected
+/// the file, so target errors are reported with the others).
+pub(super) fn decode_body(file: FileId, name: Sp<String>, span: Span, body: &[SpannedNode<KSpan>], diags: &mut Diagnostics) -> TargetDecl {
     let mut out = TargetDecl {
         file,
-        name: sp(file, &t.name),
-        span: Span::from_knuffel(file, &t.span),
+        name,
+        span,
         inherits: None,
         matrix: None,
         attrs: vec![None; ATTRS.len()],
         attr_spans: vec![None; ATTRS.len()],
     };
-    for node in &t.body {
+    for node in body {
         let name: &str = &node.node_name;
         let name_span = Span::from_knuffel(file, node.node_name.span());
         let mut n = NodeReader { file, node, diags: &mut *diags, name, name_span };
@@ -317,7 +325,7 @@ impl<'a> NodeReader<'a> {
 }
 
 fn wrong_type(node: &str, what: &str, expected: &str, found: &Literal, span: Span) -> Diag {
-    let mut d = Diag::new("mybake::load::wrong-type", format!("`{node}` {what}: expected {expected}, found {}", kind_of(found))).label(span, format!("this is a {}", kind_of(found)));
+    let mut d = Diag::new("mybake::load::wrong-type", format!("`{node}` {what}: expected {expected}, found {}", kind_of(found))).label(span, format!("this is {}", kind_of(found)));
     if expected == "a string" {
         if let Literal::Int(_) | Literal::Bool(_) | Literal::Decimal(_) = found {
             d = d.help("quote it to make it a string");

@@ -318,6 +318,7 @@ impl Scope for TargetScope<'_> {
         if let Some(v) = self.vars.get(name) {
             return match &v.value {
                 Some(val) => Ok(Some(val.clone())),
+                None if v.failed => Ok(Some(Val::Text(String::new()))),
                 None => Err(vars::unset(&v.name, at)),
             };
         }

@@ -66,6 +66,8 @@ pub struct Variable {
     pub origin: Origin,
     /// `None` when unset (an error only where used).
     pub value: Option<Val>,
+    /// Its value was invalid (already reported; uses stay quiet).
+    pub failed: bool,
     pub default: Option<Sp<DefaultValue>>,
 }
 
@@ -134,16 +136,16 @@ pub fn evaluate(decls: Vec<&VariableDecl>, flags: &[(String, String)], env: &Has
     let ev = Evaluator { decls: &merged, types: &types, index: &index, flags, env, sources, memo: RefCell::new(vec![None; merged.len()]), stack: RefCell::new(Vec::new()) };
     let mut vars = Variables::default();
     for i in 0..merged.len() {
-        let (origin, value) = match ev.eval(i) {
-            Ok(v) => v,
+        let (origin, value, failed) = match ev.eval(i) {
+            Ok((o, v)) => (o, v, false),
             Err(d) => {
                 diags.push(d);
-                (Origin::Unset, None)
+                (Origin::Unset, None, true)
             }
         };
         let m = &merged[i];
         vars.index.insert(m.name.v.clone(), i);
-        vars.list.push(Variable { name: m.name.clone(), ty: types[i], description: m.description.as_ref().map(|d| d.v.clone()), origin, value, default: m.default.clone() });
+        vars.list.push(Variable { name: m.name.clone(), ty: types[i], description: m.description.as_ref().map(|d| d.v.clone()), origin, value, failed, default: m.default.clone() });
     }
     vars
 }
