@@ -1,0 +1,2 @@
+. /opt/monorepo/lib/greet.sh
+greet "the worker"

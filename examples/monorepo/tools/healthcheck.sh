@@ -1,0 +1,1 @@
+echo "tools OK ($(cat /opt/monorepo/arch))"

@@ -1,0 +1,2 @@
+echo "release @VERSION@ ($(cat /opt/release/channel) channel)"
+cat /opt/release/build-info

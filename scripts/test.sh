@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): set up the real test bed (Docker
+# Engine 26.1.5 with the containerd store, registry on 127.0.0.1:5000,
+# qemu binfmt, multi-arch busybox base image, /grpc splice socket), then
+# run every test of the workspace against it. Idempotent; needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/testbed/setup.sh
+cargo test --workspace --locked "$@"
