@@ -125,18 +125,26 @@ fn validator(rel: &str) -> jsonschema::Validator {
 
 /// Every validation error of `instance`, one per line ("" when valid).
 fn errors(v: &jsonschema::Validator, instance: &Value) -> String {
-    v.iter_errors(instance).map(|e| format!("  at {}: {e}", e.instance_path)).collect::<Vec<_>>().join("\n")
+    v.iter_errors(instance)
+        .map(|e| format!("  at {}: {e}", e.instance_path))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[track_caller]
 fn assert_valid(v: &jsonschema::Validator, instance: &Value, what: &str) {
     let errs = errors(v, instance);
-    assert!(errs.is_empty(), "{what} does not match its schema:\n{errs}\n{}", serde_json::to_string_pretty(instance).unwrap());
+    assert!(
+        errs.is_empty(),
+        "{what} does not match its schema:\n{errs}\n{}",
+        serde_json::to_string_pretty(instance).unwrap()
+    );
 }
 
 /// Runs the binary from the repository root, with the example's variables
-/// removed from the environment so that their defaults apply.
-fn mybake(dir: &Path, args: &[&str]) -> Value {
+/// removed from the environment so that their defaults apply; returns
+/// stdout of a successful run.
+fn mybake_raw(dir: &Path, args: &[&str]) -> Vec<u8> {
     let rel = format!("examples/{}", name_of(dir));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mybake"));
     cmd.current_dir(root()).arg("-C").arg(&rel).args(args);
@@ -144,16 +152,28 @@ fn mybake(dir: &Path, args: &[&str]) -> Value {
         cmd.env_remove(var);
     }
     let out = cmd.output().expect("run mybake");
-    let shown = format!("mybake -C {rel} {}", args.join(" "));
     assert!(
         out.status.success(),
-        "`{shown}` failed with {}\nstdout:\n{}\nstderr:\n{}",
+        "`mybake -C {rel} {}` failed with {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("`{shown}` did not print JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
+    out.stdout
+}
+
+/// [`mybake_raw`], parsed as JSON.
+fn mybake(dir: &Path, args: &[&str]) -> Value {
+    let stdout = mybake_raw(dir, args);
+    serde_json::from_slice(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "`mybake -C examples/{} {}` did not print JSON ({e}):\n{}",
+            name_of(dir),
+            args.join(" "),
+            String::from_utf8_lossy(&stdout)
+        )
+    })
 }
 
 // ------------------------------------------------------- a KDL Schema subset
@@ -169,7 +189,9 @@ struct KdlSchema {
 
 impl KdlSchema {
     fn load() -> Self {
-        KdlSchema { doc: parse_kdl(&root().join("schema/mybake.kdl-schema.kdl")) }
+        KdlSchema {
+            doc: parse_kdl(&root().join("schema/mybake.kdl-schema.kdl")),
+        }
     }
 
     fn document(&self) -> &Node<Span> {
@@ -219,7 +241,11 @@ impl KdlSchema {
     }
 
     fn rule<'a>(rules: &[&'a Node<Span>], name: &str) -> Option<&'a Node<Span>> {
-        rules.iter().copied().find(|r| str_arg(r, 0) == Some(name)).or_else(|| rules.iter().copied().find(|r| r.arguments.is_empty()))
+        rules
+            .iter()
+            .copied()
+            .find(|r| str_arg(r, 0) == Some(name))
+            .or_else(|| rules.iter().copied().find(|r| r.arguments.is_empty()))
     }
 
     /// The `node` rules of the children block of `rule`, if it has one.
@@ -239,7 +265,9 @@ impl KdlSchema {
     }
 
     fn flag(&self, n: &Node<Span>, name: &str) -> bool {
-        self.kids(n, name).first().is_some_and(|c| matches!(c.arguments.first().map(|v| &*v.literal), Some(Literal::Bool(true))))
+        self.kids(n, name)
+            .first()
+            .is_some_and(|c| matches!(c.arguments.first().map(|v| &*v.literal), Some(Literal::Bool(true))))
     }
 
     /// `type`, `enum` and `pattern` validations of a `value` or `prop` rule.
@@ -537,18 +565,18 @@ fn print_schema_accepts_the_spec_example_and_rejects_unknown_keys() {
     assert!(errs.contains("platfroms"), "the error names the unknown key:\n{errs}");
 
     let wrong: &[(&str, Value)] = &[
-        ("stage", json!("release")),                         // KDL name, not bake's `target`
-        ("args", json!({ "JOBS": 4 })),                      // args are strings
-        ("platforms", json!(["amd64"])),                     // not os/arch
-        ("platforms", json!([])),                            // empty lists are left out
-        ("output", json!([{ "dest": "x" }])),                // output needs a type
-        ("output", json!(["type=registry"])),                // objects, not CSV
-        ("annotations", json!({ "a": "b" })),                // bake style: ["a=b"]
-        ("attest", json!([{ "mode": "max" }])),              // attest needs a type
-        ("secret", json!([{ "src": "x" }])),                 // secret needs an id
-        ("no-cache", json!("true")),                         // a boolean
-        ("context", json!("./services/api")),                // normalised: no ./
-        ("cache-from", json!([{ "ref": 1 }])),               // string values
+        ("stage", json!("release")),            // KDL name, not bake's `target`
+        ("args", json!({ "JOBS": 4 })),         // args are strings
+        ("platforms", json!(["amd64"])),        // not os/arch
+        ("platforms", json!([])),               // empty lists are left out
+        ("output", json!([{ "dest": "x" }])),   // output needs a type
+        ("output", json!(["type=registry"])),   // objects, not CSV
+        ("annotations", json!({ "a": "b" })),   // bake style: ["a=b"]
+        ("attest", json!([{ "mode": "max" }])), // attest needs a type
+        ("secret", json!([{ "src": "x" }])),    // secret needs an id
+        ("no-cache", json!("true")),            // a boolean
+        ("context", json!("./services/api")),   // normalised: no ./
+        ("cache-from", json!([{ "ref": 1 }])),  // string values
     ];
     for (key, value) in wrong {
         let mut bad = spec.clone();
@@ -671,7 +699,10 @@ fn assert_plan_consistent(plan: &Value, what: &str) {
         let (Some(a), Some(b)) = (position.get(node), position.get(needs)) else {
             panic!("{what}: edge {node} -> {needs} names a node that is not listed");
         };
-        assert!(b < a, "{what}: nodes are not in topological order: {node} is listed before {needs}, which it needs");
+        assert!(
+            b < a,
+            "{what}: nodes are not in topological order: {node} is listed before {needs}, which it needs"
+        );
     }
     for id in plan["critical_path"].as_array().unwrap() {
         assert!(position.contains_key(id.as_str().unwrap()), "{what}: critical path names unknown node {id}");
@@ -717,7 +748,10 @@ fn assert_files_exist(dir: &Path, print: &Value) {
             let source = source.as_str().unwrap();
             if source.starts_with("target:") {
                 let dep = &source["target:".len()..];
-                assert!(print["target"].get(dep).is_some(), "{what}: context {key} needs target {dep}, which print does not show");
+                assert!(
+                    print["target"].get(dep).is_some(),
+                    "{what}: context {key} needs target {dep}, which print does not show"
+                );
             } else if !source.contains("://") {
                 assert!(dir.join(source).is_dir(), "{what}: context {key}: directory {source} is missing");
             }
@@ -735,16 +769,24 @@ fn print_of_every_example_matches_the_print_schema() {
     let v = validator("schema/print.schema.json");
     for d in example_dirs() {
         let name = name_of(&d);
+        let raw = mybake_raw(&d, &["print"]);
+        assert_eq!(raw, mybake_raw(&d, &["print"]), "examples/{name}: print output is not stable");
         let out = mybake(&d, &["print"]);
         assert_valid(&v, &out, &format!("`mybake -C examples/{name} print`"));
         assert!(!out["target"].as_object().unwrap().is_empty(), "examples/{name}: print shows no target");
-        assert!(out["group"].get("default").is_some(), "examples/{name}: the request resolved through group default");
+        assert!(
+            out["group"].get("default").is_some(),
+            "examples/{name}: the request resolved through group default"
+        );
         assert_files_exist(&d, &out);
         // Each group of the example on its own.
         for group in declared(&d, "group") {
             let out = mybake(&d, &["print", &group]);
             assert_valid(&v, &out, &format!("`mybake -C examples/{name} print {group}`"));
-            assert!(out["group"].get(&group).is_some(), "examples/{name}: `print {group}` does not list group {group}");
+            assert!(
+                out["group"].get(&group).is_some(),
+                "examples/{name}: `print {group}` does not list group {group}"
+            );
         }
     }
 }
@@ -755,6 +797,8 @@ fn plan_of_every_example_matches_the_plan_schema_and_print() {
     for d in example_dirs() {
         let name = name_of(&d);
         let what = format!("`mybake -C examples/{name} plan --format json`");
+        let raw = mybake_raw(&d, &["plan", "--format", "json"]);
+        assert_eq!(raw, mybake_raw(&d, &["plan", "--format", "json"]), "{what}: output is not stable");
         let plan = mybake(&d, &["plan", "--format", "json"]);
         assert_valid(&v, &plan, &what);
         assert_plan_consistent(&plan, &what);
@@ -768,7 +812,10 @@ fn plan_of_every_example_matches_the_plan_schema_and_print() {
             };
             if let (Some(p), Some(declared)) = (n["platform"].as_str(), t["platforms"].as_array()) {
                 // Dependencies may be narrowed to what their dependents need, never widened.
-                assert!(declared.iter().any(|d| d == p), "{what}: {target} is planned for {p}, print declares {declared:?}");
+                assert!(
+                    declared.iter().any(|d| d == p),
+                    "{what}: {target} is planned for {p}, print declares {declared:?}"
+                );
             }
         }
         let planned: BTreeSet<_> = plan["nodes"].as_array().unwrap().iter().map(|n| n["target"].as_str().unwrap()).collect();
@@ -781,7 +828,12 @@ fn plan_of_every_example_matches_the_plan_schema_and_print() {
 #[test]
 fn examples_resolve_as_documented() {
     let dirs = example_dirs();
-    let dir = |n: &str| dirs.iter().find(|d| name_of(d) == n).unwrap_or_else(|| panic!("examples/{n} is missing")).clone();
+    let dir = |n: &str| {
+        dirs.iter()
+            .find(|d| name_of(d) == n)
+            .unwrap_or_else(|| panic!("examples/{n} is missing"))
+            .clone()
+    };
 
     let hello = mybake(&dir("hello"), &["print"]);
     assert_eq!(hello["group"]["default"]["targets"], json!(["hello"]));
@@ -792,7 +844,10 @@ fn examples_resolve_as_documented() {
     assert_eq!(h["description"], "busybox that says hello");
     // Pushing comes from `build --push`, not from the file.
     let outputs = h.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
-    assert!(outputs.iter().all(|o| o["type"] != "registry"), "hello declares no registry output: {outputs:?}");
+    assert!(
+        outputs.iter().all(|o| o["type"] != "registry"),
+        "hello declares no registry output: {outputs:?}"
+    );
     let tagged = mybake(&dir("hello"), &["print", "--var", "TAG=v1"]);
     assert_eq!(tagged["target"]["hello"]["tags"], json!(["localhost:5000/hello:v1"]));
 
@@ -802,7 +857,11 @@ fn examples_resolve_as_documented() {
     assert_eq!(names, BTreeSet::from(["base", "lib-greet", "svc-api", "svc-worker", "tools"]));
     assert_eq!(t["svc-api"]["context"], "services/api");
     assert_eq!(t["svc-worker"]["args"]["SERVICE"], "worker");
-    assert_eq!(t["svc-api"]["tags"], json!(["localhost:5000/monorepo/svc-api:dev"]), "MYBAKE_TARGET is the concrete target");
+    assert_eq!(
+        t["svc-api"]["tags"],
+        json!(["localhost:5000/monorepo/svc-api:dev"]),
+        "MYBAKE_TARGET is the concrete target"
+    );
     assert_eq!(t["lib-greet"]["contexts"], json!({ "base": "target:base", "shared": "shared" }));
     assert_eq!(t["tools"]["platforms"], json!(["linux/amd64"]));
     assert_eq!(t["base"]["labels"]["org.opencontainers.image.vendor"], "mybake examples");
@@ -811,17 +870,37 @@ fn examples_resolve_as_documented() {
     let ids: BTreeSet<_> = plan["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
     for platform in ["linux/amd64", "linux/arm64"] {
         for target in ["base", "lib-greet", "svc-api"] {
-            assert!(ids.contains(format!("{target}@{platform}").as_str()), "plan svc-api: {target}@{platform} missing from {ids:?}");
+            assert!(
+                ids.contains(format!("{target}@{platform}").as_str()),
+                "plan svc-api: {target}@{platform} missing from {ids:?}"
+            );
         }
     }
-    assert!(!ids.iter().any(|id| id.starts_with("svc-worker") || id.starts_with("tools")), "plan svc-api builds only what it needs: {ids:?}");
+    assert!(
+        !ids.iter().any(|id| id.starts_with("svc-worker") || id.starts_with("tools")),
+        "plan svc-api builds only what it needs: {ids:?}"
+    );
 
     let release = mybake(&dir("release"), &["print"]);
     let r = &release["target"]["release"];
-    assert_eq!(r["platforms"], json!(["linux/amd64", "linux/arm64"]), "a list variable alone expands to its elements");
-    assert_eq!(r["tags"], json!(["localhost:5000/release:1.0.0", "localhost:5000/release:stable"]), "mybake.override.kdl replaces the tags");
-    assert_eq!(r["labels"]["org.opencontainers.image.vendor"], "Example Corp (release team)", "the override replaces one label");
-    assert_eq!(r["labels"]["org.opencontainers.image.title"], "mybake release example", "... and keeps the others");
+    assert_eq!(
+        r["platforms"],
+        json!(["linux/amd64", "linux/arm64"]),
+        "a list variable alone expands to its elements"
+    );
+    assert_eq!(
+        r["tags"],
+        json!(["localhost:5000/release:1.0.0", "localhost:5000/release:stable"]),
+        "mybake.override.kdl replaces the tags"
+    );
+    assert_eq!(
+        r["labels"]["org.opencontainers.image.vendor"], "Example Corp (release team)",
+        "the override replaces one label"
+    );
+    assert_eq!(
+        r["labels"]["org.opencontainers.image.title"], "mybake release example",
+        "... and keeps the others"
+    );
     assert_eq!(r["args"], json!({ "VERSION": "1.0.0", "JOBS": "2", "PUSH_LATEST": "false" }));
     assert_eq!(r["pull"], json!(false));
     assert_eq!(r["target"], "release");
@@ -832,8 +911,14 @@ fn examples_resolve_as_documented() {
     assert_eq!(r["cache-from"], json!([{ "type": "registry", "ref": "localhost:5000/release:1.0.0" }]));
     assert_eq!(r["cache-to"], json!([{ "type": "inline" }]));
     let annotations = r["annotations"].as_array().unwrap();
-    assert!(annotations.contains(&json!("index:org.opencontainers.image.description=mybake release example")), "{annotations:?}");
-    assert!(annotations.contains(&json!("org.opencontainers.image.licenses=Apache-2.0")), "inherited from _oci: {annotations:?}");
+    assert!(
+        annotations.contains(&json!("index:org.opencontainers.image.description=mybake release example")),
+        "{annotations:?}"
+    );
+    assert!(
+        annotations.contains(&json!("org.opencontainers.image.licenses=Apache-2.0")),
+        "inherited from _oci: {annotations:?}"
+    );
     let debug = &release["target"]["release-debug"];
     assert_eq!(debug["output"], json!([{ "type": "oci", "dest": "dist/release-debug.tar" }]));
     assert_eq!(debug["no-cache-filter"], json!(["build"]));
