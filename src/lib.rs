@@ -9,9 +9,11 @@
 pub mod attrs;
 pub mod cli;
 pub mod diag;
+pub mod exec;
 pub mod load;
 pub mod source;
 pub mod plan;
+pub mod publish;
 pub mod report;
 pub mod resolve;
 pub mod value;

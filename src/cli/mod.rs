@@ -2,6 +2,7 @@
 //! `main` only calls [`run`].
 
 pub mod args;
+mod build;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -104,15 +105,13 @@ pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, re
             Err(d) => fail(d, &sources),
         },
         Command::Build(b) => match planned(&resolved, &b.targets) {
-            Ok((_, p)) => Outcome {
-                code: exit::FAILED,
-                stdout: String::new(),
-                stderr: format!(
-                    "mybake: the configuration is valid and planned ({} builds, {} levels), but this version cannot run builds yet: the BuildKit executor is not part of it. Nothing was built or pushed. `mybake plan` shows what would run.\n",
-                    p.builds(),
-                    p.levels.len()
-                ),
-            },
+            Ok((_, p)) => {
+                let pre = crate::exec::preflight::check(&resolved, &p);
+                if !pre.is_empty() {
+                    return fail(pre, &sources);
+                }
+                build::run(&resolved, &p, &b, &opts.env)
+            }
             Err(d) => fail(d, &sources),
         },
         Command::Index(_) => Outcome { code: exit::FAILED, stdout: String::new(), stderr: "mybake index: not available in this version (registry publishing is not part of it yet)\n".into() },

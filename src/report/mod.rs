@@ -4,6 +4,7 @@
 pub mod list;
 pub mod plan;
 pub mod print;
+pub mod progress;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -478,7 +478,9 @@ fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Valu
         }
         if def.shape == Shape::Bool {
             if let Value::Str(s) = v {
-                if s.v != "true" && s.v != "false" {
+                // An empty value after an earlier error is that error's
+                // echo (a variable whose value was rejected).
+                if s.v != "true" && s.v != "false" && !(s.v.is_empty() && !diags.is_empty()) {
                     diags.push(Diag::new("mybake::resolve::bad-value", format!("`{}` must be true or false, found {:?}", def.name, s.v)).label(s.span, "not a boolean"));
                 }
             }

@@ -1,0 +1,53 @@
+//! Checks that need the file system, run before anything is sent to a
+//! builder: every problem is a located diagnostic (exit 2).
+
+use std::path::Path;
+
+use crate::attrs::A;
+use crate::diag::{Diag, Diagnostics};
+use crate::plan::{NodeKind, Plan};
+use crate::resolve::Resolved;
+use crate::source::Span;
+use crate::value::Value;
+
+pub fn check(r: &Resolved, plan: &Plan) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let mut seen = std::collections::HashSet::new();
+    for n in plan.graph.node_weights().filter(|n| n.kind == NodeKind::Build) {
+        if !seen.insert(n.target) {
+            continue;
+        }
+        let t = &r.targets[n.target];
+        let at = |s: Span| if s.is_none() { t.name.span } else { s };
+        let ctx = t.context_dir();
+        let ctx_span = t.str(A::Context).map(|s| at(s.span)).unwrap_or(t.name.span);
+        if !ctx.is_dir() {
+            diags.push(Diag::new("mybake::exec::missing-context", format!("target `{}`: context directory {} does not exist", t.name.v, ctx.display())).label(ctx_span, "this directory"));
+            continue;
+        }
+        if t.str(A::DockerfileInline).is_none() {
+            let df = t.str(A::Dockerfile).map(|s| s.v.clone()).unwrap_or_else(|| "Dockerfile".into());
+            let path = crate::load::absolute(&ctx, Path::new(&df));
+            if !path.is_file() {
+                let span = t.str(A::Dockerfile).map(|s| at(s.span)).unwrap_or(t.name.span);
+                diags.push(Diag::new("mybake::exec::missing-dockerfile", format!("target `{}`: no Dockerfile at {}", t.name.v, path.display())).label(span, "expected here").help("set `dockerfile` (relative to the context) or `dockerfile-inline`"));
+            }
+        }
+        if let Some(Value::Map(m)) = t.get(A::Contexts) {
+            for (name, e) in m {
+                let v = &e.value.v;
+                if v.starts_with('/') && !Path::new(v).is_dir() {
+                    diags.push(Diag::new("mybake::exec::missing-context", format!("target `{}`: context `{name}` directory {v} does not exist", t.name.v)).label(at(e.value.span), "this directory"));
+                }
+            }
+        }
+        for s in t.objects(A::Secret) {
+            if let Some(src) = s.get("src") {
+                if !Path::new(&src.v).is_file() {
+                    diags.push(Diag::new("mybake::exec::missing-secret", format!("target `{}`: secret file {} does not exist", t.name.v, src.v)).label(at(src.span), "this file"));
+                }
+            }
+        }
+    }
+    diags
+}

@@ -1,0 +1,206 @@
+//! From a resolved target and a platform to a BuildKit solve request and
+//! the session that serves its files and secrets.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use mybake_buildkit::filesync::{FileSyncService, LocalDir};
+use mybake_buildkit::secrets::{SecretSource, SecretsService};
+use mybake_buildkit::{CacheEntry, Exporter, SolveRequest};
+
+use crate::attrs::A;
+use crate::resolve::Target;
+use crate::value::Value;
+
+/// Where a pushed-by-digest result goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTo {
+    /// Repository, e.g. `localhost:5000/app`.
+    pub repository: String,
+    pub insecure: bool,
+}
+
+/// Everything one solve needs besides the client.
+pub struct NodeRequest {
+    pub request: SolveRequest,
+    pub dirs: Vec<(String, PathBuf)>,
+    pub secrets: Vec<(String, SecretSource)>,
+    /// Keeps a generated Dockerfile directory alive for the solve.
+    pub _inline: Option<tempfile::TempDir>,
+}
+
+impl NodeRequest {
+    /// The session services for this solve.
+    pub fn session(&self) -> Result<mybake_buildkit::session::Session, String> {
+        let dirs: Vec<(String, LocalDir)> = self.dirs.iter().map(|(n, p)| (n.clone(), LocalDir::new(p.clone()))).collect();
+        let mut b = mybake_buildkit::session::Session::builder().add_service(FileSyncService::new(dirs).into_server());
+        let secrets = SecretsService::new(self.secrets.clone()).map_err(|e| format!("secret: {e}"))?;
+        b = b.add_service(secrets.into_server());
+        let auth = mybake_buildkit::auth::AuthService::from_env().unwrap_or_else(|_| mybake_buildkit::auth::AuthService::anonymous());
+        b = b.add_service(auth.into_server());
+        Ok(b.build())
+    }
+}
+
+/// Repository part of an image reference (`r/app:tag` → `r/app`).
+pub fn repository_of(reference: &str) -> String {
+    let no_digest = reference.split('@').next().unwrap_or(reference);
+    match no_digest.rfind(':') {
+        Some(i) if !no_digest[i..].contains('/') => no_digest[..i].to_string(),
+        _ => no_digest.to_string(),
+    }
+}
+
+/// Registry host of a reference (`localhost:5000/app` → `localhost:5000`).
+pub fn registry_of(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => host,
+        _ => "docker.io",
+    }
+}
+
+/// Plain-HTTP registries: loopback, plus those the user marks insecure.
+pub fn is_insecure(host: &str, extra: &[String]) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    name == "localhost" || name.starts_with("127.") || name == "[::1]" || extra.iter().any(|e| e == host)
+}
+
+/// Options of the run that change requests.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    pub no_cache: bool,
+    pub pull: bool,
+}
+
+/// Build the request for `t` on `platform`. `deps` maps context names to
+/// image references of dependencies' results for this platform.
+pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: Option<&PushTo>, opts: &RequestOptions) -> Result<NodeRequest, String> {
+    let mut attrs: HashMap<String, String> = HashMap::new();
+    let mut dirs: Vec<(String, PathBuf)> = Vec::new();
+    let context = t.context_dir();
+    dirs.push(("context".into(), context.clone()));
+    let mut inline = None;
+    if let Some(text) = t.str(A::DockerfileInline) {
+        let dir = tempfile::Builder::new().prefix("mybake-dockerfile").tempdir().map_err(|e| format!("temporary Dockerfile: {e}"))?;
+        std::fs::write(dir.path().join("Dockerfile"), text.v.as_bytes()).map_err(|e| format!("temporary Dockerfile: {e}"))?;
+        dirs.push(("dockerfile".into(), dir.path().to_path_buf()));
+        attrs.insert("filename".into(), "Dockerfile".into());
+        inline = Some(dir);
+    } else {
+        let df = t.str(A::Dockerfile).map(|s| s.v.clone()).unwrap_or_else(|| "Dockerfile".into());
+        let path = crate::load::absolute(&context, Path::new(&df));
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| context.clone());
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into());
+        dirs.push(("dockerfile".into(), dir));
+        attrs.insert("filename".into(), name);
+    }
+    attrs.insert("platform".into(), platform.into());
+    if let Some(stage) = t.str(A::Stage) {
+        attrs.insert("target".into(), stage.v.clone());
+    }
+    for (key, prefix) in [(A::Arg, "build-arg:"), (A::Label, "label:")] {
+        if let Some(Value::Map(m)) = t.get(key) {
+            for (k, e) in m {
+                attrs.insert(format!("{prefix}{k}"), e.value.v.clone());
+            }
+        }
+    }
+    if opts.no_cache || t.bool(A::NoCache) == Some(true) {
+        attrs.insert("no-cache".into(), String::new());
+    } else if !t.list(A::NoCacheFilter).is_empty() {
+        attrs.insert("no-cache".into(), t.list(A::NoCacheFilter).iter().map(|s| s.v.as_str()).collect::<Vec<_>>().join(","));
+    }
+    if opts.pull || t.bool(A::Pull) == Some(true) {
+        attrs.insert("image-resolve-mode".into(), "pull".into());
+    }
+    let mut entitlements = Vec::new();
+    if let Some(n) = t.str(A::Network) {
+        if n.v != "default" {
+            attrs.insert("force-network-mode".into(), n.v.clone());
+            if n.v == "host" {
+                entitlements.push("network.host".to_string());
+            }
+        }
+    }
+    if let Some(Value::Map(m)) = t.get(A::Contexts) {
+        for (name, e) in m {
+            let v = &e.value.v;
+            if v.starts_with("target:") {
+                let r = deps.get(name).ok_or_else(|| format!("context `{name}`: dependency result missing"))?;
+                attrs.insert(format!("context:{name}"), format!("docker-image://{r}"));
+            } else if v.contains("://") {
+                attrs.insert(format!("context:{name}"), v.clone());
+            } else {
+                let local = format!("ctx-{name}");
+                attrs.insert(format!("context:{name}"), format!("local:{local}"));
+                dirs.push((local, PathBuf::from(v)));
+            }
+        }
+    }
+    for o in t.objects(A::Attest) {
+        let ty = o.get("type").map(|s| s.v.clone()).unwrap_or_default();
+        let rest: Vec<String> = o.fields.iter().filter(|(k, _)| k != "type").map(|(k, v)| format!("{k}={}", v.v)).collect();
+        attrs.insert(format!("attest:{ty}"), rest.join(","));
+    }
+    let mut secrets = Vec::new();
+    for s in t.objects(A::Secret) {
+        let id = s.get("id").map(|v| v.v.clone()).unwrap_or_default();
+        let src = match (s.get("src"), s.get("env")) {
+            (Some(p), _) => SecretSource::File(PathBuf::from(&p.v)),
+            (None, Some(e)) => SecretSource::Env(e.v.clone()),
+            (None, None) => SecretSource::default_for(&id),
+        };
+        secrets.push((id, src));
+    }
+    let cache = |a: A| -> Vec<CacheEntry> {
+        t.list(a)
+            .iter()
+            .map(|s| {
+                if !s.v.contains('=') {
+                    return CacheEntry::new("registry").attr("ref", s.v.clone());
+                }
+                let mut e = CacheEntry::new("");
+                for part in s.v.split(',') {
+                    if let Some((k, v)) = part.split_once('=') {
+                        if k.trim() == "type" {
+                            e.kind = v.trim().to_string();
+                        } else {
+                            e = e.attr(k.trim(), v.trim());
+                        }
+                    }
+                }
+                e
+            })
+            .collect()
+    };
+    let mut exporters = Vec::new();
+    if let Some(p) = push {
+        let mut e = Exporter::new("image").attr("name", p.repository.clone()).attr("push", "true").attr("push-by-digest", "true").attr("oci-mediatypes", "true");
+        if p.insecure {
+            e = e.attr("registry.insecure", "true");
+        }
+        exporters.push(e);
+    }
+    Ok(NodeRequest {
+        request: SolveRequest { frontend: "dockerfile.v0".into(), frontend_attrs: attrs, exporters, cache_imports: cache(A::CacheFrom), cache_exports: cache(A::CacheTo), entitlements, ..SolveRequest::default() },
+        dirs,
+        secrets,
+        _inline: inline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        assert_eq!(repository_of("localhost:5000/app:dev"), "localhost:5000/app");
+        assert_eq!(repository_of("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(repository_of("r/app@sha256:ab"), "r/app");
+        assert_eq!(registry_of("localhost:5000/app"), "localhost:5000");
+        assert_eq!(registry_of("library/app"), "docker.io");
+        assert!(is_insecure("localhost:5000", &[]) && is_insecure("127.0.0.1:5000", &[]) && !is_insecure("ghcr.io", &[]));
+        assert!(is_insecure("reg.lan:5000", &["reg.lan:5000".into()]));
+    }
+}
