@@ -746,8 +746,7 @@ fn assert_files_exist(dir: &Path, print: &Value) {
         }
         for (key, source) in t.get("contexts").and_then(Value::as_object).into_iter().flatten() {
             let source = source.as_str().unwrap();
-            if source.starts_with("target:") {
-                let dep = &source["target:".len()..];
+            if let Some(dep) = source.strip_prefix("target:") {
                 assert!(
                     print["target"].get(dep).is_some(),
                     "{what}: context {key} needs target {dep}, which print does not show"

@@ -74,7 +74,9 @@ pub enum ExecError {
     Unsupported(String),
 }
 
-type Slot = watch::Receiver<Option<Result<Arc<NodeResult>, ()>>>;
+/// A node's result as its dependents see it: `None` until it finishes.
+type Shared = Option<Result<Arc<NodeResult>, ()>>;
+type Slot = watch::Receiver<Shared>;
 
 /// Whether node `n`'s result is pushed by digest, and where.
 fn push_target(r: &Resolved, plan: &Plan, n: NodeIndex, opts: &ExecOptions) -> Result<Option<PushTo>, ExecError> {
@@ -128,7 +130,7 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
     let jobs = opts.jobs.unwrap_or(8).max(1);
     let sem = Arc::new(Semaphore::new(jobs));
     let client = Arc::new(client);
-    let mut senders: HashMap<NodeIndex, watch::Sender<Option<Result<Arc<NodeResult>, ()>>>> = HashMap::new();
+    let mut senders: HashMap<NodeIndex, watch::Sender<Shared>> = HashMap::new();
     let mut slots: HashMap<NodeIndex, Slot> = HashMap::new();
     for &n in &plan.order {
         let (tx, rx) = watch::channel(None);

@@ -33,13 +33,22 @@ impl NodeRequest {
     /// The session services for this solve.
     pub fn session(&self) -> Result<mybake_buildkit::session::Session, String> {
         let dirs: Vec<(String, LocalDir)> = self.dirs.iter().map(|(n, p)| (n.clone(), LocalDir::new(p.clone()))).collect();
-        let mut b = mybake_buildkit::session::Session::builder().add_service(FileSyncService::new(dirs).into_server());
+        // A stable shared key per context directory lets BuildKit reuse its
+        // copy of the local dirs from earlier runs and request only files
+        // whose metadata changed (buildx does the same).
+        let key = self.dirs.first().map(|(_, p)| stable_hash(&p.to_string_lossy())).unwrap_or_default();
+        let mut b = mybake_buildkit::session::Session::builder().shared_key(format!("mybake-{key:016x}")).add_service(FileSyncService::new(dirs).into_server());
         let secrets = SecretsService::new(self.secrets.clone()).map_err(|e| format!("secret: {e}"))?;
         b = b.add_service(secrets.into_server());
         let auth = mybake_buildkit::auth::AuthService::from_env().unwrap_or_else(|_| mybake_buildkit::auth::AuthService::anonymous());
         b = b.add_service(auth.into_server());
         Ok(b.build())
     }
+}
+
+/// FNV-1a: stable across builds and platforms (unlike `DefaultHasher`).
+pub fn stable_hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Repository part of an image reference (`r/app:tag` → `r/app`).

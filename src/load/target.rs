@@ -144,7 +144,7 @@ impl<'a> NodeReader<'a> {
     }
 
     fn no_props(&mut self) {
-        for (k, _) in &self.node.properties {
+        for k in self.node.properties.keys() {
             let span = Span::from_knuffel(self.file, k.span());
             self.diags.push(Diag::new("mybake::load::unknown", format!("`{}` takes no property `{}`", self.name, &***k)).label(span, "unexpected property"));
         }

@@ -79,10 +79,7 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
         }
     };
 
-    let order = match target_order(r, sel) {
-        Ok(o) => o,
-        Err(d) => return Err(d.into()),
-    };
+    let order = target_order(r, sel).map_err(Diagnostics::from)?;
     // Platforms per target: requested targets build what they declare;
     // dependencies build what their dependents need (dependents first).
     let mut needed: HashMap<usize, Vec<String>> = HashMap::new();

@@ -66,9 +66,9 @@ const PLATS: [&str; 2] = ["linux/amd64", "linux/arm64"];
 
 fn kdl(n: usize, edges: &[(usize, usize)], plats: &[u8]) -> String {
     let mut s = String::new();
-    for i in 0..n {
+    for (i, mask) in plats.iter().enumerate().take(n) {
         s.push_str(&format!("target \"t{i}\" {{\n"));
-        let ps: Vec<String> = PLATS.iter().enumerate().filter(|(k, _)| plats[i] & (1 << k) != 0).map(|(_, p)| format!("\"{p}\"")).collect();
+        let ps: Vec<String> = PLATS.iter().enumerate().filter(|(k, _)| mask & (1 << k) != 0).map(|(_, p)| format!("\"{p}\"")).collect();
         s.push_str(&format!("  platforms {}\n", ps.join(" ")));
         let deps: Vec<usize> = edges.iter().filter(|(a, _)| *a == i).map(|(_, b)| *b).collect();
         if !deps.is_empty() {

@@ -82,7 +82,7 @@ pub fn is_plain(s: &str) -> bool {
 /// when the literal is written without escapes (else the whole literal).
 pub fn inner_span(sources: &Sources, lit: &Sp<String>, offset: usize, len: usize) -> Span {
     let src = sources.snippet(lit.span);
-    if src.len() == lit.v.len() + 2 && src.starts_with('"') && &src[1..src.len() - 1] == lit.v {
+    if src.len() == lit.v.len() + 2 && src.starts_with('"') && src[1..src.len() - 1] == lit.v {
         lit.span.sub(1 + offset, len)
     } else {
         lit.span

@@ -135,9 +135,8 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
     // Inheritance (memoised, cycles reported once).
     let mut inh = Inheritance { raws: &raws, concrete: &concrete, index: &index, memo: vec![None; concrete.len()], stack: Vec::new(), sources, vars: &variables, builtins: &builtins };
     let mut targets = Vec::with_capacity(concrete.len());
-    for i in 0..concrete.len() {
+    for (i, c) in concrete.iter().enumerate() {
         let attrs = inh.effective(i, &mut diags);
-        let c = &concrete[i];
         let raw = &raws[c.raw];
         let scope = TargetScope { vars: &variables, builtins: &builtins, bindings: &c.bindings, target: Some(&c.name.v) };
         let mut attrs = interpolate_attrs(attrs, &scope, sources, &mut diags);
@@ -480,7 +479,7 @@ fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Valu
             if let Value::Str(s) = v {
                 // An empty value after an earlier error is that error's
                 // echo (a variable whose value was rejected).
-                if s.v != "true" && s.v != "false" && !(s.v.is_empty() && !diags.is_empty()) {
+                if s.v != "true" && s.v != "false" && (!s.v.is_empty() || diags.is_empty()) {
                     diags.push(Diag::new("mybake::resolve::bad-value", format!("`{}` must be true or false, found {:?}", def.name, s.v)).label(s.span, "not a boolean"));
                 }
             }
