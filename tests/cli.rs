@@ -157,9 +157,23 @@ fn list_targets_and_variables() {
 }
 
 #[test]
-fn build_says_plainly_it_cannot_build_yet() {
-    let o = Test::new().kdl(MONO).expect(1);
-    assert!(o.stderr.contains("cannot run builds yet") && o.stderr.contains("Nothing was built"), "{}", o.stderr);
+fn build_checks_files_before_contacting_a_builder() {
+    // Missing context and Dockerfile: located diagnostics, exit 2, and the
+    // (unreachable) builder is never contacted.
+    let o = Test::new()
+        .kdl("target \"a\" {\n    context \"nope\"\n}\ntarget \"b\" {\n    dockerfile \"Dockerfile.missing\"\n}\ngroup \"default\" {\n    targets \"a\" \"b\"\n}\n")
+        .args(&["build", "--builder", "unix:///nonexistent/buildkitd.sock"])
+        .expect(2);
+    insta::assert_snapshot!("build_preflight", o.stderr);
+}
+
+#[test]
+fn build_with_unreachable_builder_fails_clearly() {
+    let o = Test::new()
+        .kdl("target \"a\" {\n    dockerfile-inline \"FROM scratch\"\n}\n")
+        .args(&["build", "a", "--builder", "unix:///nonexistent/buildkitd.sock"])
+        .expect(1);
+    assert!(o.stderr.contains("unix:///nonexistent/buildkitd.sock") && o.stderr.contains("nothing was built"), "{}", o.stderr);
 }
 
 #[test]
