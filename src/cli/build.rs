@@ -32,19 +32,27 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         Ok(rt) => rt,
         Err(e) => return err(exit::FAILED, format!("mybake: cannot start the async runtime: {e}\n")),
     };
-    let quiet = b.progress == Progress::Quiet;
+    let progress = b.progress;
     rt.block_on(async {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let printer = tokio::spawn(async move {
             let mut plain = Plain::default();
             let stderr = std::io::stderr();
+            let stdout = std::io::stdout();
             while let Some(e) = rx.recv().await {
-                if quiet {
-                    continue;
-                }
-                let mut lock = stderr.lock();
-                for line in plain.render(&e) {
-                    let _ = writeln!(lock, "{line}");
+                match progress {
+                    Progress::Quiet => {}
+                    Progress::Json => {
+                        if let Some(line) = crate::report::progress::json_line(&e) {
+                            let _ = writeln!(stdout.lock(), "{line}");
+                        }
+                    }
+                    _ => {
+                        let mut lock = stderr.lock();
+                        for line in plain.render(&e) {
+                            let _ = writeln!(lock, "{line}");
+                        }
+                    }
                 }
             }
         });

@@ -1061,14 +1061,11 @@ impl RegistryClient {
             .unwrap_or_default()
             .to_ascii_lowercase();
         let fresh = if challenge.starts_with("bearer") {
-            let auth = match &host.auth {
-                // oci-client's token flow needs stored auth to reuse it
-                // later; storing Anonymous here is harmless.
-                a => a.clone(),
-            };
+            // oci-client's token flow (it also caches the token for its own
+            // requests); anonymous credentials get an anonymous token.
             match host
                 .oci
-                .auth(reference, &auth, op)
+                .auth(reference, &host.auth, op)
                 .await
                 .map_err(Fault::from_oci)?
             {

@@ -44,3 +44,29 @@ impl Plain {
         }
     }
 }
+
+/// `--progress json`: one JSON object per event and line (schema:
+/// `schema/progress-event.schema.json`).
+pub fn json_line(e: &Event) -> Option<String> {
+    use serde_json::json;
+    let ms = |t: &std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now = ms(&std::time::SystemTime::now());
+    let v = match e {
+        Event::Builder { endpoint, version, platforms } => json!({ "type": "builder", "time": now, "endpoint": endpoint, "version": version, "platforms": platforms }),
+        Event::Queued { node } => json!({ "type": "queued", "time": now, "node": node }),
+        Event::Started { node, at } => json!({ "type": "started", "time": ms(at), "node": node }),
+        Event::Status { node, event } => match event {
+            StatusEvent::VertexStarted { digest, name } => json!({ "type": "step-started", "time": now, "node": node, "step": digest, "name": name }),
+            StatusEvent::VertexCompleted { digest, name, duration } => json!({ "type": "step-completed", "time": now, "node": node, "step": digest, "name": name, "duration_ms": duration.map(|d| d.as_millis() as u64) }),
+            StatusEvent::VertexCached { digest, name } => json!({ "type": "step-cached", "time": now, "node": node, "step": digest, "name": name }),
+            StatusEvent::VertexError { digest, name, error } => json!({ "type": "step-failed", "time": now, "node": node, "step": digest, "name": name, "error": error }),
+            StatusEvent::Log { vertex, stream, data, .. } => json!({ "type": "log", "time": now, "node": node, "step": vertex, "stream": match stream { mybake_buildkit::LogStream::Stdout => "stdout", mybake_buildkit::LogStream::Stderr => "stderr", mybake_buildkit::LogStream::Other(_) => "other" }, "text": String::from_utf8_lossy(data) }),
+            StatusEvent::Warning { vertex, short, .. } => json!({ "type": "warning", "time": now, "node": node, "step": vertex, "text": short }),
+            StatusEvent::Progress { .. } => return None,
+        },
+        Event::Finished { node, at, duration, digest, reference, cached_steps, steps } => json!({ "type": "finished", "time": ms(at), "node": node, "duration_ms": duration.as_millis() as u64, "digest": digest, "reference": reference, "cached_steps": cached_steps, "steps": steps }),
+        Event::Failed { node, at, error } => json!({ "type": "failed", "time": ms(at), "node": node, "error": error }),
+        Event::Skipped { node, reason } => json!({ "type": "skipped", "time": now, "node": node, "reason": reason }),
+    };
+    Some(v.to_string())
+}
