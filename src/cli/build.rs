@@ -5,7 +5,7 @@ use std::io::Write;
 
 use tokio::sync::mpsc;
 
-use super::args::{BuildArgs, Progress};
+use super::args::{BuildArgs, Progress, Publish};
 use super::{exit, Outcome};
 use crate::exec::{self, ExecOptions, Event};
 use crate::plan::{NodeKind, Plan};
@@ -18,6 +18,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
     if b.load {
         return err(exit::FAILED, "mybake: --load (output \"docker\") is not supported by this version yet; nothing was built\n".into());
     }
+    let insecure: Vec<String> = env.get("MYBAKE_INSECURE_REGISTRIES").map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default();
     let builder = b.builder.clone().or_else(|| env.get("MYBAKE_BUILDER").cloned()).unwrap_or_else(|| "docker".into());
     let opts = ExecOptions {
         builder,
@@ -26,7 +27,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         keep_going: b.keep_going,
         no_cache: b.no_cache,
         pull: b.pull,
-        insecure_registries: env.get("MYBAKE_INSECURE_REGISTRIES").map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default(),
+        insecure_registries: insecure.clone(),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -97,25 +98,110 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             };
             report.push_str(&format!("  {:<40} {status}\n", node.id));
         }
-        if let Some(path) = &b.metadata_file {
-            let text = serde_json::to_string_pretty(&serde_json::Value::Object(meta)).unwrap_or_default();
-            if let Err(e) = std::fs::write(path, text + "\n") {
-                return err(exit::FAILED, format!("mybake: cannot write {}: {e}\n", path.display()));
-            }
-        }
         let failed = !outcome.failures.is_empty() || !outcome.skipped.is_empty();
         let mut msg = format!("\nsummary:\n{report}");
-        if failed {
-            msg.push_str(&format!("mybake: {} build{} failed; nothing was published\n", outcome.failures.len(), if outcome.failures.len() == 1 { "" } else { "s" }));
-            return err(exit::FAILED, msg);
+        // Publish: merge each target's per-platform results into an index
+        // and write its tags. `all` publishes only when every build of the
+        // run succeeded; `per-target` publishes every complete target.
+        let targets = publish_targets(r, plan, &outcome, b.publish == Publish::PerTarget || !failed);
+        let mut published = None;
+        if !targets.is_empty() && !(failed && b.publish == Publish::All) {
+            let opts = crate::publish::PublishOptions { insecure_registries: insecure.clone(), ..Default::default() };
+            let (ptx, mut prx) = mpsc::channel::<crate::publish::PublishEvent>(64);
+            let quiet = progress == Progress::Quiet || progress == Progress::Json;
+            let printer = tokio::spawn(async move {
+                while let Some(e) = prx.recv().await {
+                    if !quiet {
+                        if let Some(line) = publish_line(&e) {
+                            eprintln!("{line}");
+                        }
+                    }
+                }
+            });
+            let res = crate::publish::publish(crate::publish::PublishPlan { targets }, opts, ptx).await;
+            let _ = printer.await;
+            match res {
+                Ok(rep) => {
+                    for t in &rep.targets {
+                        msg.push_str(&format!("  {:<40} {} -> {}\n", t.name, t.digest, t.tags.join(", ")));
+                    }
+                    published = Some(rep);
+                }
+                Err(e) => {
+                    msg.push_str(&format!("mybake: publishing failed: {e}\n"));
+                    if matches!(e, crate::publish::PublishError::Tags { .. }) {
+                        msg.push_str("mybake: some tags were written before the failure (listed above)\n");
+                    } else {
+                        msg.push_str("mybake: no tag was written\n");
+                    }
+                    return err(exit::FAILED, msg);
+                }
+            }
         }
-        let wants_publish = plan.graph.node_weights().any(|n| n.kind == NodeKind::Merge && outcome_pushed(plan, &outcome, n.target));
-        if wants_publish {
-            msg.push_str("mybake: per-platform images were pushed by digest (above); writing tags (merging them into indexes) is not part of this version yet, so no tag was written\n");
+        if let Some(path) = &b.metadata_file {
+            let mut doc = match &published {
+                Some(rep) => crate::publish::metadata_json(rep),
+                None => serde_json::Value::Object(Default::default()),
+            };
+            for (name, v) in meta {
+                let entry = doc.as_object_mut().map(|o| o.entry(name).or_insert_with(|| serde_json::json!({})));
+                if let Some(serde_json::Value::Object(o)) = entry {
+                    o.insert("mybake.results".into(), v["platforms"].clone());
+                }
+            }
+            let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            if let Err(e) = std::fs::write(path, text + "\n") {
+                return err(exit::FAILED, format!("{msg}mybake: cannot write {}: {e}\n", path.display()));
+            }
+        }
+        if failed {
+            msg.push_str(&format!("mybake: {} build{} failed; {}\n", outcome.failures.len(), if outcome.failures.len() == 1 { "" } else { "s" }, if published.is_some() { "complete targets were published (--publish per-target)" } else { "nothing was published" }));
             return err(exit::FAILED, msg);
         }
         err(exit::OK, msg)
     })
+}
+
+fn publish_line(e: &crate::publish::PublishEvent) -> Option<String> {
+    use crate::publish::PublishEvent as P;
+    Some(match e {
+        P::IndexBuilt { target, digest, manifests, .. } => format!("[{target}] index {digest} ({manifests} manifests)"),
+        P::RepositoryReady { target, repository, .. } => format!("[{target}] ready in {repository}"),
+        P::Retrying { reference, attempt, delay, reason } => format!("registry: {reference}: attempt {attempt} failed ({reason}); retrying in {:.1}s", delay.as_secs_f64()),
+        P::TagWritten { target, tag, .. } => format!("[{target}] tagged {tag}"),
+    })
+}
+
+/// Targets whose every platform was built and pushed by digest, ready for
+/// their index and tags.
+fn publish_targets(r: &Resolved, plan: &Plan, o: &exec::ExecOutcome, allowed: bool) -> Vec<crate::publish::TargetPublish> {
+    let mut out = Vec::new();
+    if !allowed {
+        return out;
+    }
+    for m in plan.graph.node_indices().filter(|&n| plan.node(n).kind == NodeKind::Merge) {
+        let target = plan.node(m).target;
+        if !outcome_pushed(plan, o, target) {
+            continue;
+        }
+        let t = &r.targets[target];
+        let mut results = Vec::new();
+        let mut complete = true;
+        for n in plan.needs(m) {
+            match o.results.get(&n).and_then(|res| res.descriptor.clone()) {
+                Some(descriptor) => results.push(crate::publish::PlatformResult { platform: plan.node(n).platform.clone().unwrap_or_default(), descriptor }),
+                None => complete = false,
+            }
+        }
+        if !complete {
+            continue;
+        }
+        let annotations = t.get(crate::attrs::A::Annotation).and_then(crate::value::Value::as_map).map(|m| m.iter().map(|(k, e)| (k.clone(), e.value.v.clone())).collect()).unwrap_or_default();
+        let tags: Vec<String> = t.list(crate::attrs::A::Tags).iter().map(|s| s.v.clone()).collect();
+        let source = tags.first().map(|tg| exec::request::repository_of(tg));
+        out.push(crate::publish::TargetPublish { name: t.name.v.clone(), tags, annotations, results, source });
+    }
+    out
 }
 
 fn outcome_pushed(plan: &Plan, o: &exec::ExecOutcome, target: usize) -> bool {
