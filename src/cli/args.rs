@@ -88,13 +88,28 @@ pub struct BuildArgs {
 pub enum IndexCommand {
     /// Merge images into one index
     Create {
-        #[arg(short = 't', long = "tag", required = true)]
+        /// Reference to write (repeatable)
+        #[arg(short = 't', long = "tag")]
         tags: Vec<String>,
+        /// Images or indexes to merge (tags or digests)
         #[arg(required = true)]
         sources: Vec<String>,
+        /// Keep only these platforms (repeatable)
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        /// Annotation KEY=VALUE (`index:`, `manifest:` prefixes; repeatable)
+        #[arg(long = "annotation")]
+        annotations: Vec<String>,
+        /// Print the index instead of pushing it
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show an index or manifest
-    Inspect { reference: String },
+    Inspect {
+        reference: String,
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod build;
+mod index;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -53,6 +54,9 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
 
 /// The whole program minus process I/O (used by tests and the fuzz target).
 pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, render: RenderOptions) -> Outcome {
+    if let Some(Command::Index(cmd)) = cli.command {
+        return index::run(cmd, &env);
+    }
     let g = cli.global;
     let cwd = match &g.dir {
         Some(d) => load::absolute(cwd, d),
@@ -114,7 +118,7 @@ pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, re
             }
             Err(d) => fail(d, &sources),
         },
-        Command::Index(_) => Outcome { code: exit::FAILED, stdout: String::new(), stderr: "mybake index: not available in this version (registry publishing is not part of it yet)\n".into() },
+        Command::Index(_) => unreachable!("handled before loading build files"),
     }
 }
 
