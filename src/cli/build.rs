@@ -20,8 +20,12 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
     }
     let insecure: Vec<String> = env.get("MYBAKE_INSECURE_REGISTRIES").map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default();
     let builder = b.builder.clone().or_else(|| env.get("MYBAKE_BUILDER").cloned()).unwrap_or_else(|| "docker".into());
+    let nodes = match exec::builders::select(&builder, &r.cwd, env) {
+        Ok(n) => n,
+        Err(e) => return err(exit::INVALID, format!("mybake: {e}\n")),
+    };
     let opts = ExecOptions {
-        builder,
+        nodes,
         jobs: b.jobs,
         push: b.push,
         keep_going: b.keep_going,

@@ -11,7 +11,7 @@ pub enum Event {
     /// A node waits for its dependencies or a free slot.
     Queued { node: String },
     /// Its solve started.
-    Started { node: String, at: SystemTime },
+    Started { node: String, builder: String, at: SystemTime },
     /// Progress of the solve (vertexes, logs, warnings).
     Status { node: String, event: StatusEvent },
     /// The solve succeeded.

@@ -12,6 +12,7 @@
 //! works across builders too). The first failure cancels the run unless
 //! `keep_going`.
 
+pub mod builders;
 pub mod event;
 pub mod preflight;
 pub mod request;
@@ -33,8 +34,9 @@ use crate::resolve::Resolved;
 
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
-    /// Builder endpoint: `docker`, `unix:///…`, `tcp://…`.
-    pub builder: String,
+    /// Builder nodes (see [`builders::select`]); empty = local Docker.
+    pub nodes: Vec<builders::NodeSpec>,
+    /// Cap on concurrent solves across all nodes (`-j`).
     pub jobs: Option<usize>,
     /// Publish requested targets to the registry (`--push` or `output "registry"`).
     pub push: bool,
@@ -99,8 +101,6 @@ fn push_target(r: &Resolved, plan: &Plan, n: NodeIndex, opts: &ExecOptions) -> R
 
 /// Run every build node of `plan`.
 pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::UnboundedSender<Event>, cancel: CancellationToken) -> Result<ExecOutcome, ExecError> {
-    let builder = if opts.builder.is_empty() { "docker" } else { &opts.builder };
-    let endpoint = Endpoint::parse(builder).map_err(|e| ExecError::Builder { endpoint: builder.into(), reason: e.to_string() })?;
     // Validate outputs before connecting.
     for t in plan.graph.node_weights().filter(|n| n.kind == NodeKind::Build).map(|n| &r.targets[n.target]) {
         for o in t.objects(A::Output) {
@@ -114,22 +114,48 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
     for n in plan.graph.node_indices().filter(|&n| plan.node(n).kind == NodeKind::Build) {
         pushes.insert(n, push_target(r, plan, n, opts)?);
     }
-    let client = Client::connect(&endpoint).await.map_err(|e| ExecError::Builder { endpoint: builder.into(), reason: e.to_string() })?;
-    let workers = client.list_workers().await.map_err(|e| ExecError::Builder { endpoint: builder.into(), reason: e.to_string() })?;
-    let mut supported: Vec<String> = workers.iter().flat_map(|w| w.platforms.iter().cloned()).collect();
-    supported.dedup();
-    let version = client.info().await.ok().flatten().map(|v| v.version);
-    let _ = events.send(Event::Builder { endpoint: builder.into(), version, platforms: supported.clone() });
-    let mut missing: Vec<String> = plan.graph.node_weights().filter_map(|n| n.platform.clone()).filter(|p| !platform_supported(p, &supported)).collect();
-    missing.sort();
-    missing.dedup();
-    if !missing.is_empty() {
-        return Err(ExecError::Platforms { endpoint: builder.into(), platforms: missing.join(", "), supported: supported.join(", ") });
+    let nodes: Vec<builders::NodeSpec> = if opts.nodes.is_empty() {
+        vec![builders::NodeSpec { name: "docker".into(), endpoint: "docker".into(), native: Vec::new(), jobs: builders::DEFAULT_NODE_JOBS }]
+    } else {
+        opts.nodes.clone()
+    };
+    let mut clients = Vec::new();
+    let mut supported_by = Vec::new();
+    for spec in &nodes {
+        let label = if spec.name == spec.endpoint { spec.endpoint.clone() } else { format!("{} ({})", spec.name, spec.endpoint) };
+        let fail = |reason: String| ExecError::Builder { endpoint: label.clone(), reason };
+        let endpoint = Endpoint::parse(&spec.endpoint).map_err(|e| fail(e.to_string()))?;
+        let client = Client::connect(&endpoint).await.map_err(|e| fail(e.to_string()))?;
+        let workers = client.list_workers().await.map_err(|e| fail(e.to_string()))?;
+        let mut supported: Vec<String> = Vec::new();
+        for p in workers.iter().flat_map(|w| w.platforms.iter()) {
+            if !supported.contains(p) {
+                supported.push(p.clone());
+            }
+        }
+        let version = client.info().await.ok().flatten().map(|v| v.version);
+        let _ = events.send(Event::Builder { endpoint: label.clone(), version, platforms: supported.clone() });
+        clients.push(Arc::new(client));
+        supported_by.push(supported);
     }
-
-    let jobs = opts.jobs.unwrap_or(8).max(1);
-    let sem = Arc::new(Semaphore::new(jobs));
-    let client = Arc::new(client);
+    let build_nodes: Vec<NodeIndex> = plan.order.iter().copied().filter(|&n| plan.node(n).kind == NodeKind::Build).collect();
+    let platforms: Vec<String> = build_nodes.iter().map(|&n| plan.node(n).platform.clone().unwrap_or_default()).collect();
+    let Ok(assignment) = builders::assign(&platforms, &nodes, &supported_by, platform_supported) else {
+        let mut missing: Vec<String> = platforms.iter().filter(|p| !supported_by.iter().any(|s| platform_supported(p, s))).cloned().collect();
+        missing.sort();
+        missing.dedup();
+        let mut all: Vec<String> = Vec::new();
+        for p in supported_by.concat() {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        return Err(ExecError::Platforms { endpoint: names.join(", "), platforms: missing.join(", "), supported: all.join(", ") });
+    };
+    let assigned: HashMap<NodeIndex, usize> = build_nodes.iter().copied().zip(assignment).collect();
+    let global = opts.jobs.map(|j| Arc::new(Semaphore::new(j.max(1))));
+    let node_sems: Vec<Arc<Semaphore>> = nodes.iter().map(|n| Arc::new(Semaphore::new(n.jobs.max(1)))).collect();
     let mut senders: HashMap<NodeIndex, watch::Sender<Shared>> = HashMap::new();
     let mut slots: HashMap<NodeIndex, Slot> = HashMap::new();
     for &n in &plan.order {
@@ -154,8 +180,11 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
         let id = node.id.clone();
         let events = events.clone();
         let cancel = cancel.clone();
-        let sem = sem.clone();
-        let client = client.clone();
+        let node_ix = assigned[&n];
+        let sem = node_sems[node_ix].clone();
+        let global = global.clone();
+        let client = clients[node_ix].clone();
+        let builder_name = nodes[node_ix].name.clone();
         let tx = senders.remove(&n).expect("one sender per node");
         let done = done_tx.clone();
         let names: HashMap<NodeIndex, String> = needs.iter().map(|(d, _)| (*d, plan.node(*d).target_name.clone())).collect();
@@ -189,17 +218,25 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
                     }
                 }
             }
-            let permit = tokio::select! {
+            // A global slot (-j) first, then one on the node.
+            let permits = tokio::select! {
                 _ = cancel.cancelled() => None,
-                p = sem.acquire_owned() => p.ok(),
+                p = async {
+                    let g = match &global {
+                        Some(g) => Some(g.clone().acquire_owned().await.ok()?),
+                        None => None,
+                    };
+                    let n = sem.acquire_owned().await.ok()?;
+                    Some((g, n))
+                } => p,
             };
-            let Some(_permit) = permit else {
+            let Some(_permits) = permits else {
                 let _ = events.send(Event::Skipped { node: id.clone(), reason: "run cancelled".into() });
                 let _ = tx.send(Some(Err(())));
                 let _ = done.send((n, Err(None)));
                 return;
             };
-            let result = solve_node(&client, &t, &platform, &deps, push.as_ref(), &req_opts, &id, &events, cancel.clone()).await;
+            let result = solve_node(&client, &builder_name, &t, &platform, &deps, push.as_ref(), &req_opts, &id, &events, cancel.clone()).await;
             match result {
                 Ok(res) => {
                     let res = Arc::new(res);
@@ -244,6 +281,7 @@ fn platform_supported(p: &str, supported: &[String]) -> bool {
 #[allow(clippy::too_many_arguments)]
 async fn solve_node(
     client: &Client,
+    builder: &str,
     t: &crate::resolve::Target,
     platform: &str,
     deps: &HashMap<String, String>,
@@ -259,7 +297,7 @@ async fn solve_node(
     let mut req = nr.request.clone();
     req.session_id = handle.id().to_owned();
     let started = Instant::now();
-    let _ = events.send(Event::Started { node: id.into(), at: SystemTime::now() });
+    let _ = events.send(Event::Started { node: id.into(), builder: builder.into(), at: SystemTime::now() });
     let (stx, mut srx) = mpsc::channel::<StatusEvent>(256);
     let ev = events.clone();
     let node = id.to_string();

@@ -351,6 +351,9 @@ pub(crate) struct Prepared {
 
 /// Publishes every target of `plan`: all indexes built and all children
 /// copied first, then all tags written. See the module documentation.
+///
+/// Events are sent with back-pressure: drain the receiver (or drop it, then
+/// events are discarded) or the publish waits once the channel is full.
 pub async fn publish(
     plan: PublishPlan,
     opts: PublishOptions,

@@ -17,7 +17,7 @@ impl Plain {
         match e {
             Event::Builder { endpoint, version, platforms } => vec![format!("builder {endpoint}: BuildKit {}, platforms {}", version.as_deref().unwrap_or("(version unknown)"), platforms.join(", "))],
             Event::Queued { .. } => Vec::new(),
-            Event::Started { node, .. } => vec![format!("[{node}] started")],
+            Event::Started { node, builder, .. } => vec![format!("[{node}] started on {builder}")],
             Event::Status { node, event } => match event {
                 StatusEvent::VertexStarted { name, .. } => vec![format!("[{node}] {name}")],
                 StatusEvent::VertexCompleted { name, duration, .. } => vec![format!("[{node}] DONE {name}{}", duration.map(|d| format!(" {:.1}s", d.as_secs_f64())).unwrap_or_default())],
@@ -54,7 +54,7 @@ pub fn json_line(e: &Event) -> Option<String> {
     let v = match e {
         Event::Builder { endpoint, version, platforms } => json!({ "type": "builder", "time": now, "endpoint": endpoint, "version": version, "platforms": platforms }),
         Event::Queued { node } => json!({ "type": "queued", "time": now, "node": node }),
-        Event::Started { node, at } => json!({ "type": "started", "time": ms(at), "node": node }),
+        Event::Started { node, builder, at } => json!({ "type": "started", "time": ms(at), "node": node, "builder": builder }),
         Event::Status { node, event } => match event {
             StatusEvent::VertexStarted { digest, name } => json!({ "type": "step-started", "time": now, "node": node, "step": digest, "name": name }),
             StatusEvent::VertexCompleted { digest, name, duration } => json!({ "type": "step-completed", "time": now, "node": node, "step": digest, "name": name, "duration_ms": duration.map(|d| d.as_millis() as u64) }),
