@@ -42,6 +42,8 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let printer = tokio::spawn(async move {
             let mut plain = Plain::default();
+            let use_tty = progress == Progress::Tty || (progress == Progress::Auto && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            let mut tty = use_tty.then(crate::report::tty::Tty::new);
             let stderr = std::io::stderr();
             let stdout = std::io::stdout();
             while let Some(e) = rx.recv().await {
@@ -52,6 +54,11 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                             let _ = writeln!(stdout.lock(), "{line}");
                         }
                     }
+                    _ if tty.is_some() => {
+                        if let Some(t) = tty.as_mut() {
+                            t.handle(&e);
+                        }
+                    }
                     _ => {
                         let mut lock = stderr.lock();
                         for line in plain.render(&e) {
@@ -59,6 +66,9 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                         }
                     }
                 }
+            }
+            if let Some(t) = tty.as_mut() {
+                t.finish();
             }
         });
         let cancel = CancellationToken::new();
@@ -82,25 +92,31 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
             return err(exit::INTERRUPTED, "mybake: interrupted; builds cancelled, nothing published\n".into());
         }
-        let mut report = String::new();
+        let mut rows = vec![["NODE".to_string(), "BUILDER".into(), "TIME".into(), "CACHED".into(), "RESULT".into()]];
         let mut meta = serde_json::Map::new();
         for &n in &plan.order {
             let node = plan.node(n);
             if node.kind != NodeKind::Build {
                 continue;
             }
-            let status = if let Some(res) = outcome.results.get(&n) {
+            let row = if let Some(res) = outcome.results.get(&n) {
                 if let Some(d) = &res.descriptor {
                     let entry = meta.entry(node.target_name.clone()).or_insert_with(|| serde_json::json!({ "platforms": {} }));
                     entry["platforms"][node.platform.clone().unwrap_or_default()] = serde_json::json!({ "descriptor": d, "reference": res.reference });
                 }
-                res.reference.clone().or_else(|| res.descriptor.as_ref().map(|d| d.digest.clone())).unwrap_or_else(|| "built (cache only)".into())
+                let result = res.reference.clone().or_else(|| res.descriptor.as_ref().map(|d| d.digest.clone())).unwrap_or_else(|| "built (cache only)".into());
+                [node.id.clone(), res.builder.clone(), format!("{:.1}s", res.duration.as_secs_f64()), format!("{}/{}", res.cached_steps, res.steps), result]
             } else if let Some((_, e)) = outcome.failures.iter().find(|(f, _)| *f == n) {
-                format!("FAILED: {}", e.lines().next().unwrap_or(""))
+                [node.id.clone(), String::new(), String::new(), String::new(), format!("FAILED: {}", e.lines().next().unwrap_or(""))]
             } else {
-                "skipped".into()
+                [node.id.clone(), String::new(), String::new(), String::new(), "skipped".into()]
             };
-            report.push_str(&format!("  {:<40} {status}\n", node.id));
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        let mut report = String::new();
+        for r in &rows {
+            report.push_str(&format!("  {:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}\n", r[0], r[1], r[2], r[3], r[4], w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]));
         }
         let failed = !outcome.failures.is_empty() || !outcome.skipped.is_empty();
         let mut msg = format!("\nsummary:\n{report}");

@@ -54,6 +54,11 @@ pub struct NodeResult {
     pub descriptor: Option<Descriptor>,
     /// `repo@digest` when pushed by digest.
     pub reference: Option<String>,
+    pub duration: std::time::Duration,
+    pub steps: usize,
+    pub cached_steps: usize,
+    /// Builder node that ran it.
+    pub builder: String,
 }
 
 #[derive(Debug, Default)]
@@ -335,7 +340,7 @@ async fn solve_node(
                 _ => None,
             };
             let _ = events.send(Event::Finished { node: id.into(), at: SystemTime::now(), duration: started.elapsed(), digest: descriptor.as_ref().map(|d| d.digest.clone()), reference: reference.clone(), cached_steps, steps });
-            Ok(NodeResult { exporter_response: resp.exporter_response, descriptor, reference })
+            Ok(NodeResult { exporter_response: resp.exporter_response, descriptor, reference, duration: started.elapsed(), steps, cached_steps, builder: builder.to_string() })
         }
         Err(e) => {
             let msg = if e.is_cancelled() { format!("{id}: cancelled") } else { format!("{id}: {e}") };

@@ -5,6 +5,7 @@ pub mod list;
 pub mod plan;
 pub mod print;
 pub mod progress;
+pub mod tty;
 
 use std::path::{Component, Path, PathBuf};
 

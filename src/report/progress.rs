@@ -1,47 +1,114 @@
-//! Plain progress: one line per event, each prefixed with its node, so
-//! parallel builds stay readable in logs.
+//! Progress reporters. They turn executor [`Event`]s into text; nothing in
+//! the executor prints.
+//!
+//! * [`Plain`]: complete blocks per step — a step's header, its log lines
+//!   and its result are printed together when the step ends, so parallel
+//!   builds never interleave inside a step.
+//! * [`json_line`]: one JSON object per event (`--progress json`).
+//! * `tty` lives in [`super::tty`].
 
 use std::collections::HashMap;
 
 use crate::exec::{event::StatusEvent, Event};
 
+/// Log lines kept per step (the rest is counted, not stored).
+pub const MAX_STEP_LINES: usize = 2000;
+
+#[derive(Default)]
+struct Step {
+    name: String,
+    lines: Vec<String>,
+    dropped: usize,
+    partial: String,
+}
+
+impl Step {
+    fn push(&mut self, data: &[u8]) {
+        self.partial.push_str(&String::from_utf8_lossy(data));
+        while let Some(i) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=i).collect();
+            if self.lines.len() < MAX_STEP_LINES {
+                self.lines.push(line.trim_end_matches(['\n', '\r']).to_string());
+            } else {
+                self.dropped += 1;
+            }
+        }
+    }
+    fn flush(&mut self) {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.lines.push(rest);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Plain {
-    /// Partial log lines per (node, vertex).
-    partial: HashMap<(String, String), String>,
+    steps: HashMap<(String, String), Step>,
 }
 
 impl Plain {
-    /// Lines to print for one event (no trailing newline per line).
+    /// Lines to print for one event, as one block.
     pub fn render(&mut self, e: &Event) -> Vec<String> {
         match e {
             Event::Builder { endpoint, version, platforms } => vec![format!("builder {endpoint}: BuildKit {}, platforms {}", version.as_deref().unwrap_or("(version unknown)"), platforms.join(", "))],
             Event::Queued { .. } => Vec::new(),
             Event::Started { node, builder, .. } => vec![format!("[{node}] started on {builder}")],
             Event::Status { node, event } => match event {
-                StatusEvent::VertexStarted { name, .. } => vec![format!("[{node}] {name}")],
-                StatusEvent::VertexCompleted { name, duration, .. } => vec![format!("[{node}] DONE {name}{}", duration.map(|d| format!(" {:.1}s", d.as_secs_f64())).unwrap_or_default())],
-                StatusEvent::VertexCached { name, .. } => vec![format!("[{node}] CACHED {name}")],
-                StatusEvent::VertexError { name, error, .. } => vec![format!("[{node}] ERROR {name}: {error}")],
-                StatusEvent::Log { vertex, data, .. } => {
-                    let buf = self.partial.entry((node.clone(), vertex.clone())).or_default();
-                    buf.push_str(&String::from_utf8_lossy(data));
-                    let mut out = Vec::new();
-                    while let Some(i) = buf.find('\n') {
-                        let line: String = buf.drain(..=i).collect();
-                        out.push(format!("[{node}] | {}", line.trim_end_matches(['\n', '\r'])));
-                    }
-                    out
+                StatusEvent::VertexStarted { digest, name } => {
+                    let s = self.steps.entry((node.clone(), digest.clone())).or_default();
+                    s.name = name.clone();
+                    Vec::new()
                 }
+                StatusEvent::Log { vertex, data, .. } => {
+                    self.steps.entry((node.clone(), vertex.clone())).or_default().push(data);
+                    Vec::new()
+                }
+                StatusEvent::VertexCompleted { digest, name, duration } => self.block(node, digest, name, &format!("DONE{}", duration.map(|d| format!(" {:.1}s", d.as_secs_f64())).unwrap_or_default())),
+                StatusEvent::VertexCached { digest, name } => self.block(node, digest, name, "CACHED"),
+                StatusEvent::VertexError { digest, name, error } => self.block(node, digest, name, &format!("ERROR: {error}")),
                 StatusEvent::Warning { short, .. } => vec![format!("[{node}] WARNING {short}")],
                 StatusEvent::Progress { .. } => Vec::new(),
             },
             Event::Finished { node, duration, digest, cached_steps, steps, .. } => {
+                self.steps.retain(|(n, _), _| n != node);
                 vec![format!("[{node}] finished in {:.1}s ({cached_steps}/{steps} steps cached){}", duration.as_secs_f64(), digest.as_ref().map(|d| format!(" {d}")).unwrap_or_default())]
             }
-            Event::Failed { node, error, .. } => vec![format!("[{node}] FAILED: {error}")],
+            Event::Failed { node, error, .. } => {
+                // Print what is left of unfinished steps (their output may
+                // explain the failure), then the error.
+                let mut out = Vec::new();
+                let keys: Vec<(String, String)> = self.steps.keys().filter(|(n, _)| n == node).cloned().collect();
+                for k in keys {
+                    if let Some(mut s) = self.steps.remove(&k) {
+                        s.flush();
+                        if !s.lines.is_empty() {
+                            out.push(format!("[{node}] {} (unfinished)", s.name));
+                            out.extend(s.lines.iter().map(|l| format!("[{node}] | {l}")));
+                        }
+                    }
+                }
+                out.push(format!("[{node}] FAILED: {error}"));
+                out
+            }
             Event::Skipped { node, reason } => vec![format!("[{node}] skipped: {reason}")],
         }
+    }
+
+    fn block(&mut self, node: &str, digest: &str, name: &str, result: &str) -> Vec<String> {
+        let mut s = self.steps.remove(&(node.to_string(), digest.to_string())).unwrap_or_default();
+        s.flush();
+        let name = if name.is_empty() { s.name.clone() } else { name.to_string() };
+        if s.lines.is_empty() {
+            return vec![format!("[{node}] {result} {name}")];
+        }
+        let mut out = vec![format!("[{node}] {name}")];
+        out.extend(s.lines.iter().map(|l| format!("[{node}] | {l}")));
+        if s.dropped > 0 {
+            out.push(format!("[{node}] | … {} more lines", s.dropped));
+        }
+        out.push(format!("[{node}] {result} {name}"));
+        out
     }
 }
 
