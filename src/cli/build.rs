@@ -100,7 +100,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 continue;
             }
             let row = if let Some(res) = outcome.results.get(&n) {
-                if let Some(d) = &res.descriptor {
+                if let (Some(d), true) = (&res.descriptor, node.publish) {
                     let entry = meta.entry(node.target_name.clone()).or_insert_with(|| serde_json::json!({ "platforms": {} }));
                     entry["platforms"][node.platform.clone().unwrap_or_default()] = serde_json::json!({ "descriptor": d, "reference": res.reference });
                 }
@@ -108,6 +108,8 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 [node.id.clone(), res.builder.clone(), format!("{:.1}s", res.duration.as_secs_f64()), format!("{}/{}", res.cached_steps, res.steps), result]
             } else if let Some((_, e)) = outcome.failures.iter().find(|(f, _)| *f == n) {
                 [node.id.clone(), String::new(), String::new(), String::new(), format!("FAILED: {}", e.lines().next().unwrap_or(""))]
+            } else if outcome.cancelled.contains(&n) {
+                [node.id.clone(), String::new(), String::new(), String::new(), "cancelled".into()]
             } else {
                 [node.id.clone(), String::new(), String::new(), String::new(), "skipped".into()]
             };
@@ -118,7 +120,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         for r in &rows {
             report.push_str(&format!("  {:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}\n", r[0], r[1], r[2], r[3], r[4], w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]));
         }
-        let failed = !outcome.failures.is_empty() || !outcome.skipped.is_empty();
+        let failed = !outcome.failures.is_empty() || !outcome.skipped.is_empty() || !outcome.cancelled.is_empty();
         let mut msg = format!("\nsummary:\n{report}");
         // Publish: merge each target's per-platform results into an index
         // and write its tags. `all` publishes only when every build of the
@@ -175,7 +177,11 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             }
         }
         if failed {
-            msg.push_str(&format!("mybake: {} build{} failed; {}\n", outcome.failures.len(), if outcome.failures.len() == 1 { "" } else { "s" }, if published.is_some() { "complete targets were published (--publish per-target)" } else { "nothing was published" }));
+            let extra = match (outcome.cancelled.len(), outcome.skipped.len()) {
+                (0, 0) => String::new(),
+                (c, s) => format!(" ({c} cancelled, {s} not started)"),
+            };
+            msg.push_str(&format!("mybake: {} build{} failed{extra}; {}\n", outcome.failures.len(), if outcome.failures.len() == 1 { "" } else { "s" }, if published.is_some() { "complete targets were published (--publish per-target)" } else { "nothing was published" }));
             return err(exit::FAILED, msg);
         }
         err(exit::OK, msg)

@@ -110,7 +110,7 @@ pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, re
         },
         Command::Build(b) => match planned(&resolved, &b.targets) {
             Ok((_, p)) => {
-                let pre = crate::exec::preflight::check(&resolved, &p);
+                let pre = crate::exec::preflight::check(&resolved, &p, &opts.env);
                 if !pre.is_empty() {
                     return fail(pre, &sources);
                 }

@@ -68,6 +68,8 @@ pub struct ExecOutcome {
     pub failures: Vec<(NodeIndex, String)>,
     /// Nodes not run (a dependency failed, or the run was cancelled).
     pub skipped: Vec<NodeIndex>,
+    /// Nodes whose solve was cancelled after another node failed.
+    pub cancelled: Vec<NodeIndex>,
 }
 
 /// Problems before any build starts.
@@ -265,6 +267,7 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
             Ok(r) => {
                 out.results.insert(n, (*r).clone());
             }
+            Err(Some(e)) if cancel.is_cancelled() && e.ends_with(": cancelled") => out.cancelled.push(n),
             Err(Some(e)) => {
                 out.failures.push((n, e));
                 if !opts.keep_going {

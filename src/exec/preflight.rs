@@ -10,7 +10,7 @@ use crate::resolve::Resolved;
 use crate::source::Span;
 use crate::value::Value;
 
-pub fn check(r: &Resolved, plan: &Plan) -> Diagnostics {
+pub fn check(r: &Resolved, plan: &Plan, env: &std::collections::HashMap<String, String>) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let mut seen = std::collections::HashSet::new();
     for n in plan.graph.node_weights().filter(|n| n.kind == NodeKind::Build) {
@@ -42,6 +42,11 @@ pub fn check(r: &Resolved, plan: &Plan) -> Diagnostics {
             }
         }
         for s in t.objects(A::Secret) {
+            if let Some(var) = s.get("env") {
+                if !env.contains_key(&var.v) {
+                    diags.push(Diag::new("mybake::exec::missing-secret", format!("target `{}`: secret `{}` reads environment variable {} which is not set", t.name.v, s.get("id").map(|i| i.v.as_str()).unwrap_or(""), var.v)).label(at(var.span), "not set").help(format!("export {} before building", var.v)));
+                }
+            }
             if let Some(src) = s.get("src") {
                 if !Path::new(&src.v).is_file() {
                     diags.push(Diag::new("mybake::exec::missing-secret", format!("target `{}`: secret file {} does not exist", t.name.v, src.v)).label(at(src.span), "this file"));

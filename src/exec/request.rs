@@ -184,7 +184,12 @@ pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: O
     };
     let mut exporters = Vec::new();
     if let Some(p) = push {
-        let mut e = Exporter::new("image").attr("name", p.repository.clone()).attr("push", "true").attr("push-by-digest", "true").attr("oci-mediatypes", "true");
+        let mut e = Exporter::new("image").attr("name", p.repository.clone()).attr("push", "true").attr("push-by-digest", "true").attr("oci-mediatypes", "true")
+            // Docker Engine's BuildKit would also record an image named
+            // `repo` in the Engine's store for every export; two platforms
+            // exporting at once then collide ("already exists"). The result
+            // only needs to be in the registry.
+            .attr("store", "false");
         if p.insecure {
             e = e.attr("registry.insecure", "true");
         }
