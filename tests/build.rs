@@ -731,12 +731,17 @@ target "sec" {{
          RUN --mount=type=secret,id=f test \"$(sha256sum < /run/secrets/f | cut -d' ' -f1)\" = {file_sha} && echo ok > /proof-file\n\
          RUN --mount=type=secret,id=tok,target=/tmp/tok-elsewhere test \"$(sha256sum < /tmp/tok-elsewhere | cut -d' ' -f1)\" = {env_sha} && echo ok > /proof-target\n"
     );
-    // Without the variable the step sees an empty secret (as with buildx)
-    // and its check fails: the assertion in the Dockerfile is effective.
+    // An unset variable is refused before anything runs (exit 2, located).
     let unset_repo = unique_repo("secrets-unset");
     let _cleanup = Pulled::new(&[&unset_repo]);
     let set = format!("sec.tags={unset_repo}:dev");
     let t = Test::new().kdl(&kdl).file("Dockerfile", &dockerfile).file("secret.txt", FILE_SECRET);
+    let o = expect(t, &["build", "sec", "--push", "--progress", "plain", "--set", &set], 2);
+    assert!(o.stderr.contains("mybake::exec::missing-secret") && o.stderr.contains("reads environment variable MYBAKE_TEST_SECRET"), "{}", o.stderr);
+    assert_untouched(&unset_repo);
+    // With a wrong value the step's check fails: the assertion in the
+    // Dockerfile is effective.
+    let t = Test::new().kdl(&kdl).file("Dockerfile", &dockerfile).file("secret.txt", FILE_SECRET).env("MYBAKE_TEST_SECRET", "not-the-value");
     let o = expect(t, &["build", "sec", "--push", "--progress", "plain", "--set", &set], 1);
     assert!(o.stderr.lines().any(|l| l.starts_with("[sec@linux/") && l.contains("FAILED") && l.contains("sha256sum < /run/secrets/tok")), "the failing step is named:\n{}", o.stderr);
     assert_untouched(&unset_repo);
