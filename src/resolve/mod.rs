@@ -133,7 +133,8 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
     }
 
     // Inheritance (memoised, cycles reported once).
-    let mut inh = Inheritance { raws: &raws, concrete: &concrete, index: &index, memo: vec![None; concrete.len()], stack: Vec::new(), sources, vars: &variables, builtins: &builtins };
+    let parents = raws.iter().flat_map(|r| r.inherits.iter().flatten()).map(|p| p.v.as_str()).collect();
+    let mut inh = Inheritance { raws: &raws, concrete: &concrete, index: &index, memo: vec![None; concrete.len()], parents, stack: Vec::new(), sources, vars: &variables, builtins: &builtins };
     let mut targets = Vec::with_capacity(concrete.len());
     for (i, c) in concrete.iter().enumerate() {
         let attrs = inh.effective(i, &mut diags);
@@ -342,6 +343,8 @@ struct Inheritance<'a> {
     concrete: &'a [Concrete],
     index: &'a HashMap<String, usize>,
     memo: Vec<Option<Vec<Option<Value>>>>,
+    /// Raw names some target inherits from: only those are memoised.
+    parents: std::collections::HashSet<&'a str>,
     stack: Vec<(usize, Span)>,
     sources: &'a Sources,
     vars: &'a Variables,
@@ -394,7 +397,9 @@ impl Inheritance<'_> {
             merge_attrs(&mut acc, &pattrs);
         }
         merge_attrs(&mut acc, &raw.attrs);
-        self.memo[i] = Some(acc.clone());
+        if self.parents.contains(c.name.v.as_str()) || self.parents.iter().any(|p| p.contains('$')) {
+            self.memo[i] = Some(acc.clone());
+        }
         acc
     }
 }

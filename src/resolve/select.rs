@@ -13,13 +13,21 @@ pub struct Selection {
     pub groups: BTreeMap<String, Vec<String>>,
     /// Requested targets (to be published), in request order.
     pub requested: Vec<usize>,
+    /// Membership of `requested`.
+    requested_set: std::collections::HashSet<usize>,
     /// Requested targets plus every `target:` dependency, by name order.
     pub all: Vec<usize>,
 }
 
 impl Selection {
     pub fn is_requested(&self, i: usize) -> bool {
-        self.requested.contains(&i)
+        self.requested_set.contains(&i)
+    }
+
+    fn request(&mut self, i: usize) {
+        if self.requested_set.insert(i) {
+            self.requested.push(i);
+        }
     }
 }
 
@@ -82,14 +90,10 @@ fn expand(r: &Resolved, name: &Sp<String>, sel: &mut Selection, stack: &mut Vec<
         }
         stack.pop();
     } else if let Some(&i) = r.index.get(&name.v) {
-        if !sel.requested.contains(&i) {
-            sel.requested.push(i);
-        }
+        sel.request(i);
     } else if let Some(exp) = r.templates.get(&name.v) {
         for &i in exp {
-            if !sel.requested.contains(&i) {
-                sel.requested.push(i);
-            }
+            sel.request(i);
         }
     } else if name.span.is_none() {
         // Names in groups were checked by `resolve`; this one is from the
