@@ -502,7 +502,7 @@ fn json_schemas_are_valid_draft_2020_12() {
         // Compiling also checks regexes and references.
         validator(&rel);
     }
-    assert_eq!(found, 3, "schema/ holds build-file, print and plan schemas");
+    assert_eq!(found, 4, "schema/ holds build-file, print, plan and progress-event schemas");
 }
 
 #[test]
