@@ -32,6 +32,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         no_cache: b.no_cache,
         pull: b.pull,
         insecure_registries: insecure.clone(),
+        ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
     };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -45,6 +45,8 @@ pub struct ExecOptions {
     pub pull: bool,
     /// Registries to reach over plain HTTP besides loopback.
     pub insecure_registries: Vec<String>,
+    /// `$SSH_AUTH_SOCK` for `ssh "default"`.
+    pub ssh_auth_sock: Option<std::path::PathBuf>,
 }
 
 /// One successful build node.
@@ -170,7 +172,7 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
         senders.insert(n, tx);
         slots.insert(n, rx);
     }
-    let req_opts = RequestOptions { no_cache: opts.no_cache, pull: opts.pull };
+    let req_opts = RequestOptions { no_cache: opts.no_cache, pull: opts.pull, ssh_auth_sock: opts.ssh_auth_sock.clone() };
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(NodeIndex, Result<Arc<NodeResult>, Option<String>>)>();
     let mut tasks = tokio::task::JoinSet::new();
     let mut builds = 0usize;

@@ -41,6 +41,17 @@ pub fn check(r: &Resolved, plan: &Plan, env: &std::collections::HashMap<String, 
                 }
             }
         }
+        let agents = crate::exec::request::ssh_agents(t, env.get("SSH_AUTH_SOCK").map(Path::new));
+        for (id, sock) in agents.as_ref().map(Vec::as_slice).unwrap_or(&[]) {
+            if !sock.exists() {
+                let span = t.list(A::Ssh).iter().find(|s| s.v.starts_with(id.as_str())).map(|s| at(s.span)).unwrap_or(t.name.span);
+                diags.push(Diag::new("mybake::exec::ssh", format!("target `{}`: SSH agent socket {} (ssh `{id}`) does not exist", t.name.v, sock.display())).label(span, "this agent"));
+            }
+        }
+        if let Err(e) = agents {
+            let span = t.list(A::Ssh).first().map(|s| at(s.span)).unwrap_or(t.name.span);
+            diags.push(Diag::new("mybake::exec::ssh", format!("target `{}`: {e}", t.name.v)).label(span, "here").help("start an agent (`eval $(ssh-agent)`) or name a socket: `ssh \"default=/path/to/agent.sock\"`"));
+        }
         for s in t.objects(A::Secret) {
             if let Some(var) = s.get("env") {
                 if !env.contains_key(&var.v) {

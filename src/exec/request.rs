@@ -25,6 +25,8 @@ pub struct NodeRequest {
     pub request: SolveRequest,
     pub dirs: Vec<(String, PathBuf)>,
     pub secrets: Vec<(String, SecretSource)>,
+    /// SSH agents to forward: id → socket.
+    pub ssh: Vec<(String, PathBuf)>,
     /// Keeps a generated Dockerfile directory alive for the solve.
     pub _inline: Option<tempfile::TempDir>,
 }
@@ -42,6 +44,9 @@ impl NodeRequest {
         b = b.add_service(secrets.into_server());
         let auth = mybake_buildkit::auth::AuthService::from_env().unwrap_or_else(|_| mybake_buildkit::auth::AuthService::anonymous());
         b = b.add_service(auth.into_server());
+        if !self.ssh.is_empty() {
+            b = b.add_service(mybake_buildkit::ssh::SshService::new(self.ssh.clone()).into_server());
+        }
         Ok(b.build())
     }
 }
@@ -79,6 +84,23 @@ pub fn is_insecure(host: &str, extra: &[String]) -> bool {
 pub struct RequestOptions {
     pub no_cache: bool,
     pub pull: bool,
+    /// `$SSH_AUTH_SOCK`, for `ssh "default"`.
+    pub ssh_auth_sock: Option<PathBuf>,
+}
+
+/// `ssh` entries: `default` (the user's agent), `ID=/path/to/socket`.
+pub fn ssh_agents(t: &Target, auth_sock: Option<&Path>) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut out = Vec::new();
+    for s in t.list(A::Ssh) {
+        match s.v.split_once('=') {
+            Some((id, path)) => out.push((id.to_string(), PathBuf::from(path.split(',').next().unwrap_or(path)))),
+            None => match auth_sock {
+                Some(p) => out.push((s.v.clone(), p.to_path_buf())),
+                None => return Err(format!("ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set", s.v)),
+            },
+        }
+    }
+    Ok(out)
 }
 
 /// Build the request for `t` on `platform`. `deps` maps context names to
@@ -195,10 +217,12 @@ pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: O
         }
         exporters.push(e);
     }
+    let ssh = ssh_agents(t, opts.ssh_auth_sock.as_deref())?;
     Ok(NodeRequest {
         request: SolveRequest { frontend: "dockerfile.v0".into(), frontend_attrs: attrs, exporters, cache_imports: cache(A::CacheFrom), cache_exports: cache(A::CacheTo), entitlements, ..SolveRequest::default() },
         dirs,
         secrets,
+        ssh,
         _inline: inline,
     })
 }

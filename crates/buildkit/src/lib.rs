@@ -39,6 +39,7 @@
 pub mod auth;
 pub mod filesync;
 pub mod secrets;
+pub mod ssh;
 
 mod control;
 mod endpoint;
