@@ -10,7 +10,7 @@
 #   - Debian trixie apt source pinned at priority 100 (nothing upgrades from it
 #     unless asked), then from trixie: docker.io (Engine 26.1.5), containerd,
 #     docker-buildx; from bookworm: docker-registry (distribution 2.8),
-#     qemu-user-static, binfmt-support, python3(-grpcio), curl, jq, socat.
+#     qemu-user-static, binfmt-support, python3(-grpcio), curl, jq, socat, openssh-client (ssh-agent for the ssh tests).
 #   - containerd + dockerd (containerd image store / snapshotter) started in
 #     the background, logs in /var/log/mybake-testbed/.
 #   - a registry on 127.0.0.1:5000 (storage /var/lib/mybake-registry, deletes on).
@@ -127,7 +127,7 @@ fi
 # ---------------------------------------------------------------------------
 # 2. packages
 # ---------------------------------------------------------------------------
-BOOKWORM_PKGS=(docker-registry qemu-user-static binfmt-support python3 python3-grpcio curl jq socat iptables ca-certificates)
+BOOKWORM_PKGS=(docker-registry qemu-user-static binfmt-support python3 python3-grpcio curl jq socat iptables ca-certificates openssh-client)
 TRIXIE_PKGS=(docker.io containerd docker-buildx)
 
 pkg_installed() { [[ $(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) == "ii " ]]; }
