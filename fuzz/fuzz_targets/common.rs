@@ -35,6 +35,19 @@ fn options() -> ResolveOptions {
     }
 }
 
+/// `load::decode_file` only, rendering what it reports.
+#[allow(dead_code)]
+pub fn load_only(text: &str) {
+    let mut sources = Sources::default();
+    let id = sources.add("fuzz.kdl".to_string(), PathBuf::from("/fuzz/mybake.kdl"), text.to_string());
+    let mut diags = Diagnostics::default();
+    let _ = load::decode_file(id, "fuzz.kdl", text, &mut diags);
+    if !diags.is_empty() {
+        render_all(&diags, &sources);
+    }
+}
+
+#[allow(dead_code)]
 pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut sources = Sources::default();

@@ -6,14 +6,25 @@
 //! every span still points at the user's file, which is what diagnostics
 //! show.
 
+/// Byte offset of a `/*` that is never closed, if any (knuffel's parser
+/// takes exponential time on many of them, so this is checked first).
+pub fn unterminated_comment(text: &str) -> Option<usize> {
+    scan(text).1
+}
+
 /// Returns the patched text, or `None` when nothing needed patching.
 pub fn terminate_inline_blocks(text: &str) -> Option<String> {
+    scan(text).0
+}
+
+fn scan(text: &str) -> (Option<String>, Option<usize>) {
     let b = text.as_bytes();
     let mut fixes = Vec::new();
     let mut i = 0;
     // Last significant byte since the last newline (None = only spaces).
     let mut last: Option<u8> = None;
     let mut comment_depth = 0usize;
+    let mut comment_start = 0usize;
     while i < b.len() {
         let c = b[i];
         if comment_depth > 0 {
@@ -29,9 +40,18 @@ pub fn terminate_inline_blocks(text: &str) -> Option<String> {
             continue;
         }
         match c {
-            b'\n' | b'\r' => {
+            // KDL newlines: LF, CR, form feed, NEL, LS, PS.
+            b'\n' | b'\r' | 0x0c => {
                 last = None;
                 i += 1;
+            }
+            0xc2 if b.get(i + 1) == Some(&0x85) => {
+                last = None;
+                i += 2;
+            }
+            0xe2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8) | Some(0xa9)) => {
+                last = None;
+                i += 3;
             }
             b' ' | b'\t' => i += 1,
             b'/' if b.get(i + 1) == Some(&b'/') => {
@@ -41,6 +61,7 @@ pub fn terminate_inline_blocks(text: &str) -> Option<String> {
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 comment_depth = 1;
+                comment_start = i;
                 i += 2;
             }
             b'"' => {
@@ -79,7 +100,8 @@ pub fn terminate_inline_blocks(text: &str) -> Option<String> {
             }
             b'}' => {
                 if let Some(prev) = last {
-                    if prev != b'{' && prev != b';' && prev != b'}' && i > 0 && matches!(b[i - 1], b' ' | b'\t') {
+                    // After `}` too: `a { b { c 1 } }` closes two blocks.
+                    if prev != b'{' && prev != b';' && i > 0 && matches!(b[i - 1], b' ' | b'\t') {
                         fixes.push(i - 1);
                     }
                 }
@@ -92,14 +114,15 @@ pub fn terminate_inline_blocks(text: &str) -> Option<String> {
             }
         }
     }
+    let open = (comment_depth > 0).then_some(comment_start);
     if fixes.is_empty() {
-        return None;
+        return (None, open);
     }
     let mut out = b.to_vec();
     for f in fixes {
         out[f] = b';';
     }
-    String::from_utf8(out).ok()
+    (String::from_utf8(out).ok(), open)
 }
 
 #[cfg(test)]
@@ -110,7 +133,8 @@ mod tests {
     fn patches_one_line_blocks() {
         assert_eq!(t(r#"a { b "x" }"#).as_deref(), Some(r#"a { b "x";}"#));
         assert_eq!(t(r#"a { b "x"; c "y" }"#).as_deref(), Some(r#"a { b "x"; c "y";}"#));
-        assert_eq!(t("a { b { c 1 } }").as_deref(), Some("a { b { c 1;} }"));
+        assert_eq!(t("a { b { c 1 } }").as_deref(), Some("a { b { c 1;};}"));
+        assert!(knuffel::parse_ast::<knuffel::span::Span>("t", &t("a { b { c 1 } }").unwrap()).is_ok());
     }
 
     #[test]
@@ -121,6 +145,20 @@ mod tests {
         assert_eq!(t("a { b; }"), None);
         assert_eq!(t("// x }\n/* y } */ a \"z\"\n"), None);
         assert_eq!(t(r##"a r#"q " }"#"##), None);
+    }
+
+    #[test]
+    fn other_kdl_newlines_end_nodes() {
+        assert_eq!(t("a {\x0c }"), None);
+        assert_eq!(t("a {\u{2028} }"), None);
+        assert_eq!(t("a {\u{85} }"), None);
+    }
+
+    #[test]
+    fn finds_unterminated_comments() {
+        assert_eq!(super::unterminated_comment("a /* b */ c"), None);
+        assert_eq!(super::unterminated_comment("a /* /* b */"), Some(2));
+        assert_eq!(super::unterminated_comment("\"/*\" x"), None);
     }
 
     #[test]

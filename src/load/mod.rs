@@ -135,6 +135,10 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
 /// Decode one file's text. Public for the fuzz target and unit tests.
 pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) -> FileDecls {
     let mut out = FileDecls { file: id, ..Default::default() };
+    if let Some(at) = lenient::unterminated_comment(text) {
+        diags.push(Diag::new("mybake::load::syntax", "unterminated `/*` comment").label(Span::new(id, at, at + 2), "opened here, never closed").help("close it with `*/`"));
+        return out;
+    }
     let patched = lenient::terminate_inline_blocks(text);
     let nodes: Vec<model::TopNode> = match knuffel::parse(name, patched.as_deref().unwrap_or(text)) {
         Ok(n) => n,

@@ -93,8 +93,9 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
     for (ri, raw) in raws.iter().enumerate() {
         let combos = match &raw.matrix {
             None => vec![Vec::new()],
-            Some(m) => expand_axes(&m.v, &variables, &builtins, sources, &mut diags),
+            Some(m) => expand_axes(&m.v, m.span, &variables, &builtins, sources, &mut diags),
         };
+        let mut duplicates = 0usize;
         for bindings in combos {
             let scope = TargetScope { vars: &variables, builtins: &builtins, bindings: &bindings, target: None };
             let name = match interp::interpolate(&raw.name, &scope, sources, false) {
@@ -106,7 +107,14 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
             };
             if let Some(&prev) = index.get(&name) {
                 let p = &concrete[prev];
-                let d = if raw.matrix.is_some() && p.raw == ri {
+                let same_matrix = raw.matrix.is_some() && p.raw == ri;
+                if same_matrix {
+                    duplicates += 1;
+                    if duplicates > 1 {
+                        continue;
+                    }
+                }
+                let d = if same_matrix {
                     Diag::new("mybake::resolve::duplicate-expansion", format!("matrix of `{}` expands to `{name}` more than once", raw.name.v))
                         .label(raw.name.span, format!("`{name}` again for {}", describe(&bindings)))
                         .help("include every axis in the target name, e.g. `svc-${svc}-${variant}`")
@@ -259,10 +267,14 @@ fn merge_groups<'a>(decls: impl Iterator<Item = &'a GroupDecl>) -> (Vec<Group>, 
     (out, index)
 }
 
-fn expand_axes(axes: &[load::target::Axis], vars: &Variables, builtins: &Builtins, sources: &Sources, diags: &mut Diagnostics) -> Vec<Vec<(String, String)>> {
+/// Most targets one matrix may expand to.
+pub const MAX_EXPANSIONS: usize = 10_000;
+
+fn expand_axes(axes: &[load::target::Axis], at: Span, vars: &Variables, builtins: &Builtins, sources: &Sources, diags: &mut Diagnostics) -> Vec<Vec<(String, String)>> {
     let scope = TargetScope { vars, builtins, bindings: &[], target: None };
-    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for (axis, values) in axes {
+    let mut all_vals = Vec::new();
+    let mut total: usize = 1;
+    for (_, values) in axes {
         let mut vals = Vec::new();
         for v in values {
             match interp::interpolate(v, &scope, sources, true) {
@@ -271,6 +283,15 @@ fn expand_axes(axes: &[load::target::Axis], vars: &Variables, builtins: &Builtin
                 Err(d) => diags.push(d),
             }
         }
+        total = total.saturating_mul(vals.len());
+        all_vals.push(vals);
+    }
+    if total > MAX_EXPANSIONS {
+        diags.push(Diag::new("mybake::resolve::matrix-too-large", format!("matrix expands to {} targets, more than {MAX_EXPANSIONS}", if total == usize::MAX { "too many".to_string() } else { total.to_string() })).label(at, "this matrix"));
+        return Vec::new();
+    }
+    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for ((axis, _), vals) in axes.iter().zip(all_vals) {
         combos = combos.into_iter().flat_map(|c| vals.iter().map(move |v| {
             let mut c = c.clone();
             c.push((axis.v.clone(), v.clone()));
