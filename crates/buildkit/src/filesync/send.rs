@@ -32,8 +32,6 @@ use super::walk::{WalkError, Walker};
 pub const CHUNK_SIZE: usize = 32 * 1024;
 /// Files read concurrently (fsutil's sender workers).
 const WORKERS: usize = 4;
-/// Requests queued for the workers before the request reader waits.
-const REQUEST_QUEUE: usize = 128;
 /// Packets buffered ahead of the gRPC stream (bounds memory to about
 /// `OUTPUT_QUEUE * CHUNK_SIZE`).
 const OUTPUT_QUEUE: usize = 32;
@@ -131,7 +129,12 @@ where
         tokio::task::spawn_blocking(move || send_stats(&walker, &tx, &cancel, &files));
     }
 
-    let (job_tx, job_rx) = mpsc::channel::<(u32, PathBuf)>(REQUEST_QUEUE);
+    // Unbounded on purpose: requests must always be read off the
+    // connection at once (h2 closes a connection whose small, unread DATA
+    // frames exceed its budget: "too_many_data_frames" after ~2,000 queued
+    // requests), and each file can be requested only once, so the queue is
+    // bounded by the number of files listed.
+    let (job_tx, job_rx) = mpsc::unbounded_channel::<(u32, PathBuf)>();
     let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
     for _ in 0..WORKERS {
         tokio::spawn(file_worker(job_rx.clone(), tx.clone(), cancel.clone()));
@@ -188,7 +191,7 @@ fn send_stats(walker: &Walker, tx: &mpsc::Sender<Item>, cancel: &Cancel, files: 
 /// transfer on `PACKET_FIN`, `PACKET_ERR` or a broken stream.
 async fn read_requests<S>(
     mut inbound: S,
-    jobs: mpsc::Sender<(u32, PathBuf)>,
+    jobs: mpsc::UnboundedSender<(u32, PathBuf)>,
     tx: mpsc::Sender<Item>,
     cancel: Cancel,
     files: Requestable,
@@ -222,7 +225,7 @@ async fn read_requests<S>(
                         p.id
                     )));
                 };
-                if jobs.send((p.id, path)).await.is_err() {
+                if jobs.send((p.id, path)).is_err() {
                     break None;
                 }
             }
@@ -248,7 +251,7 @@ async fn read_requests<S>(
 
 /// One of the workers answering file requests.
 async fn file_worker(
-    jobs: Arc<tokio::sync::Mutex<mpsc::Receiver<(u32, PathBuf)>>>,
+    jobs: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<(u32, PathBuf)>>>,
     tx: mpsc::Sender<Item>,
     cancel: Cancel,
 ) {
