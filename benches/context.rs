@@ -251,6 +251,8 @@ struct RunOut {
     opened: Option<(usize, usize, u64)>,
     /// The number printed by `RUN find /ctx -type f | wc -l` (None: cached).
     find: Option<u64>,
+    /// The build failed with this error.
+    error: Option<String>,
 }
 
 fn epoch(t: SystemTime) -> Duration {
@@ -384,6 +386,8 @@ struct Env {
     ctx: Context,
     strace: bool,
     work: PathBuf,
+    /// Keep strace logs and event dumps (with --keep).
+    keep_logs: bool,
 }
 
 /// Parses an `strace -y` log: every successful open whose result resolves
@@ -394,9 +398,12 @@ fn opened_files(log: &Path, index: &HashMap<PathBuf, u64>) -> (usize, usize, u64
     let mut seen: HashMap<&Path, u64> = HashMap::new();
     for line in text.lines() {
         // `PID openat(AT_FDCWD<...>, "...", O_RDONLY|...) = 9</abs/path>`, or
-        // `PID <... openat resumed>) = 9</abs/path>`
-        let Some(i) = line.rfind(") = ") else { continue };
-        let rest = &line[i + 4..];
+        // `PID <... openat resumed>)      = 9</abs/path>` (padded)
+        let Some(i) = line.rfind(" = ") else { continue };
+        if !line[..i].trim_end().ends_with(')') {
+            continue;
+        }
+        let rest = &line[i + 3..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 || !rest[digits..].starts_with('<') || !rest.ends_with('>') {
             continue;
@@ -473,13 +480,30 @@ fn run(env: &Env, tool: Tool, label: &str, index: &HashMap<PathBuf, u64>) -> Run
     let ((ctx, ctx_stamp, find), raw) = reader.join().expect("reader");
     let other = other_reader.join().expect("reader");
     let _ = std::fs::write(env.work.join(format!("events-{label}.txt")), &raw);
-    if !status.success() {
-        let tail = |s: &str| s.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        panic!("{} {label} failed ({status}):\n--- events\n{}\n--- other\n{}", tool.name(), tail(&raw), tail(&other));
-    }
+    let error = (!status.success()).then(|| {
+        let tail = |s: &str| s.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        eprintln!("  {} {label} FAILED ({status}):\n--- events (tail)\n{}\n--- other output (tail)\n{}", tool.name(), tail(&raw), tail(&other));
+        failure_message(&raw, &other).unwrap_or_else(|| status.to_string())
+    });
     let opened = env.strace.then(|| opened_files(&trace_log, index));
-    let _ = std::fs::remove_file(&trace_log);
-    RunOut { wall, ctx, ctx_stamp, opened, find }
+    if !env.keep_logs {
+        let _ = std::fs::remove_file(&trace_log);
+    }
+    RunOut { wall, ctx, ctx_stamp, opened, find, error }
+}
+
+/// The error a failed build reports: mybake's last `failed` event, or the
+/// `ERROR:` line docker buildx prints.
+fn failure_message(events: &str, other: &str) -> Option<String> {
+    let from_events = events
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "failed")
+        .filter_map(|v| v["error"].as_str().map(String::from))
+        .last();
+    from_events.or_else(|| {
+        events.lines().chain(other.lines()).filter(|l| l.trim_start().starts_with("ERROR")).last().map(|l| l.trim().to_string())
+    })
 }
 
 fn prune() {
@@ -531,11 +555,17 @@ struct Row {
 }
 
 impl Row {
+    fn ok(&self) -> impl Iterator<Item = &RunOut> {
+        self.runs.iter().filter(|r| r.error.is_none())
+    }
+    fn failed(&self) -> usize {
+        self.runs.iter().filter(|r| r.error.is_some()).count()
+    }
     fn ctx(&self) -> Option<f64> {
-        median(self.runs.iter().filter_map(|r| r.ctx).map(ms).collect())
+        median(self.ok().filter_map(|r| r.ctx).map(ms).collect())
     }
     fn wall(&self) -> Option<f64> {
-        median(self.runs.iter().map(|r| ms(r.wall)).collect())
+        median(self.ok().map(|r| ms(r.wall)).collect())
     }
 }
 
@@ -597,7 +627,7 @@ fn main() {
     let touch = touch.min(ctx.files.len() - 1);
     let index: HashMap<PathBuf, u64> = (0..ctx.files.len()).map(|i| (ctx.abs(i), ctx.files[i].1)).collect();
     let expect_find = ctx.files.len() as u64 + 2; // + Dockerfile, mybake.kdl
-    let env = Env { mybake: mybake.clone(), ctx, strace, work: work.clone() };
+    let env = Env { mybake: mybake.clone(), ctx, strace, work: work.clone(), keep_logs: o.keep.is_some() };
 
     let mut tools = Vec::new();
     if o.mybake {
@@ -627,8 +657,9 @@ fn main() {
                 let r = run(&env, tool, &label, &index);
                 let opened = r.opened.map_or("-".into(), |(n, d, b)| format!("{n} opens, {d} files, {}", fmt_bytes(b)));
                 eprintln!(
-                    "  {:<12} ctx {:>7} ms (tool stamp {:>7} ms)  wall {:>7.0} ms  read: {opened}  find: {}",
+                    "  {:<12} {}ctx {:>7} ms (tool stamp {:>7} ms)  wall {:>7.0} ms  read: {opened}  find: {}",
                     kind.name(),
+                    if r.error.is_some() { "FAILED " } else { "" },
                     fmt_ms(r.ctx.map(ms)),
                     fmt_ms(r.ctx_stamp.map(ms)),
                     ms(r.wall),
@@ -673,18 +704,35 @@ fn main() {
         } else {
             "-".into()
         };
-        let find = dedup_join(r.runs.iter().map(|x| x.find.map_or("cached".into(), |f| f.to_string())).collect());
+        let find = dedup_join(r.runs.iter().map(|x| if x.error.is_some() { "-".into() } else { x.find.map_or("cached".into(), |f| f.to_string()) }).collect());
+        let (ctx, wall) = if r.failed() == 0 {
+            (fmt_ms(r.ctx()), fmt_ms(r.wall()))
+        } else {
+            let walls: Vec<String> = r.runs.iter().filter(|x| x.error.is_some()).map(|x| format!("{:.0}", ms(x.wall))).collect();
+            let ok = r.runs.len() - r.failed();
+            let ctx = if ok == 0 { "FAILED".to_string() } else { format!("{} ({} FAILED)", fmt_ms(r.ctx()), r.failed()) };
+            let wall = if ok == 0 { format!("{} (to failure)", walls.join("/")) } else { fmt_ms(r.wall()) };
+            (ctx, wall)
+        };
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             r.tool.name(),
             r.kind.name(),
             r.runs.len(),
-            fmt_ms(r.ctx()),
-            fmt_ms(r.wall()),
+            ctx,
+            wall,
             files,
             bytes,
             find
         );
+    }
+    for r in &rows {
+        for (k, x) in r.runs.iter().enumerate() {
+            if let Some(e) = &x.error {
+                println!();
+                println!("{} {} run {}: FAILED after {:.0} ms: {e}", r.tool.name(), r.kind.name(), k + 1, ms(x.wall));
+            }
+        }
     }
     if o.mybake && o.peer {
         println!();
