@@ -68,7 +68,12 @@ fn parse_args() -> Opts {
             Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
             _ => (a.clone(), None),
         };
-        let val = |it: &mut dyn Iterator<Item = String>| inline.clone().or_else(|| it.next()).unwrap_or_else(|| usage());
+        let val = |it: &mut dyn Iterator<Item = String>| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .unwrap_or_else(|| usage())
+        };
         let num = |s: String| -> u64 { s.trim().parse().unwrap_or_else(|_| usage()) };
         match key.as_str() {
             // cargo passes `--bench` to harness=false bench binaries
@@ -89,7 +94,8 @@ fn parse_args() -> Opts {
             }
         }
     }
-    if o.files == 0 || o.dirs == 0 || o.dirs > o.files || o.warm_runs == 0 || !(o.peer || o.mybake) {
+    if o.files == 0 || o.dirs == 0 || o.dirs > o.files || o.warm_runs == 0 || !(o.peer || o.mybake)
+    {
         usage()
     }
     o
@@ -144,7 +150,8 @@ fn write_file(path: &Path, size: u64, seed: u64, buf: &mut Vec<u8>) {
         let n = left.min(1 << 20);
         buf.resize(n, 0);
         rng.fill(&mut buf[..n]);
-        f.write_all(&buf[..n]).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        f.write_all(&buf[..n])
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         left -= n;
     }
 }
@@ -174,8 +181,16 @@ fn generate(root: &Path, o: &Opts) -> Context {
         for (k, &i) in large.iter().enumerate() {
             // ±10 % around the mean, summing to the same total.
             let jitter = each / 10;
-            let delta = if k % 2 == 0 { jitter } else { 0u64.wrapping_sub(jitter) };
-            let s = if k + 1 == large.len() && k % 2 == 0 { each } else { each.wrapping_add(delta) };
+            let delta = if k % 2 == 0 {
+                jitter
+            } else {
+                0u64.wrapping_sub(jitter)
+            };
+            let s = if k + 1 == large.len() && k % 2 == 0 {
+                each
+            } else {
+                each.wrapping_add(delta)
+            };
             sizes[i] = s.max(1);
         }
     }
@@ -201,7 +216,12 @@ fn generate(root: &Path, o: &Opts) -> Context {
     )
     .expect("write mybake.kdl");
     let total = files.iter().map(|(_, s)| s).sum();
-    Context { root: root.to_path_buf(), files, total, large: large.len() }
+    Context {
+        root: root.to_path_buf(),
+        files,
+        total,
+        large: large.len(),
+    }
 }
 
 // ---------------------------------------------------------------- runs
@@ -312,17 +332,26 @@ fn is_ctx_vertex(name: Option<&str>) -> bool {
 }
 
 /// Reads mybake's JSON events: (ctx by receipt, ctx by event time, find count).
-fn read_mybake(out: impl Read, start: Instant, start_epoch: Duration, raw: &mut String) -> (Option<Duration>, Option<Duration>, Option<u64>) {
+fn read_mybake(
+    out: impl Read,
+    start: Instant,
+    start_epoch: Duration,
+    raw: &mut String,
+) -> (Option<Duration>, Option<Duration>, Option<u64>) {
     let (mut ctx, mut stamp, mut find) = (None, None, None);
     for line in BufReader::new(out).lines().map_while(Result::ok) {
         let at = start.elapsed();
         raw.push_str(&line);
         raw.push('\n');
-        let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
         match v["type"].as_str() {
             Some("step-completed") if is_ctx_vertex(v["name"].as_str()) => {
                 ctx = Some(at);
-                stamp = v["time"].as_u64().map(|ms| Duration::from_millis(ms).saturating_sub(start_epoch));
+                stamp = v["time"]
+                    .as_u64()
+                    .map(|ms| Duration::from_millis(ms).saturating_sub(start_epoch));
             }
             Some("log") => {
                 if let Some(n) = v["text"].as_str().and_then(|t| t.trim().parse().ok()) {
@@ -337,9 +366,17 @@ fn read_mybake(out: impl Read, start: Instant, start_epoch: Duration, raw: &mut 
 
 /// Reads buildx's `--progress rawjson` stream (concatenated, indented JSON
 /// objects of `SolveStatus`).
-fn read_buildx(out: impl Read, start: Instant, start_epoch: Duration, raw: &mut String) -> (Option<Duration>, Option<Duration>, Option<u64>) {
+fn read_buildx(
+    out: impl Read,
+    start: Instant,
+    start_epoch: Duration,
+    raw: &mut String,
+) -> (Option<Duration>, Option<Duration>, Option<u64>) {
     let (mut ctx, mut stamp, mut find) = (None, None, None);
-    let mut tee = Tee { inner: BufReader::new(out), copy: Vec::new() };
+    let mut tee = Tee {
+        inner: BufReader::new(out),
+        copy: Vec::new(),
+    };
     {
         let stream = serde_json::Deserializer::from_reader(&mut tee).into_iter::<Value>();
         for v in stream {
@@ -419,12 +456,29 @@ fn opened_files(log: &Path, index: &HashMap<PathBuf, u64>) -> (usize, usize, u64
 
 fn run(env: &Env, tool: Tool, label: &str, index: &HashMap<PathBuf, u64>) -> RunOut {
     let (prog, args): (PathBuf, Vec<String>) = match tool {
-        Tool::Mybake => (env.mybake.clone(), vec!["build".into(), TARGET.into(), "--progress".into(), "json".into()]),
+        Tool::Mybake => (
+            env.mybake.clone(),
+            vec![
+                "build".into(),
+                TARGET.into(),
+                "--progress".into(),
+                "json".into(),
+            ],
+        ),
         Tool::Buildx => (
             PathBuf::from("docker"),
             [
-                "buildx", "build", "--builder", "default", "--platform", "linux/amd64", "--progress", "rawjson", "--output",
-                "type=cacheonly", ".",
+                "buildx",
+                "build",
+                "--builder",
+                "default",
+                "--platform",
+                "linux/amd64",
+                "--progress",
+                "rawjson",
+                "--output",
+                "type=cacheonly",
+                ".",
             ]
             .map(String::from)
             .to_vec(),
@@ -433,18 +487,34 @@ fn run(env: &Env, tool: Tool, label: &str, index: &HashMap<PathBuf, u64>) -> Run
     let trace_log = env.work.join(format!("strace-{label}.log"));
     let mut cmd = if env.strace {
         let mut c = Command::new("strace");
-        c.args(["--seccomp-bpf", "-f", "-qq", "-y", "-e", "trace=open,openat", "-e", "signal=none", "-o"])
-            .arg(&trace_log)
-            .arg("--")
-            .arg(&prog);
+        c.args([
+            "--seccomp-bpf",
+            "-f",
+            "-qq",
+            "-y",
+            "-e",
+            "trace=open,openat",
+            "-e",
+            "signal=none",
+            "-o",
+        ])
+        .arg(&trace_log)
+        .arg("--")
+        .arg(&prog);
         c
     } else {
         Command::new(&prog)
     };
-    cmd.args(&args).current_dir(&env.ctx.root).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(&args)
+        .current_dir(&env.ctx.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start_epoch = epoch(SystemTime::now());
     let start = Instant::now();
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", prog.display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", prog.display()));
     let pid = child.id();
     let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
@@ -474,22 +544,46 @@ fn run(env: &Env, tool: Tool, label: &str, index: &HashMap<PathBuf, u64>) -> Run
         Ok((status, wall)) => (status.expect("wait"), wall),
         Err(_) => {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("{} {label}: no exit after {RUN_TIMEOUT:?}; killed pid {pid}", tool.name());
+            panic!(
+                "{} {label}: no exit after {RUN_TIMEOUT:?}; killed pid {pid}",
+                tool.name()
+            );
         }
     };
     let ((ctx, ctx_stamp, find), raw) = reader.join().expect("reader");
     let other = other_reader.join().expect("reader");
     let _ = std::fs::write(env.work.join(format!("events-{label}.txt")), &raw);
     let error = (!status.success()).then(|| {
-        let tail = |s: &str| s.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        eprintln!("  {} {label} FAILED ({status}):\n--- events (tail)\n{}\n--- other output (tail)\n{}", tool.name(), tail(&raw), tail(&other));
+        let tail = |s: &str| {
+            s.lines()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        eprintln!(
+            "  {} {label} FAILED ({status}):\n--- events (tail)\n{}\n--- other output (tail)\n{}",
+            tool.name(),
+            tail(&raw),
+            tail(&other)
+        );
         failure_message(&raw, &other).unwrap_or_else(|| status.to_string())
     });
     let opened = env.strace.then(|| opened_files(&trace_log, index));
     if !env.keep_logs {
         let _ = std::fs::remove_file(&trace_log);
     }
-    RunOut { wall, ctx, ctx_stamp, opened, find, error }
+    RunOut {
+        wall,
+        ctx,
+        ctx_stamp,
+        opened,
+        find,
+        error,
+    }
 }
 
 /// The error a failed build reports: mybake's last `failed` event, or the
@@ -502,21 +596,42 @@ fn failure_message(events: &str, other: &str) -> Option<String> {
         .filter_map(|v| v["error"].as_str().map(String::from))
         .last();
     from_events.or_else(|| {
-        events.lines().chain(other.lines()).filter(|l| l.trim_start().starts_with("ERROR")).last().map(|l| l.trim().to_string())
+        events
+            .lines()
+            .chain(other.lines())
+            .filter(|l| l.trim_start().starts_with("ERROR"))
+            .last()
+            .map(|l| l.trim().to_string())
     })
 }
 
 fn prune() {
     let t = Instant::now();
-    let out = Command::new("docker").args(["builder", "prune", "-af"]).output().expect("docker builder prune");
-    assert!(out.status.success(), "docker builder prune -af failed: {}", String::from_utf8_lossy(&out.stderr));
-    let reclaimed = String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("Total")).collect::<Vec<_>>().join(" ");
-    eprintln!("  docker builder prune -af: {reclaimed} ({:.1} s)", t.elapsed().as_secs_f64());
+    let out = Command::new("docker")
+        .args(["builder", "prune", "-af"])
+        .output()
+        .expect("docker builder prune");
+    assert!(
+        out.status.success(),
+        "docker builder prune -af failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reclaimed = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("Total"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!(
+        "  docker builder prune -af: {reclaimed} ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 fn tool_version(args: &[&str]) -> Option<String> {
     let out = Command::new(args[0]).args(&args[1..]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 // ---------------------------------------------------------------- report
@@ -531,7 +646,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 fn fmt_ms(v: Option<f64>) -> String {
@@ -571,9 +690,14 @@ impl Row {
 
 fn main() {
     let o = parse_args();
-    let mybake = std::env::var_os("MYBAKE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mybake")));
-    let Some(server) = tool_version(&["docker", "version", "--format", "{{.Server.Version}}"]) else {
-        eprintln!("context bench: no Docker Engine reachable (docker version failed); nothing to do");
+    let mybake = std::env::var_os("MYBAKE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mybake")));
+    let Some(server) = tool_version(&["docker", "version", "--format", "{{.Server.Version}}"])
+    else {
+        eprintln!(
+            "context bench: no Docker Engine reachable (docker version failed); nothing to do"
+        );
         return;
     };
     let buildx = tool_version(&["docker", "buildx", "version"]);
@@ -598,7 +722,10 @@ fn main() {
             (None, dir.canonicalize().expect("canonicalize"))
         }
         None => {
-            let t = tempfile::Builder::new().prefix("mybake-bench-context.").tempdir_in("/var/tmp").expect("temp dir in /var/tmp");
+            let t = tempfile::Builder::new()
+                .prefix("mybake-bench-context.")
+                .tempdir_in("/var/tmp")
+                .expect("temp dir in /var/tmp");
             let p = t.path().canonicalize().expect("canonicalize");
             (Some(t), p)
         }
@@ -608,7 +735,13 @@ fn main() {
     std::fs::create_dir_all(&ctx_dir).expect("create context dir");
     std::fs::create_dir_all(&work).expect("create work dir");
 
-    eprintln!("generating {} files in {} dirs, ~{} MB, into {}", o.files, o.dirs, o.bytes / 1_000_000, ctx_dir.display());
+    eprintln!(
+        "generating {} files in {} dirs, ~{} MB, into {}",
+        o.files,
+        o.dirs,
+        o.bytes / 1_000_000,
+        ctx_dir.display()
+    );
     let t = Instant::now();
     let ctx = generate(&ctx_dir, &o);
     eprintln!(
@@ -625,9 +758,17 @@ fn main() {
         touch += 1;
     }
     let touch = touch.min(ctx.files.len() - 1);
-    let index: HashMap<PathBuf, u64> = (0..ctx.files.len()).map(|i| (ctx.abs(i), ctx.files[i].1)).collect();
+    let index: HashMap<PathBuf, u64> = (0..ctx.files.len())
+        .map(|i| (ctx.abs(i), ctx.files[i].1))
+        .collect();
     let expect_find = ctx.files.len() as u64 + 2; // + Dockerfile, mybake.kdl
-    let env = Env { mybake: mybake.clone(), ctx, strace, work: work.clone(), keep_logs: o.keep.is_some() };
+    let env = Env {
+        mybake: mybake.clone(),
+        ctx,
+        strace,
+        work: work.clone(),
+        keep_logs: o.keep.is_some(),
+    };
 
     let mut tools = Vec::new();
     if o.mybake {
@@ -651,11 +792,18 @@ fn main() {
                     // Same size, new content and mtime.
                     generation += 1;
                     let (rel, size) = env.ctx.files[touch].clone();
-                    write_file(&env.ctx.root.join(rel), size, file_seed(touch, generation), &mut Vec::new());
+                    write_file(
+                        &env.ctx.root.join(rel),
+                        size,
+                        file_seed(touch, generation),
+                        &mut Vec::new(),
+                    );
                 }
                 let label = format!("{}-{}-{k}", tool.name(), kind.name());
                 let r = run(&env, tool, &label, &index);
-                let opened = r.opened.map_or("-".into(), |(n, d, b)| format!("{n} opens, {d} files, {}", fmt_bytes(b)));
+                let opened = r.opened.map_or("-".into(), |(n, d, b)| {
+                    format!("{n} opens, {d} files, {}", fmt_bytes(b))
+                });
                 eprintln!(
                     "  {:<12} {}ctx {:>7} ms (tool stamp {:>7} ms)  wall {:>7.0} ms  read: {opened}  find: {}",
                     kind.name(),
@@ -679,13 +827,22 @@ fn main() {
     // ------------------------------------------------------------ table
     let (touch_rel, touch_size) = &env.ctx.files[touch];
     println!();
-    println!("context upload: {} files, {} ({} large), one target linux/amd64, no export", env.ctx.files.len(), fmt_bytes(env.ctx.total), env.ctx.large);
+    println!(
+        "context upload: {} files, {} ({} large), one target linux/amd64, no export",
+        env.ctx.files.len(),
+        fmt_bytes(env.ctx.total),
+        env.ctx.large
+    );
     println!(
         "daemon: Docker Engine {server}; mybake: {}; buildx: {}",
         mybake.display(),
         buildx.as_deref().unwrap_or("-")
     );
-    println!("touched file: {touch_rel} ({}); warm runs: median of {}", fmt_bytes(*touch_size), o.warm_runs);
+    println!(
+        "touched file: {touch_rel} ({}); warm runs: median of {}",
+        fmt_bytes(*touch_size),
+        o.warm_runs
+    );
     if strace {
         println!("files read: successful opens of context data files under strace --seccomp-bpf -f (all runs traced)");
     }
@@ -694,24 +851,57 @@ fn main() {
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let files = if strace {
-            let v: Vec<String> = r.runs.iter().map(|x| x.opened.map_or("-".into(), |(_, d, _)| d.to_string())).collect();
+            let v: Vec<String> = r
+                .runs
+                .iter()
+                .map(|x| x.opened.map_or("-".into(), |(_, d, _)| d.to_string()))
+                .collect();
             dedup_join(v)
         } else {
             "-".into()
         };
         let bytes = if strace {
-            dedup_join(r.runs.iter().map(|x| x.opened.map_or("-".into(), |(_, _, b)| fmt_bytes(b))).collect())
+            dedup_join(
+                r.runs
+                    .iter()
+                    .map(|x| x.opened.map_or("-".into(), |(_, _, b)| fmt_bytes(b)))
+                    .collect(),
+            )
         } else {
             "-".into()
         };
-        let find = dedup_join(r.runs.iter().map(|x| if x.error.is_some() { "-".into() } else { x.find.map_or("cached".into(), |f| f.to_string()) }).collect());
+        let find = dedup_join(
+            r.runs
+                .iter()
+                .map(|x| {
+                    if x.error.is_some() {
+                        "-".into()
+                    } else {
+                        x.find.map_or("cached".into(), |f| f.to_string())
+                    }
+                })
+                .collect(),
+        );
         let (ctx, wall) = if r.failed() == 0 {
             (fmt_ms(r.ctx()), fmt_ms(r.wall()))
         } else {
-            let walls: Vec<String> = r.runs.iter().filter(|x| x.error.is_some()).map(|x| format!("{:.0}", ms(x.wall))).collect();
+            let walls: Vec<String> = r
+                .runs
+                .iter()
+                .filter(|x| x.error.is_some())
+                .map(|x| format!("{:.0}", ms(x.wall)))
+                .collect();
             let ok = r.runs.len() - r.failed();
-            let ctx = if ok == 0 { "FAILED".to_string() } else { format!("{} ({} FAILED)", fmt_ms(r.ctx()), r.failed()) };
-            let wall = if ok == 0 { format!("{} (to failure)", walls.join("/")) } else { fmt_ms(r.wall()) };
+            let ctx = if ok == 0 {
+                "FAILED".to_string()
+            } else {
+                format!("{} ({} FAILED)", fmt_ms(r.ctx()), r.failed())
+            };
+            let wall = if ok == 0 {
+                format!("{} (to failure)", walls.join("/"))
+            } else {
+                fmt_ms(r.wall())
+            };
             (ctx, wall)
         };
         println!(
@@ -730,7 +920,13 @@ fn main() {
         for (k, x) in r.runs.iter().enumerate() {
             if let Some(e) = &x.error {
                 println!();
-                println!("{} {} run {}: FAILED after {:.0} ms: {e}", r.tool.name(), r.kind.name(), k + 1, ms(x.wall));
+                println!(
+                    "{} {} run {}: FAILED after {:.0} ms: {e}",
+                    r.tool.name(),
+                    r.kind.name(),
+                    k + 1,
+                    ms(x.wall)
+                );
             }
         }
     }
@@ -740,12 +936,19 @@ fn main() {
         println!("|---|---:|---:|");
         for kind in [Kind::Cold, Kind::NoChange, Kind::Touched] {
             let get = |t: Tool| rows.iter().find(|r| r.tool == t && r.kind == kind);
-            let (Some(m), Some(b)) = (get(Tool::Mybake), get(Tool::Buildx)) else { continue };
+            let (Some(m), Some(b)) = (get(Tool::Mybake), get(Tool::Buildx)) else {
+                continue;
+            };
             let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
                 _ => "-".into(),
             };
-            println!("| {} | {} | {} |", kind.name(), ratio(m.ctx(), b.ctx()), ratio(m.wall(), b.wall()));
+            println!(
+                "| {} | {} | {} |",
+                kind.name(),
+                ratio(m.ctx(), b.ctx()),
+                ratio(m.wall(), b.wall())
+            );
         }
     }
     println!();
@@ -756,7 +959,10 @@ fn main() {
             drop(t);
             eprintln!("removed {}", p.display());
         }
-        None => eprintln!("kept {} (context in context/, run logs in work/)", root.display()),
+        None => eprintln!(
+            "kept {} (context in context/, run logs in work/)",
+            root.display()
+        ),
     }
 }
 

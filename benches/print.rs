@@ -34,14 +34,25 @@ fn usage() -> ! {
 }
 
 fn parse_args() -> Opts {
-    let mut o = Opts { sizes: vec![100, 1000, 2000, 5000], runs: 5, peer_runs: None, peer: true, keep: None };
+    let mut o = Opts {
+        sizes: vec![100, 1000, 2000, 5000],
+        runs: 5,
+        peer_runs: None,
+        peer: true,
+        keep: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let (key, inline) = match a.split_once('=') {
             Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
             _ => (a.clone(), None),
         };
-        let val = |it: &mut dyn Iterator<Item = String>| inline.clone().or_else(|| it.next()).unwrap_or_else(|| usage());
+        let val = |it: &mut dyn Iterator<Item = String>| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .unwrap_or_else(|| usage())
+        };
         match key.as_str() {
             // cargo passes `--bench` to harness=false bench binaries
             "--bench" => {}
@@ -121,7 +132,9 @@ fn run_measured(mut cmd: Command, scratch: &Path) -> Sample {
     // The child is reaped; std's Child must not wait for it again (it does not on drop).
     std::mem::forget(child);
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
     Sample {
         wall,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
@@ -135,9 +148,13 @@ fn run_measured(mut cmd: Command, scratch: &Path) -> Sample {
 
 /// Checks the `print` JSON: valid, and `target` holds exactly `want` entries.
 fn check_json(tool: &str, bytes: &[u8], want: usize) -> usize {
-    let v: serde_json::Value =
-        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{tool}: output is not valid JSON: {e}"));
-    let n = v.get("target").and_then(|t| t.as_object()).map(|t| t.len()).unwrap_or(0);
+    let v: serde_json::Value = serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{tool}: output is not valid JSON: {e}"));
+    let n = v
+        .get("target")
+        .and_then(|t| t.as_object())
+        .map(|t| t.len())
+        .unwrap_or(0);
     if n != want {
         panic!("{tool}: expected {want} targets in `target`, got {n}");
     }
@@ -203,17 +220,28 @@ fn main() {
     let opts = parse_args();
     // cargo builds the `mybake` bin (bench profile = release) before this bench;
     // MYBAKE_BIN points the bench at another binary (e.g. a baseline copy).
-    let mybake = std::env::var_os("MYBAKE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mybake")));
+    let mybake = std::env::var_os("MYBAKE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mybake")));
     let gen = generator();
     if !gen.is_file() {
-        eprintln!("generator not found: {} (set MYBAKE_BENCH_GEN)", gen.display());
+        eprintln!(
+            "generator not found: {} (set MYBAKE_BENCH_GEN)",
+            gen.display()
+        );
         std::process::exit(2);
     }
     let platforms = PLATFORMS.split(',').count();
     let peer = opts.peer && peer_available();
 
-    let tmp = tempfile::Builder::new().prefix("mybake-bench-").tempdir().expect("temp dir");
-    let root = opts.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let tmp = tempfile::Builder::new()
+        .prefix("mybake-bench-")
+        .tempdir()
+        .expect("temp dir");
+    let root = opts
+        .keep
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&root).expect("create work dir");
     let scratch = tmp.path().join("io");
     std::fs::create_dir_all(&scratch).unwrap();
@@ -222,13 +250,24 @@ fn main() {
     println!("  mybake:    {}", mybake.display());
     println!("  generator: {}", gen.display());
     println!("  platforms: {PLATFORMS}  (libs {LIBS}, targets = services + {LIBS} libs + base)");
-    println!("  runs:      mybake {} (+1 warm-up), bake {}", opts.runs, match opts.peer_runs {
-        Some(k) => k.to_string(),
-        None => "3 (<=1000 services) / 1 (larger)".into(),
-    });
+    println!(
+        "  runs:      mybake {} (+1 warm-up), bake {}",
+        opts.runs,
+        match opts.peer_runs {
+            Some(k) => k.to_string(),
+            None => "3 (<=1000 services) / 1 (larger)".into(),
+        }
+    );
     if peer {
-        let v = Command::new("docker").args(["buildx", "version"]).output().map(|o| o.stdout).unwrap_or_default();
-        println!("  peer:      docker buildx bake --print ({})", String::from_utf8_lossy(&v).trim());
+        let v = Command::new("docker")
+            .args(["buildx", "version"])
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        println!(
+            "  peer:      docker buildx bake --print ({})",
+            String::from_utf8_lossy(&v).trim()
+        );
     } else if !opts.peer {
         println!("  peer:      skipped (--no-peer)");
     } else {
@@ -249,7 +288,11 @@ fn main() {
             .expect("run generator (python3)");
         assert!(st.success(), "generator failed for {n} services");
         let want = n + LIBS + 1;
-        eprintln!("[{n}] generated in {:.1}s; running mybake x{}", t.elapsed().as_secs_f64(), opts.runs + 1);
+        eprintln!(
+            "[{n}] generated in {:.1}s; running mybake x{}",
+            t.elapsed().as_secs_f64(),
+            opts.runs + 1
+        );
 
         let mut samples = Vec::new();
         for i in 0..=opts.runs {
@@ -273,7 +316,8 @@ fn main() {
             for i in 0..k {
                 eprintln!("[{n}] docker buildx bake --print run {}/{k}", i + 1);
                 let mut c = Command::new("docker");
-                c.current_dir(&dir).args(["buildx", "bake", "--print", "-f", "docker-bake.hcl"]);
+                c.current_dir(&dir)
+                    .args(["buildx", "bake", "--print", "-f", "docker-bake.hcl"]);
                 let s = run_measured(c, &scratch);
                 if !s.ok {
                     eprintln!("[{n}] bake failed:\n{}", s.stderr);
@@ -288,7 +332,12 @@ fn main() {
         } else {
             None
         };
-        rows.push(Row { services: n, targets: want, mybake: mstats, bake: bstats });
+        rows.push(Row {
+            services: n,
+            targets: want,
+            mybake: mstats,
+            bake: bstats,
+        });
     }
 
     println!(
@@ -314,7 +363,10 @@ fn main() {
                 format!("{:.1}", ms(b.median)),
                 format!("{:.1}", mib(b.peak_rss)),
                 b.runs.to_string(),
-                format!("{:.1}x", b.median.as_secs_f64() / r.mybake.median.as_secs_f64()),
+                format!(
+                    "{:.1}x",
+                    b.median.as_secs_f64() / r.mybake.median.as_secs_f64()
+                ),
             ),
             None => ("n/a".into(), "n/a".into(), "0".into(), "n/a".into()),
         };
@@ -346,7 +398,10 @@ fn main() {
             let t = ms(r.mybake.median);
             let m = mib(r.mybake.peak_rss);
             let pf = |b: bool| if b { "PASS" } else { "MISS" };
-            println!("targets ({TARGET_SERVICES} services, {} platforms):", platforms);
+            println!(
+                "targets ({TARGET_SERVICES} services, {} platforms):",
+                platforms
+            );
             println!(
                 "  time   < {TARGET_MS:.0} ms : {:>8.1} ms  {}  (median wall; min {:.1} ms, cpu {:.1} ms)",
                 t,
@@ -354,9 +409,15 @@ fn main() {
                 ms(r.mybake.min),
                 ms(r.mybake.cpu_median)
             );
-            println!("  memory < {TARGET_MIB:.0} MiB: {:>8.1} MiB {}", m, pf(m < TARGET_MIB));
+            println!(
+                "  memory < {TARGET_MIB:.0} MiB: {:>8.1} MiB {}",
+                m,
+                pf(m < TARGET_MIB)
+            );
         }
-        None => println!("targets: {TARGET_SERVICES} services not in --sizes; no PASS/MISS verdict"),
+        None => {
+            println!("targets: {TARGET_SERVICES} services not in --sizes; no PASS/MISS verdict")
+        }
     }
     if let Some(k) = &opts.keep {
         println!("generated monorepos kept in {}", k.display());

@@ -112,7 +112,10 @@ pub fn by_name(name: &str) -> Option<usize> {
 
 /// Every node name a target block accepts (for did-you-mean).
 pub fn target_node_names() -> impl Iterator<Item = &'static str> {
-    ATTRS.iter().map(|a| a.name).chain(STRUCTURAL.iter().copied())
+    ATTRS
+        .iter()
+        .map(|a| a.name)
+        .chain(STRUCTURAL.iter().copied())
 }
 
 #[cfg(test)]

@@ -26,7 +26,12 @@ pub struct Diag {
 
 impl Diag {
     pub fn new(code: &'static str, message: impl Into<String>) -> Diag {
-        Diag { code, message: message.into(), labels: Vec::new(), help: None }
+        Diag {
+            code,
+            message: message.into(),
+            labels: Vec::new(),
+            help: None,
+        }
     }
     pub fn label(mut self, span: Span, text: impl Into<String>) -> Diag {
         self.labels.push((span, text.into()));
@@ -104,14 +109,23 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { color: false, width: 100 }
+        RenderOptions {
+            color: false,
+            width: 100,
+        }
     }
 }
 
 /// Render every diagnostic (sorted), followed by a count line.
 pub fn render(diags: &Diagnostics, sources: &Sources, opts: RenderOptions) -> String {
-    let theme = if opts.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(opts.width).with_links(false);
+    let theme = if opts.color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(opts.width)
+        .with_links(false);
     let mut out = String::new();
     let mut sorted = diags.clone();
     sorted.sort();
@@ -125,7 +139,11 @@ pub fn render(diags: &Diagnostics, sources: &Sources, opts: RenderOptions) -> St
         out.push('\n');
     }
     let n = sorted.len();
-    out.push_str(&format!("error: {} problem{} in the build configuration; nothing was built\n", n, if n == 1 { "" } else { "s" }));
+    out.push_str(&format!(
+        "error: {} problem{} in the build configuration; nothing was built\n",
+        n,
+        if n == 1 { "" } else { "s" }
+    ));
     out
 }
 
@@ -136,7 +154,9 @@ pub fn render_short(diags: &Diagnostics, sources: &Sources) -> String {
     let mut out = String::new();
     for d in &sorted.items {
         match d.span() {
-            Some(s) if !s.is_none() => out.push_str(&format!("{}: {}\n", sources.location(s), d.message)),
+            Some(s) if !s.is_none() => {
+                out.push_str(&format!("{}: {}\n", sources.location(s), d.message))
+            }
             _ => out.push_str(&format!("{}\n", d.message)),
         }
     }
@@ -168,7 +188,12 @@ impl Rendered {
             code: d.code,
             message,
             help: d.help.clone(),
-            source: primary.and_then(|s| sources.get(s.file)).map(|f| NamedText { name: f.name.clone(), text: f.text.clone() }),
+            source: primary
+                .and_then(|s| sources.get(s.file))
+                .map(|f| NamedText {
+                    name: f.name.clone(),
+                    text: f.text.clone(),
+                }),
             labels: Vec::new(),
             related: Vec::new(),
         };
@@ -177,14 +202,23 @@ impl Rendered {
                 continue;
             }
             if Some(span.file) == primary.map(|p| p.file) {
-                r.labels.push(LabeledSpan::new_with_span(Some(text.clone()), span.miette()));
+                r.labels.push(LabeledSpan::new_with_span(
+                    Some(text.clone()),
+                    span.miette(),
+                ));
             } else if let Some(f) = sources.get(span.file) {
                 r.related.push(Rendered {
                     code: "",
                     message: format!("{}: {}", sources.location(*span), text),
                     help: None,
-                    source: Some(NamedText { name: f.name.clone(), text: f.text.clone() }),
-                    labels: vec![LabeledSpan::new_with_span(Some(text.clone()), span.miette())],
+                    source: Some(NamedText {
+                        name: f.name.clone(),
+                        text: f.text.clone(),
+                    }),
+                    labels: vec![LabeledSpan::new_with_span(
+                        Some(text.clone()),
+                        span.miette(),
+                    )],
                     related: Vec::new(),
                 });
             }
@@ -210,7 +244,9 @@ impl Diagnostic for Rendered {
         }
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
         self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
@@ -251,19 +287,34 @@ mod tests {
 
     #[test]
     fn suggests_close_names() {
-        assert_eq!(suggest("platfroms", ["platforms", "tags"]).as_deref(), Some("did you mean `platforms`?"));
-        assert_eq!(suggest("dockrfile", ["dockerfile", "dockerfile-inline"]).as_deref(), Some("did you mean `dockerfile`?"));
+        assert_eq!(
+            suggest("platfroms", ["platforms", "tags"]).as_deref(),
+            Some("did you mean `platforms`?")
+        );
+        assert_eq!(
+            suggest("dockrfile", ["dockerfile", "dockerfile-inline"]).as_deref(),
+            Some("did you mean `dockerfile`?")
+        );
         assert_eq!(suggest("zzz", ["platforms", "tags"]), None);
     }
 
     #[test]
     fn renders_file_line_col_and_count() {
         let mut src = Sources::default();
-        let f = src.add("mybake.kdl".into(), "/x/mybake.kdl".into(), "target \"a\" {\n    platfroms \"x\"\n}\n".into());
-        let d = Diag::new("mybake::test", "unknown attribute `platfroms`").label(Span::new(f, 17, 26), "here").help("did you mean `platforms`?");
+        let f = src.add(
+            "mybake.kdl".into(),
+            "/x/mybake.kdl".into(),
+            "target \"a\" {\n    platfroms \"x\"\n}\n".into(),
+        );
+        let d = Diag::new("mybake::test", "unknown attribute `platfroms`")
+            .label(Span::new(f, 17, 26), "here")
+            .help("did you mean `platforms`?");
         let out = render(&d.into(), &src, RenderOptions::default());
         assert!(out.contains("mybake.kdl:2:5"), "{out}");
         assert!(out.contains("did you mean `platforms`?"), "{out}");
-        assert!(out.contains("1 problem in the build configuration"), "{out}");
+        assert!(
+            out.contains("1 problem in the build configuration"),
+            "{out}"
+        );
     }
 }

@@ -20,10 +20,18 @@ pub struct Span {
 }
 
 impl Span {
-    pub const NONE: Span = Span { file: u32::MAX, start: 0, end: 0 };
+    pub const NONE: Span = Span {
+        file: u32::MAX,
+        start: 0,
+        end: 0,
+    };
 
     pub fn new(file: FileId, start: usize, end: usize) -> Span {
-        Span { file, start: start as u32, end: end as u32 }
+        Span {
+            file,
+            start: start as u32,
+            end: end as u32,
+        }
     }
 
     pub fn is_none(&self) -> bool {
@@ -62,10 +70,16 @@ impl<T> Sp<T> {
         Sp { v, span }
     }
     pub fn none(v: T) -> Self {
-        Sp { v, span: Span::NONE }
+        Sp {
+            v,
+            span: Span::NONE,
+        }
     }
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Sp<U> {
-        Sp { v: f(self.v), span: self.span }
+        Sp {
+            v: f(self.v),
+            span: self.span,
+        }
     }
 }
 
@@ -97,14 +111,24 @@ pub struct Sources {
 impl Sources {
     pub fn add(&mut self, name: String, path: PathBuf, text: String) -> FileId {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        self.files.push(SourceFile { name, path, dir, text: text.into() });
+        self.files.push(SourceFile {
+            name,
+            path,
+            dir,
+            text: text.into(),
+        });
         (self.files.len() - 1) as FileId
     }
 
     /// Register a pseudo-file (e.g. the text of a `--set` flag) so that
     /// errors in it can be shown like errors in a build file.
     pub fn add_virtual(&mut self, name: String, text: String, dir: PathBuf) -> FileId {
-        self.files.push(SourceFile { name, path: PathBuf::new(), dir, text: text.into() });
+        self.files.push(SourceFile {
+            name,
+            path: PathBuf::new(),
+            dir,
+            text: text.into(),
+        });
         (self.files.len() - 1) as FileId
     }
 
@@ -126,7 +150,9 @@ impl Sources {
 
     /// `file:line:col` of a span (1-based), for plain-text locations.
     pub fn location(&self, span: Span) -> String {
-        let Some(f) = self.get(span.file) else { return "<command line>".into() };
+        let Some(f) = self.get(span.file) else {
+            return "<command line>".into();
+        };
         let (line, col) = line_col(&f.text, span.start as usize);
         format!("{}:{}:{}", f.name, line, col)
     }
@@ -134,7 +160,10 @@ impl Sources {
     /// The source text a span covers.
     pub fn snippet(&self, span: Span) -> &str {
         match self.get(span.file) {
-            Some(f) => f.text.get(span.start as usize..span.end as usize).unwrap_or(""),
+            Some(f) => f
+                .text
+                .get(span.start as usize..span.end as usize)
+                .unwrap_or(""),
             None => "",
         }
     }
@@ -143,7 +172,10 @@ impl Sources {
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let col = before.rfind('\n').map_or(before.len(), |i| before.len() - i - 1) + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
     (line, col)
 }
 
@@ -161,7 +193,10 @@ impl SourceCode for NamedText {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
-        let inner = self.text.as_ref().read_span(span, context_lines_before, context_lines_after)?;
+        let inner =
+            self.text
+                .as_ref()
+                .read_span(span, context_lines_before, context_lines_after)?;
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),
             inner.data(),

@@ -59,7 +59,10 @@ impl Value {
             Value::Str(s) => vec![s],
             Value::List(l) => l.iter_mut().collect(),
             Value::Map(m) => m.values_mut().map(|e| &mut e.value).collect(),
-            Value::Objects(o) => o.iter_mut().flat_map(|o| o.fields.iter_mut().map(|(_, v)| v)).collect(),
+            Value::Objects(o) => o
+                .iter_mut()
+                .flat_map(|o| o.fields.iter_mut().map(|(_, v)| v))
+                .collect(),
         }
     }
 
@@ -94,7 +97,20 @@ mod tests {
     use super::*;
 
     fn m(pairs: &[(&str, &str)]) -> Value {
-        Value::Map(pairs.iter().map(|(k, v)| (k.to_string(), Entry { key_span: Span::NONE, value: Sp::none(v.to_string()) })).collect())
+        Value::Map(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        Entry {
+                            key_span: Span::NONE,
+                            value: Sp::none(v.to_string()),
+                        },
+                    )
+                })
+                .collect(),
+        )
     }
 
     #[test]

@@ -46,43 +46,83 @@ const NO_TAG: &str = "no tag was written";
 fn testbed() {
     static UP: OnceLock<()> = OnceLock::new();
     UP.get_or_init(|| {
-        let info = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output().expect("run `docker` (is the docker CLI installed?)");
-        assert!(info.status.success(), "the Docker daemon is not reachable (scripts/testbed/setup.sh): {}", String::from_utf8_lossy(&info.stderr));
+        let info = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .expect("run `docker` (is the docker CLI installed?)");
+        assert!(
+            info.status.success(),
+            "the Docker daemon is not reachable (scripts/testbed/setup.sh): {}",
+            String::from_utf8_lossy(&info.stderr)
+        );
         let (code, _) = http_get("/v2/", None);
-        assert_eq!(code, 200, "the registry at {REGISTRY} is not up (scripts/testbed/setup.sh)");
+        assert_eq!(
+            code, 200,
+            "the registry at {REGISTRY} is not up (scripts/testbed/setup.sh)"
+        );
         let (code, body) = http_get("/v2/busybox/manifests/latest", Some(OCI_ACCEPT));
-        assert_eq!(code, 200, "{BUSYBOX} is missing from the registry (scripts/testbed/setup.sh): {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            code,
+            200,
+            "{BUSYBOX} is missing from the registry (scripts/testbed/setup.sh): {}",
+            String::from_utf8_lossy(&body)
+        );
     });
 }
 
 /// The standalone-buildkitd socket must be there too.
 fn splice() {
     testbed();
-    assert!(Path::new(SOCK_PATH).exists(), "{SOCK_PATH} is missing: start it with scripts/testbed/start-splice.sh");
+    assert!(
+        Path::new(SOCK_PATH).exists(),
+        "{SOCK_PATH} is missing: start it with scripts/testbed/start-splice.sh"
+    );
 }
 
 /// `localhost:5000/mybake-it/<name>-<pid>-<nanos>`: unique per test and run.
 fn unique_repo(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
-    format!("localhost:5000/mybake-it/{name}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!(
+        "localhost:5000/mybake-it/{name}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
 }
 
 /// `localhost:5000/a/b` → `a/b` (the registry API's name).
 fn api_name(repo: &str) -> &str {
-    repo.strip_prefix("localhost:5000/").unwrap_or_else(|| panic!("{repo} is not on localhost:5000"))
+    repo.strip_prefix("localhost:5000/")
+        .unwrap_or_else(|| panic!("{repo} is not on localhost:5000"))
 }
 
 // ---------------------------------------------------------------- commands
 
 fn cmd(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
-    Output { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// Run docker, expect success, return stdout.
 fn docker(args: &[&str]) -> String {
     let o = cmd("docker", args);
-    assert_eq!(o.code, 0, "docker {}\nstdout:\n{}\nstderr:\n{}", args.join(" "), o.stdout, o.stderr);
+    assert_eq!(
+        o.code,
+        0,
+        "docker {}\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        o.stdout,
+        o.stderr
+    );
     o.stdout
 }
 
@@ -101,7 +141,13 @@ impl Pulled {
     }
 
     /// `docker run --rm --platform P [--entrypoint E] REF ARGS...` → stdout.
-    fn run(&mut self, platform: &str, reference: &str, entrypoint: Option<&str>, args: &[&str]) -> String {
+    fn run(
+        &mut self,
+        platform: &str,
+        reference: &str,
+        entrypoint: Option<&str>,
+        args: &[&str],
+    ) -> String {
         let mut a = vec!["run", "--rm", "--platform", platform];
         if let Some(e) = entrypoint {
             a.extend(["--entrypoint", e]);
@@ -119,7 +165,13 @@ impl Pulled {
 /// Image records in the Docker (containerd) image store for `repo`.
 fn store_records(repo: &str) -> Vec<String> {
     let o = cmd("ctr", &["-n", "moby", "images", "ls", "-q"]);
-    o.stdout.lines().filter(|n| *n == repo || n.starts_with(&format!("{repo}@")) || n.starts_with(&format!("{repo}:"))).map(str::to_string).collect()
+    o.stdout
+        .lines()
+        .filter(|n| {
+            *n == repo || n.starts_with(&format!("{repo}@")) || n.starts_with(&format!("{repo}:"))
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 impl Drop for Pulled {
@@ -143,7 +195,13 @@ const OCI_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 fn http_get(path: &str, accept: Option<&str>) -> (u16, Vec<u8>) {
     let body = tempfile::NamedTempFile::new().expect("temp file");
     let url = format!("{REGISTRY}{path}");
-    let mut args = vec!["-sS", "-o", body.path().to_str().expect("utf-8 path"), "-w", "%{http_code}"];
+    let mut args = vec![
+        "-sS",
+        "-o",
+        body.path().to_str().expect("utf-8 path"),
+        "-w",
+        "%{http_code}",
+    ];
     let header;
     if let Some(a) = accept {
         header = format!("Accept: {a}");
@@ -152,7 +210,13 @@ fn http_get(path: &str, accept: Option<&str>) -> (u16, Vec<u8>) {
     args.push(&url);
     let o = cmd("curl", &args);
     assert_eq!(o.code, 0, "curl {url}: {}", o.stderr);
-    (o.stdout.trim().parse().unwrap_or_else(|_| panic!("curl {url}: status {:?}", o.stdout)), fs::read(body.path()).expect("read body"))
+    (
+        o.stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl {url}: status {:?}", o.stdout)),
+        fs::read(body.path()).expect("read body"),
+    )
 }
 
 fn http_json(path: &str, accept: Option<&str>) -> Value {
@@ -163,13 +227,23 @@ fn http_json(path: &str, accept: Option<&str>) -> Value {
 
 /// The manifest `reference` (`repo@sha256:…`) points at, from the registry.
 fn manifest(reference: &str) -> Value {
-    let (repo, digest) = reference.split_once('@').unwrap_or_else(|| panic!("{reference} is not by digest"));
-    http_json(&format!("/v2/{}/manifests/{digest}", api_name(repo)), Some(OCI_ACCEPT))
+    let (repo, digest) = reference
+        .split_once('@')
+        .unwrap_or_else(|| panic!("{reference} is not by digest"));
+    http_json(
+        &format!("/v2/{}/manifests/{digest}", api_name(repo)),
+        Some(OCI_ACCEPT),
+    )
 }
 
 fn blob(repo: &str, digest: &str) -> Vec<u8> {
     let (code, body) = http_get(&format!("/v2/{}/blobs/{digest}", api_name(repo)), None);
-    assert_eq!(code, 200, "blob {repo}@{digest}: {}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        code,
+        200,
+        "blob {repo}@{digest}: {}",
+        String::from_utf8_lossy(&body)
+    );
     body
 }
 
@@ -177,7 +251,9 @@ fn blob(repo: &str, digest: &str) -> Vec<u8> {
 fn image_config(reference: &str) -> Value {
     let repo = reference.split('@').next().expect("repo");
     let m = manifest(reference);
-    let digest = m["config"]["digest"].as_str().unwrap_or_else(|| panic!("{reference}: manifest without config: {m}"));
+    let digest = m["config"]["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{reference}: manifest without config: {m}"));
     serde_json::from_slice(&blob(repo, digest)).expect("config is JSON")
 }
 
@@ -186,7 +262,10 @@ fn assert_no_tags(repo: &str) {
     let (code, body) = http_get(&format!("/v2/{}/tags/list", api_name(repo)), None);
     let text = String::from_utf8_lossy(&body);
     match code {
-        404 => assert!(text.contains("NAME_UNKNOWN"), "tags/list of {repo}: 404 without NAME_UNKNOWN: {text}"),
+        404 => assert!(
+            text.contains("NAME_UNKNOWN"),
+            "tags/list of {repo}: 404 without NAME_UNKNOWN: {text}"
+        ),
         200 => {
             let v: Value = serde_json::from_slice(&body).expect("tags/list JSON");
             let empty = v["tags"].is_null() || v["tags"].as_array().is_some_and(Vec::is_empty);
@@ -200,7 +279,10 @@ fn assert_no_tags(repo: &str) {
 /// know the repository (no manifest and no layer was ever uploaded).
 fn assert_untouched(repo: &str) {
     assert_no_tags(repo);
-    assert!(!catalog().iter().any(|n| n == api_name(repo)), "{repo} exists in the registry (something was pushed)");
+    assert!(
+        !catalog().iter().any(|n| n == api_name(repo)),
+        "{repo} exists in the registry (something was pushed)"
+    );
 }
 
 /// Every repository of the registry (`_catalog`, page by page).
@@ -212,7 +294,13 @@ fn catalog() -> Vec<String> {
             None => "/v2/_catalog?n=1000".to_string(),
         };
         let page = http_json(&path, None);
-        let names: Vec<String> = page["repositories"].as_array().expect("catalog").iter().filter_map(Value::as_str).map(str::to_string).collect();
+        let names: Vec<String> = page["repositories"]
+            .as_array()
+            .expect("catalog")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
         let n = names.len();
         all.extend(names);
         if n < 1000 {
@@ -232,14 +320,26 @@ impl Meta {
     /// `mybake.results` (next to bake's `containerimage.*` keys, after).
     fn platforms(&self, target: &str) -> &Value {
         let t = &self.0[target];
-        let p = if t["platforms"].is_object() { &t["platforms"] } else { &t["mybake.results"] };
-        assert!(p.is_object(), "metadata has no per-platform results for {target}:\n{:#}", self.0);
+        let p = if t["platforms"].is_object() {
+            &t["platforms"]
+        } else {
+            &t["mybake.results"]
+        };
+        assert!(
+            p.is_object(),
+            "metadata has no per-platform results for {target}:\n{:#}",
+            self.0
+        );
         p
     }
 
     fn entry(&self, target: &str, platform: &str) -> &Value {
         let e = &self.platforms(target)[platform];
-        assert!(e.is_object(), "metadata has no {target} / {platform}:\n{:#}", self.0);
+        assert!(
+            e.is_object(),
+            "metadata has no {target} / {platform}:\n{:#}",
+            self.0
+        );
         e
     }
 
@@ -249,19 +349,49 @@ impl Meta {
     /// is for `platform`).
     fn reference(&self, target: &str, platform: &str, repo: &str) -> String {
         let e = self.entry(target, platform);
-        let r = e["reference"].as_str().unwrap_or_else(|| panic!("{target} / {platform}: no reference: {e}")).to_string();
+        let r = e["reference"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{target} / {platform}: no reference: {e}"))
+            .to_string();
         let d = &e["descriptor"];
         let digest = d["digest"].as_str().expect("descriptor.digest");
-        assert_eq!(r, format!("{repo}@{digest}"), "{target} / {platform}: reference vs descriptor");
-        assert!(digest.starts_with("sha256:") && digest.len() == 71, "digest {digest}");
+        assert_eq!(
+            r,
+            format!("{repo}@{digest}"),
+            "{target} / {platform}: reference vs descriptor"
+        );
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 71,
+            "digest {digest}"
+        );
         let media = d["mediaType"].as_str().expect("descriptor.mediaType");
-        assert!(media == "application/vnd.oci.image.manifest.v1+json" || media == "application/vnd.docker.distribution.manifest.v2+json", "mediaType {media}");
-        let (code, body) = http_get(&format!("/v2/{}/manifests/{digest}", api_name(repo)), Some(OCI_ACCEPT));
-        assert_eq!(code, 200, "{r} is not in the registry: {}", String::from_utf8_lossy(&body));
-        assert_eq!(d["size"].as_u64(), Some(body.len() as u64), "{r}: descriptor size vs manifest");
+        assert!(
+            media == "application/vnd.oci.image.manifest.v1+json"
+                || media == "application/vnd.docker.distribution.manifest.v2+json",
+            "mediaType {media}"
+        );
+        let (code, body) = http_get(
+            &format!("/v2/{}/manifests/{digest}", api_name(repo)),
+            Some(OCI_ACCEPT),
+        );
+        assert_eq!(
+            code,
+            200,
+            "{r} is not in the registry: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(
+            d["size"].as_u64(),
+            Some(body.len() as u64),
+            "{r}: descriptor size vs manifest"
+        );
         let config = image_config(&r);
         let (os, arch) = platform.split_once('/').expect("os/arch");
-        assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some(os), Some(arch.split('/').next().unwrap_or(arch))), "{r}: config platform");
+        assert_eq!(
+            (config["os"].as_str(), config["architecture"].as_str()),
+            (Some(os), Some(arch.split('/').next().unwrap_or(arch))),
+            "{r}: config platform"
+        );
         r
     }
 }
@@ -281,7 +411,13 @@ fn build_push(t: Test, args: &[&str]) -> (Output, Meta) {
     let jobs = std::env::var("MYBAKE_IT_JOBS").ok();
     let mut a = vec!["build"];
     a.extend(args);
-    a.extend(["--push", "--progress", "plain", "--metadata-file", meta.to_str().expect("utf-8 path")]);
+    a.extend([
+        "--push",
+        "--progress",
+        "plain",
+        "--metadata-file",
+        meta.to_str().expect("utf-8 path"),
+    ]);
     if let Some(j) = &jobs {
         a.extend(["-j", j.as_str()]);
     }
@@ -290,9 +426,18 @@ fn build_push(t: Test, args: &[&str]) -> (Output, Meta) {
     if o.code != 0 && o.stderr.contains(RACE) {
         panic!("mybake {}: exit {}: the builder refused an export with `image \"<repo>\": already exists` (known mybake bug: concurrent per-platform exports race on the Docker image store; see concurrent_platform_exports_do_not_race)\nstderr:\n{}", a.join(" "), o.code, o.stderr);
     }
-    assert!(o.code == 0 || (o.code == 1 && o.stderr.contains(NO_TAG)), "mybake {}: exit {}\nstdout:\n{}\nstderr:\n{}", a.join(" "), o.code, o.stdout, o.stderr);
-    let text = fs::read_to_string(&meta).unwrap_or_else(|e| panic!("metadata file: {e}\nstderr:\n{}", o.stderr));
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("metadata is not JSON: {e}\n{text}"));
+    assert!(
+        o.code == 0 || (o.code == 1 && o.stderr.contains(NO_TAG)),
+        "mybake {}: exit {}\nstdout:\n{}\nstderr:\n{}",
+        a.join(" "),
+        o.code,
+        o.stdout,
+        o.stderr
+    );
+    let text = fs::read_to_string(&meta)
+        .unwrap_or_else(|e| panic!("metadata file: {e}\nstderr:\n{}", o.stderr));
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("metadata is not JSON: {e}\n{text}"));
     (o, Meta(v))
 }
 
@@ -300,26 +445,76 @@ fn build_push(t: Test, args: &[&str]) -> (Output, Meta) {
 /// of exactly the per-platform manifests of the metadata, in the target's
 /// platform order; when it did not (exit 1, "no tag was written"), `repo`
 /// has no tag at all.
-fn assert_published(o: &Output, meta: &Meta, target: &str, repo: &str, tag: &str, platforms: &[&str]) {
+fn assert_published(
+    o: &Output,
+    meta: &Meta,
+    target: &str,
+    repo: &str,
+    tag: &str,
+    platforms: &[&str],
+) {
     if o.code != 0 {
         assert_no_tags(repo);
         return;
     }
-    let index = http_json(&format!("/v2/{}/manifests/{tag}", api_name(repo)), Some(OCI_ACCEPT));
+    let index = http_json(
+        &format!("/v2/{}/manifests/{tag}", api_name(repo)),
+        Some(OCI_ACCEPT),
+    );
     let media = index["mediaType"].as_str().unwrap_or("");
-    assert!(media.contains("index") || media.contains("manifest.list"), "{repo}:{tag} is not an index: {index}");
+    assert!(
+        media.contains("index") || media.contains("manifest.list"),
+        "{repo}:{tag} is not an index: {index}"
+    );
     let images: Vec<(String, String)> = index["manifests"]
         .as_array()
         .expect("index.manifests")
         .iter()
         .filter(|m| m["platform"]["os"] != "unknown")
-        .map(|m| (format!("{}/{}", m["platform"]["os"].as_str().unwrap_or(""), m["platform"]["architecture"].as_str().unwrap_or("")), m["digest"].as_str().unwrap_or("").to_string()))
+        .map(|m| {
+            (
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or(""),
+                    m["platform"]["architecture"].as_str().unwrap_or("")
+                ),
+                m["digest"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
-    let want: Vec<(String, String)> = platforms.iter().map(|p| (p.to_string(), meta.entry(target, p)["descriptor"]["digest"].as_str().expect("digest").to_string())).collect();
-    assert_eq!(images, want, "{repo}:{tag}: the index's platform manifests vs the metadata");
+    let want: Vec<(String, String)> = platforms
+        .iter()
+        .map(|p| {
+            (
+                p.to_string(),
+                meta.entry(target, p)["descriptor"]["digest"]
+                    .as_str()
+                    .expect("digest")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        images, want,
+        "{repo}:{tag}: the index's platform manifests vs the metadata"
+    );
     if let Some(d) = meta.0[target]["containerimage.digest"].as_str() {
-        let head = cmd("curl", &["-sSI", "-H", &format!("Accept: {OCI_ACCEPT}"), &format!("{REGISTRY}/v2/{}/manifests/{tag}", api_name(repo))]);
-        assert!(head.stdout.to_ascii_lowercase().contains(&format!("docker-content-digest: {d}")), "{repo}:{tag} is not containerimage.digest {d}:\n{}", head.stdout);
+        let head = cmd(
+            "curl",
+            &[
+                "-sSI",
+                "-H",
+                &format!("Accept: {OCI_ACCEPT}"),
+                &format!("{REGISTRY}/v2/{}/manifests/{tag}", api_name(repo)),
+            ],
+        );
+        assert!(
+            head.stdout
+                .to_ascii_lowercase()
+                .contains(&format!("docker-content-digest: {d}")),
+            "{repo}:{tag} is not containerimage.digest {d}:\n{}",
+            head.stdout
+        );
     }
 }
 
@@ -340,17 +535,34 @@ fn arch_of(platform: &str) -> &'static str {
 fn assert_progress(stderr: &str, target: &str) {
     for p in BOTH {
         let prefix = format!("[{target}@{p}] ");
-        assert!(stderr.lines().any(|l| l.starts_with(&prefix)), "no `{prefix}` progress line:\n{stderr}");
-        assert!(stderr.lines().any(|l| l.starts_with(&prefix) && l.contains("finished")), "no `{prefix}… finished` line:\n{stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&prefix)),
+            "no `{prefix}` progress line:\n{stderr}"
+        );
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains("finished")),
+            "no `{prefix}… finished` line:\n{stderr}"
+        );
     }
 }
 
 // ---------------------------------------------------------------- 1, 6: hello
 
 fn hello(builder: Option<&str>) {
-    let repo = unique_repo(if builder.is_some() { "hello-splice" } else { "hello" });
+    let repo = unique_repo(if builder.is_some() {
+        "hello-splice"
+    } else {
+        "hello"
+    });
     let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hello");
-    let t = Test::new().kdl(&fs::read_to_string(ex.join("mybake.kdl")).expect("examples/hello/mybake.kdl")).file("Dockerfile", &fs::read_to_string(ex.join("Dockerfile")).expect("examples/hello/Dockerfile"));
+    let t = Test::new()
+        .kdl(&fs::read_to_string(ex.join("mybake.kdl")).expect("examples/hello/mybake.kdl"))
+        .file(
+            "Dockerfile",
+            &fs::read_to_string(ex.join("Dockerfile")).expect("examples/hello/Dockerfile"),
+        );
     let set = format!("hello.tags={repo}:dev");
     let mut args = vec!["--set", set.as_str()];
     if let Some(b) = builder {
@@ -360,12 +572,20 @@ fn hello(builder: Option<&str>) {
     let (o, meta) = build_push(t, &args);
     assert_progress(&o.stderr, "hello");
     if let Some(b) = builder {
-        assert!(o.stderr.contains(&format!("builder {b}")), "the builder line names {b}:\n{}", o.stderr);
+        assert!(
+            o.stderr.contains(&format!("builder {b}")),
+            "the builder line names {b}:\n{}",
+            o.stderr
+        );
     }
     for p in BOTH {
         let r = meta.reference("hello", p, &repo);
         assert_eq!(pulled.run(p, &r, None, &[]), "hello docker!\n", "{r} ({p})");
-        assert_eq!(pulled.run(p, &r, Some("uname"), &["-m"]).trim(), arch_of(p), "{r} ({p})");
+        assert_eq!(
+            pulled.run(p, &r, Some("uname"), &["-m"]).trim(),
+            arch_of(p),
+            "{r} ({p})"
+        );
     }
     assert_published(&o, &meta, "hello", &repo, "dev", &BOTH);
 }
@@ -389,14 +609,32 @@ fn build_without_push_stays_in_the_builder_cache() {
     testbed();
     let repo = unique_repo("no-push");
     let _cleanup = Pulled::new(&[&repo]);
-    let nonce = api_name(&repo).rsplit('/').next().expect("name").to_string();
-    let t = one_target(&repo, Some(&format!("FROM {BUSYBOX}\nRUN echo {nonce} > /nonce\n")));
+    let nonce = api_name(&repo)
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_string();
+    let t = one_target(
+        &repo,
+        Some(&format!("FROM {BUSYBOX}\nRUN echo {nonce} > /nonce\n")),
+    );
     let o = expect(t, &["build", "t", "--progress", "plain"], 0);
     assert_progress(&o.stderr, "t");
-    assert!(o.stderr.contains("RUN echo"), "the RUN step ran:\n{}", o.stderr);
-    assert!(!o.stderr.contains(&format!("{repo}@")), "nothing is pushed by digest:\n{}", o.stderr);
+    assert!(
+        o.stderr.contains("RUN echo"),
+        "the RUN step ran:\n{}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains(&format!("{repo}@")),
+        "nothing is pushed by digest:\n{}",
+        o.stderr
+    );
     assert_untouched(&repo);
-    assert!(store_records(&repo).is_empty(), "no image in Docker's store for {repo}");
+    assert!(
+        store_records(&repo).is_empty(),
+        "no image in Docker's store for {repo}"
+    );
 }
 
 /// Both platforms of a fully cached build finish at the same moment, and
@@ -414,14 +652,21 @@ fn concurrent_platform_exports_do_not_race() {
     for i in 0..8 {
         let repo = unique_repo(&format!("race{i}"));
         let t = one_target(&repo, Some(&hello_dockerfile()));
-        let o = t.args(&["build", "t", "--push", "--progress", "quiet"]).run();
+        let o = t
+            .args(&["build", "t", "--push", "--progress", "quiet"])
+            .run();
         if !(o.code == 0 || (o.code == 1 && o.stderr.contains(NO_TAG))) {
             failures.push(format!("run {i} ({repo}): exit {}\n{}", o.code, o.stderr));
         }
         repos.push(repo);
     }
     let _cleanup = Pulled(repos);
-    assert!(failures.is_empty(), "{} of 8 two-platform pushes to a new repository failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of 8 two-platform pushes to a new repository failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 // ---------------------------------------------------------------- 3, 6: target: deps
@@ -447,8 +692,14 @@ target "app" {{
     );
     let t = Test::new()
         .kdl(&kdl)
-        .file("base/Dockerfile", &format!("FROM {BUSYBOX}\nRUN uname -m > /base-arch\n"))
-        .file("app/Dockerfile", "FROM base\nRUN echo \"app on $(uname -m) saw $(cat /base-arch)\" > /app-saw\n");
+        .file(
+            "base/Dockerfile",
+            &format!("FROM {BUSYBOX}\nRUN uname -m > /base-arch\n"),
+        )
+        .file(
+            "app/Dockerfile",
+            "FROM base\nRUN echo \"app on $(uname -m) saw $(cat /base-arch)\" > /app-saw\n",
+        );
     let mut args = vec!["app"];
     if let Some(b) = builder {
         args.extend(["--builder", b]);
@@ -461,7 +712,11 @@ target "app" {{
         let r = meta.reference("app", p, &app_repo);
         let arch = arch_of(p);
         let out = pulled.run(p, &r, None, &["cat", "/base-arch", "/app-saw"]);
-        assert_eq!(out, format!("{arch}\napp on {arch} saw {arch}\n"), "{r} ({p}) must be built on base@{p}");
+        assert_eq!(
+            out,
+            format!("{arch}\napp on {arch} saw {arch}\n"),
+            "{r} ({p}) must be built on base@{p}"
+        );
     }
     // The dependency went through its repository by digest, and is not
     // published: it was not requested.
@@ -503,19 +758,39 @@ fn chmod(path: &Path, mode: u32) {
 
 /// One line per entry under `root` (not `root` itself), as the image lists
 /// them: `/ctx/<rel>|<octal mode>|<type>|<size or ->|<link target or ->`.
-fn local_tree(root: &Path, rel: &str, ignored: &dyn Fn(&str) -> bool, out: &mut BTreeMap<String, String>) {
-    let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+fn local_tree(
+    root: &Path,
+    rel: &str,
+    ignored: &dyn Fn(&str) -> bool,
+    out: &mut BTreeMap<String, String>,
+) {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
     for e in fs::read_dir(&dir).expect("read_dir") {
         let e = e.expect("dir entry");
         let name = e.file_name().into_string().expect("utf-8 name");
-        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         if ignored(&r) {
             continue;
         }
         let m = fs::symlink_metadata(root.join(&r)).expect("lstat");
         let mode = format!("{:o}", m.permissions().mode() & 0o7777);
         let (kind, size, link) = if m.file_type().is_symlink() {
-            ("symbolic link", m.len().to_string(), fs::read_link(root.join(&r)).expect("readlink").to_string_lossy().into_owned())
+            (
+                "symbolic link",
+                m.len().to_string(),
+                fs::read_link(root.join(&r))
+                    .expect("readlink")
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         } else if m.is_dir() {
             ("directory", "-".into(), "-".into())
         } else if m.len() == 0 {
@@ -523,7 +798,10 @@ fn local_tree(root: &Path, rel: &str, ignored: &dyn Fn(&str) -> bool, out: &mut 
         } else {
             ("regular file", m.len().to_string(), "-".into())
         };
-        out.insert(format!("/ctx/{r}"), format!("/ctx/{r}|{mode}|{kind}|{size}|{link}"));
+        out.insert(
+            format!("/ctx/{r}"),
+            format!("/ctx/{r}|{mode}|{kind}|{size}|{link}"),
+        );
         if m.is_dir() {
             local_tree(root, &r, ignored, out);
         }
@@ -561,12 +839,30 @@ fn context_fidelity() {
     symlink("../other-dir", ctx.join("nested/link-to-dir")).expect("symlink");
     symlink("deeper/leaf.txt", ctx.join("nested/deep/leaf-link")).expect("symlink");
     big_file(&ctx.join("big.bin"), 50 * 1024 * 1024);
-    let big_sha = cmd("sha256sum", &[ctx.join("big.bin").to_str().expect("path")]).stdout.split_whitespace().next().expect("sha256sum").to_string();
+    let big_sha = cmd("sha256sum", &[ctx.join("big.bin").to_str().expect("path")])
+        .stdout
+        .split_whitespace()
+        .next()
+        .expect("sha256sum")
+        .to_string();
 
-    let ignored = |r: &str| r == "ignored-dir" || r.starts_with("ignored-dir/") || (r.ends_with(".log") && r != "keep.log");
+    let ignored = |r: &str| {
+        r == "ignored-dir"
+            || r.starts_with("ignored-dir/")
+            || (r.ends_with(".log") && r != "keep.log")
+    };
     let mut want = BTreeMap::new();
     local_tree(&ctx, "", &ignored, &mut want);
-    for must in ["/ctx/keep.log", "/ctx/empty-dir", "/ctx/nested/empty", "/ctx/link-to-file", "/ctx/nested/link-to-dir", "/ctx/big.bin", "/ctx/.dockerignore", "/ctx/Dockerfile"] {
+    for must in [
+        "/ctx/keep.log",
+        "/ctx/empty-dir",
+        "/ctx/nested/empty",
+        "/ctx/link-to-file",
+        "/ctx/nested/link-to-dir",
+        "/ctx/big.bin",
+        "/ctx/.dockerignore",
+        "/ctx/Dockerfile",
+    ] {
         assert!(want.contains_key(must), "fixture: {must} expected");
     }
 
@@ -586,14 +882,28 @@ fn context_fidelity() {
             if let Some(s) = line.strip_prefix("sha=") {
                 sha = Some(s.to_string());
             } else {
-                got.insert(line.split('|').next().expect("path").to_string(), line.to_string());
+                got.insert(
+                    line.split('|').next().expect("path").to_string(),
+                    line.to_string(),
+                );
             }
         }
         let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
         let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-        let differ: Vec<String> = want.iter().filter_map(|(k, w)| got.get(k).filter(|g| *g != w).map(|g| format!("  want {w}\n  got  {g}"))).collect();
+        let differ: Vec<String> = want
+            .iter()
+            .filter_map(|(k, w)| {
+                got.get(k)
+                    .filter(|g| *g != w)
+                    .map(|g| format!("  want {w}\n  got  {g}"))
+            })
+            .collect();
         assert!(missing.is_empty() && extra.is_empty() && differ.is_empty(), "{p}: /ctx differs from the context minus .dockerignore\nmissing: {missing:?}\nextra (ignored files must be absent): {extra:?}\ndiffering:\n{}", differ.join("\n"));
-        assert_eq!(sha.as_deref(), Some(big_sha.as_str()), "{p}: sha256 of the 50 MB file");
+        assert_eq!(
+            sha.as_deref(),
+            Some(big_sha.as_str()),
+            "{p}: sha256 of the 50 MB file"
+        );
     }
     assert_published(&o, &meta, "ctx", &repo, "dev", &BOTH);
 }
@@ -616,7 +926,10 @@ fn context_changes_between_runs_are_seen() {
     };
     write("mybake.kdl", &format!("target \"t\" {{\n    context \"ctx\"\n    platforms \"linux/amd64\"\n    tags \"{repo}:dev\"\n}}\n"));
     write("ctx/Dockerfile", &format!("FROM {BUSYBOX}\nCOPY . /ctx\n"));
-    write("ctx/.dockerignore", "Dockerfile\n.dockerignore\nhidden.txt\n");
+    write(
+        "ctx/.dockerignore",
+        "Dockerfile\n.dockerignore\nhidden.txt\n",
+    );
     write("ctx/same-size.txt", "one\n");
     write("ctx/gone.txt", "gone\n");
     write("ctx/gone-dir/inner.txt", "inner\n");
@@ -628,7 +941,12 @@ fn context_changes_between_runs_are_seen() {
     let mut pulled = Pulled::new(&[&repo]);
 
     let (_o, meta) = build_push(Test::new(), &["-C", dir, "t"]);
-    let first = pulled.run("linux/amd64", &meta.reference("t", "linux/amd64", &repo), None, &["sh", "-c", list]);
+    let first = pulled.run(
+        "linux/amd64",
+        &meta.reference("t", "linux/amd64", &repo),
+        None,
+        &["sh", "-c", list],
+    );
     assert_eq!(first, "./gone-dir/\n./gone-dir/inner.txt 644 inner\n./gone.txt 644 gone\n./mode.sh 644 #!/bin/sh\n./same-size.txt 644 one\n", "first run");
 
     std::thread::sleep(Duration::from_millis(20));
@@ -639,7 +957,12 @@ fn context_changes_between_runs_are_seen() {
     chmod(&w.join("ctx/mode.sh"), 0o755);
     write("ctx/.dockerignore", "Dockerfile\n.dockerignore\n");
     let (_o, meta) = build_push(Test::new(), &["-C", dir, "t"]);
-    let second = pulled.run("linux/amd64", &meta.reference("t", "linux/amd64", &repo), None, &["sh", "-c", list]);
+    let second = pulled.run(
+        "linux/amd64",
+        &meta.reference("t", "linux/amd64", &repo),
+        None,
+        &["sh", "-c", list],
+    );
     assert_eq!(second, "./added.txt 644 added\n./hidden.txt 644 hidden\n./mode.sh 755 #!/bin/sh\n./same-size.txt 644 two\n", "second run on the same directory");
 }
 
@@ -680,19 +1003,49 @@ target "inline" {{
     let (o, meta) = build_push(t, &["args", "inline", "--var", "VER=1.2.3"]);
     for p in BOTH {
         let r = meta.reference("args", p, &repo);
-        let out = pulled.run(p, &r, None, &["sh", "-c", "cat /build-args /release-args; test -e /last && echo LAST-PRESENT; true"]);
-        assert_eq!(out, format!("hello from kdl|1.2.3\nhello from kdl|1.2.3|{p}\n"), "{r}: args, and stage `release` (not the last stage)");
+        let out = pulled.run(
+            p,
+            &r,
+            None,
+            &[
+                "sh",
+                "-c",
+                "cat /build-args /release-args; test -e /last && echo LAST-PRESENT; true",
+            ],
+        );
+        assert_eq!(
+            out,
+            format!("hello from kdl|1.2.3\nhello from kdl|1.2.3|{p}\n"),
+            "{r}: args, and stage `release` (not the last stage)"
+        );
         // Labels, from the registry's config blob and from the pulled image.
         let config = image_config(&r);
         let labels = &config["config"]["Labels"];
-        assert_eq!(labels["org.opencontainers.image.title"], "mybake-it", "{r}: labels {labels}");
-        assert_eq!(labels["com.example.version"], "v1.2.3", "{r}: labels {labels}");
-        let inspected: Value = serde_json::from_str(&docker(&["image", "inspect", "--format", "{{json .Config.Labels}}", &r])).expect("labels JSON");
+        assert_eq!(
+            labels["org.opencontainers.image.title"], "mybake-it",
+            "{r}: labels {labels}"
+        );
+        assert_eq!(
+            labels["com.example.version"], "v1.2.3",
+            "{r}: labels {labels}"
+        );
+        let inspected: Value = serde_json::from_str(&docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &r,
+        ]))
+        .expect("labels JSON");
         assert_eq!(inspected["org.opencontainers.image.title"], "mybake-it");
         assert_eq!(inspected["com.example.version"], "v1.2.3");
 
         let ri = meta.reference("inline", p, &inline_repo);
-        assert_eq!(pulled.run(p, &ri, None, &["cat", "/inline"]), "inline\n", "{ri}");
+        assert_eq!(
+            pulled.run(p, &ri, None, &["cat", "/inline"]),
+            "inline\n",
+            "{ri}"
+        );
     }
     assert_published(&o, &meta, "args", &repo, "dev", &BOTH);
     assert_published(&o, &meta, "inline", &inline_repo, "dev", &BOTH);
@@ -722,7 +1075,12 @@ target "sec" {{
     let sha = |v: &str| {
         let f = tempfile::NamedTempFile::new().expect("temp");
         fs::write(f.path(), v).expect("write");
-        cmd("sha256sum", &[f.path().to_str().expect("path")]).stdout.split_whitespace().next().expect("sha256sum").to_string()
+        cmd("sha256sum", &[f.path().to_str().expect("path")])
+            .stdout
+            .split_whitespace()
+            .next()
+            .expect("sha256sum")
+            .to_string()
     };
     let (env_sha, file_sha) = (sha(ENV_SECRET), sha(FILE_SECRET));
     let dockerfile = format!(
@@ -735,23 +1093,73 @@ target "sec" {{
     let unset_repo = unique_repo("secrets-unset");
     let _cleanup = Pulled::new(&[&unset_repo]);
     let set = format!("sec.tags={unset_repo}:dev");
-    let t = Test::new().kdl(&kdl).file("Dockerfile", &dockerfile).file("secret.txt", FILE_SECRET);
-    let o = expect(t, &["build", "sec", "--push", "--progress", "plain", "--set", &set], 2);
-    assert!(o.stderr.contains("mybake::exec::missing-secret") && o.stderr.contains("reads environment variable MYBAKE_TEST_SECRET"), "{}", o.stderr);
+    let t = Test::new()
+        .kdl(&kdl)
+        .file("Dockerfile", &dockerfile)
+        .file("secret.txt", FILE_SECRET);
+    let o = expect(
+        t,
+        &[
+            "build",
+            "sec",
+            "--push",
+            "--progress",
+            "plain",
+            "--set",
+            &set,
+        ],
+        2,
+    );
+    assert!(
+        o.stderr.contains("mybake::exec::missing-secret")
+            && o.stderr
+                .contains("reads environment variable MYBAKE_TEST_SECRET"),
+        "{}",
+        o.stderr
+    );
     assert_untouched(&unset_repo);
     // With a wrong value the step's check fails: the assertion in the
     // Dockerfile is effective.
-    let t = Test::new().kdl(&kdl).file("Dockerfile", &dockerfile).file("secret.txt", FILE_SECRET).env("MYBAKE_TEST_SECRET", "not-the-value");
-    let o = expect(t, &["build", "sec", "--push", "--progress", "plain", "--set", &set], 1);
-    assert!(o.stderr.lines().any(|l| l.starts_with("[sec@linux/") && l.contains("FAILED") && l.contains("sha256sum < /run/secrets/tok")), "the failing step is named:\n{}", o.stderr);
+    let t = Test::new()
+        .kdl(&kdl)
+        .file("Dockerfile", &dockerfile)
+        .file("secret.txt", FILE_SECRET)
+        .env("MYBAKE_TEST_SECRET", "not-the-value");
+    let o = expect(
+        t,
+        &[
+            "build",
+            "sec",
+            "--push",
+            "--progress",
+            "plain",
+            "--set",
+            &set,
+        ],
+        1,
+    );
+    assert!(
+        o.stderr.lines().any(|l| l.starts_with("[sec@linux/")
+            && l.contains("FAILED")
+            && l.contains("sha256sum < /run/secrets/tok")),
+        "the failing step is named:\n{}",
+        o.stderr
+    );
     assert_untouched(&unset_repo);
 
-    let t = Test::new().kdl(&kdl).file("Dockerfile", &dockerfile).file("secret.txt", FILE_SECRET).env("MYBAKE_TEST_SECRET", ENV_SECRET);
+    let t = Test::new()
+        .kdl(&kdl)
+        .file("Dockerfile", &dockerfile)
+        .file("secret.txt", FILE_SECRET)
+        .env("MYBAKE_TEST_SECRET", ENV_SECRET);
     let mut pulled = Pulled::new(&[&repo]);
     let (o, meta) = build_push(t, &["sec"]);
     let leaks = |what: &str, text: &str| {
         for s in [ENV_SECRET, FILE_SECRET] {
-            assert!(!text.contains(s), "the secret value leaks into {what}:\n{text}");
+            assert!(
+                !text.contains(s),
+                "the secret value leaks into {what}:\n{text}"
+            );
         }
     };
     leaks("mybake's stdout", &o.stdout);
@@ -767,7 +1175,13 @@ target "sec" {{
         // Every blob of the image in the registry: manifest, config, layers.
         let m = manifest(&r);
         leaks("the manifest", &m.to_string());
-        leaks("the image config", &String::from_utf8_lossy(&blob(&repo, m["config"]["digest"].as_str().expect("config digest"))));
+        leaks(
+            "the image config",
+            &String::from_utf8_lossy(&blob(
+                &repo,
+                m["config"]["digest"].as_str().expect("config digest"),
+            )),
+        );
         for layer in m["layers"].as_array().expect("layers") {
             let digest = layer["digest"].as_str().expect("layer digest");
             let data = blob(&repo, digest);
@@ -775,7 +1189,10 @@ target "sec" {{
             let tar = if media.contains("gzip") {
                 let f = tempfile::NamedTempFile::new().expect("temp");
                 fs::write(f.path(), &data).expect("write layer");
-                let out = Command::new("gzip").args(["-dc", f.path().to_str().expect("path")]).output().expect("gzip");
+                let out = Command::new("gzip")
+                    .args(["-dc", f.path().to_str().expect("path")])
+                    .output()
+                    .expect("gzip");
                 assert!(out.status.success(), "gunzip {digest}");
                 out.stdout
             } else {
@@ -805,8 +1222,22 @@ fn hello_dockerfile() -> String {
 fn unreachable_builder_endpoint() {
     testbed();
     let repo = unique_repo("bad-endpoint");
-    let o = expect(one_target(&repo, Some(&hello_dockerfile())), &["build", "t", "--push", "--builder", "unix:///nonexistent.sock"], 1);
-    assert!(o.stderr.contains("unix:///nonexistent.sock"), "the message names the endpoint:\n{}", o.stderr);
+    let o = expect(
+        one_target(&repo, Some(&hello_dockerfile())),
+        &[
+            "build",
+            "t",
+            "--push",
+            "--builder",
+            "unix:///nonexistent.sock",
+        ],
+        1,
+    );
+    assert!(
+        o.stderr.contains("unix:///nonexistent.sock"),
+        "the message names the endpoint:\n{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("nothing was built"), "{}", o.stderr);
     assert_untouched(&repo);
 }
@@ -817,15 +1248,31 @@ fn wrong_tls_settings() {
     // A CA file that does not exist.
     let repo = unique_repo("bad-tls-ca");
     let endpoint = "tcp://127.0.0.1:1?ca=/nonexistent";
-    let o = expect(one_target(&repo, Some(&hello_dockerfile())), &["build", "t", "--push", "--builder", endpoint], 1);
-    assert!(o.stderr.contains(endpoint) && o.stderr.contains("/nonexistent"), "the message names the endpoint and the CA file:\n{}", o.stderr);
+    let o = expect(
+        one_target(&repo, Some(&hello_dockerfile())),
+        &["build", "t", "--push", "--builder", endpoint],
+        1,
+    );
+    assert!(
+        o.stderr.contains(endpoint) && o.stderr.contains("/nonexistent"),
+        "the message names the endpoint and the CA file:\n{}",
+        o.stderr
+    );
     assert_untouched(&repo);
 
     // TLS to a plain-HTTP port (the registry).
     let repo = unique_repo("bad-tls-plain");
     let endpoint = "tcp://127.0.0.1:5000?ca=/etc/ssl/certs/ca-certificates.crt";
-    let o = expect(one_target(&repo, Some(&hello_dockerfile())), &["build", "t", "--push", "--builder", endpoint], 1);
-    assert!(o.stderr.contains(endpoint), "the message names the endpoint:\n{}", o.stderr);
+    let o = expect(
+        one_target(&repo, Some(&hello_dockerfile())),
+        &["build", "t", "--push", "--builder", endpoint],
+        1,
+    );
+    assert!(
+        o.stderr.contains(endpoint),
+        "the message names the endpoint:\n{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("nothing was built"), "{}", o.stderr);
     assert_untouched(&repo);
 }
@@ -835,7 +1282,13 @@ fn missing_dockerfile() {
     testbed();
     let repo = unique_repo("no-dockerfile");
     let o = expect(one_target(&repo, None), &["build", "t", "--push"], 2);
-    assert!(o.stderr.contains("mybake.kdl:1:8") && o.stderr.contains("target `t`") && o.stderr.contains("no Dockerfile at [TMP]/Dockerfile"), "located diagnostic:\n{}", o.stderr);
+    assert!(
+        o.stderr.contains("mybake.kdl:1:8")
+            && o.stderr.contains("target `t`")
+            && o.stderr.contains("no Dockerfile at [TMP]/Dockerfile"),
+        "located diagnostic:\n{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("nothing was built"), "{}", o.stderr);
     assert_untouched(&repo);
 }
@@ -846,7 +1299,13 @@ fn missing_context_directory() {
     let repo = unique_repo("no-context");
     let t = Test::new().kdl(&format!("target \"t\" {{\n    platforms \"linux/amd64\"\n    context \"not-there\"\n    tags \"{repo}:dev\"\n}}\n"));
     let o = expect(t, &["build", "t", "--push"], 2);
-    assert!(o.stderr.contains("mybake.kdl:3:13") && o.stderr.contains("target `t`") && o.stderr.contains("not-there"), "located diagnostic:\n{}", o.stderr);
+    assert!(
+        o.stderr.contains("mybake.kdl:3:13")
+            && o.stderr.contains("target `t`")
+            && o.stderr.contains("not-there"),
+        "located diagnostic:\n{}",
+        o.stderr
+    );
     assert_untouched(&repo);
 }
 
@@ -855,9 +1314,21 @@ fn dockerfile_syntax_error() {
     testbed();
     let repo = unique_repo("syntax");
     let _cleanup = Pulled::new(&[&repo]);
-    let o = expect(one_target(&repo, Some(&format!("FROMM {BUSYBOX}\n"))), &["build", "t", "--push", "--progress", "plain"], 1);
-    let line = o.stderr.lines().find(|l| l.contains("unknown instruction: FROMM")).unwrap_or_else(|| panic!("the daemon's parse error is shown:\n{}", o.stderr));
-    assert!(BOTH.iter().any(|p| line.starts_with(&format!("[t@{p}]")) && line.contains(&format!("t@{p}: "))), "the error names the node [target@platform]: {line}");
+    let o = expect(
+        one_target(&repo, Some(&format!("FROMM {BUSYBOX}\n"))),
+        &["build", "t", "--push", "--progress", "plain"],
+        1,
+    );
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.contains("unknown instruction: FROMM"))
+        .unwrap_or_else(|| panic!("the daemon's parse error is shown:\n{}", o.stderr));
+    assert!(
+        BOTH.iter()
+            .any(|p| line.starts_with(&format!("[t@{p}]")) && line.contains(&format!("t@{p}: "))),
+        "the error names the node [target@platform]: {line}"
+    );
     assert!(o.stderr.contains("nothing was published"), "{}", o.stderr);
     assert_untouched(&repo);
 }
@@ -868,18 +1339,47 @@ fn failing_run_in_one_platform_stops_the_run() {
     let repo = unique_repo("fail-fast");
     // arm64 fails at once; amd64 would take 60 s: fail-fast cancels it.
     // The marker finds amd64's step among the host's processes.
-    let marker = format!("still-running-{}", api_name(&repo).rsplit('/').next().expect("name"));
+    let marker = format!(
+        "still-running-{}",
+        api_name(&repo).rsplit('/').next().expect("name")
+    );
     let dockerfile = format!("FROM {BUSYBOX}\nARG TARGETARCH\nRUN if [ \"$TARGETARCH\" = arm64 ]; then echo boom on $TARGETARCH >&2; exit 3; fi; sleep 60; echo {marker}\n");
     let _cleanup = Pulled::new(&[&repo]);
     let started = Instant::now();
-    let o = expect(one_target(&repo, Some(&dockerfile)), &["build", "t", "--push", "--progress", "plain"], 1);
+    let o = expect(
+        one_target(&repo, Some(&dockerfile)),
+        &["build", "t", "--push", "--progress", "plain"],
+        1,
+    );
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(45), "the failure must stop the run (took {took:?}):\n{}", o.stderr);
-    let failed = o.stderr.lines().find(|l| l.starts_with("[t@linux/arm64] FAILED")).unwrap_or_else(|| panic!("no `[t@linux/arm64] FAILED` line:\n{}", o.stderr));
-    assert!(failed.contains("exit code: 3"), "the failing step's exit code: {failed}");
-    assert!(o.stderr.contains("[t@linux/arm64] | boom on arm64"), "the failing step's output:\n{}", o.stderr);
-    let amd = o.stderr.lines().find(|l| l.starts_with("  t@linux/amd64 ")).unwrap_or_else(|| panic!("no summary line for t@linux/amd64:\n{}", o.stderr));
-    assert!(amd.contains("cancel") || amd.contains("skipped"), "amd64 was stopped, not finished: {amd}");
+    assert!(
+        took < Duration::from_secs(45),
+        "the failure must stop the run (took {took:?}):\n{}",
+        o.stderr
+    );
+    let failed = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("[t@linux/arm64] FAILED"))
+        .unwrap_or_else(|| panic!("no `[t@linux/arm64] FAILED` line:\n{}", o.stderr));
+    assert!(
+        failed.contains("exit code: 3"),
+        "the failing step's exit code: {failed}"
+    );
+    assert!(
+        o.stderr.contains("[t@linux/arm64] | boom on arm64"),
+        "the failing step's output:\n{}",
+        o.stderr
+    );
+    let amd = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("  t@linux/amd64 "))
+        .unwrap_or_else(|| panic!("no summary line for t@linux/amd64:\n{}", o.stderr));
+    assert!(
+        amd.contains("cancel") || amd.contains("skipped"),
+        "amd64 was stopped, not finished: {amd}"
+    );
     assert!(o.stderr.contains("nothing was published"), "{}", o.stderr);
     assert_untouched(&repo);
     // The cancelled step does not keep running in the daemon.
@@ -889,7 +1389,14 @@ fn failing_run_in_one_platform_stops_the_run() {
         if !ps.contains(&marker) {
             break;
         }
-        assert!(Instant::now() < deadline, "amd64's step is still running 10 s after mybake exited:\n{}", ps.lines().filter(|l| l.contains(&marker)).collect::<Vec<_>>().join("\n"));
+        assert!(
+            Instant::now() < deadline,
+            "amd64's step is still running 10 s after mybake exited:\n{}",
+            ps.lines()
+                .filter(|l| l.contains(&marker))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
 }

@@ -82,22 +82,53 @@ fn plan_formats() {
     insta::assert_snapshot!("plan_json", o.stdout);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     // tools is amd64 only, so base is needed for both platforms (services).
-    let ids: Vec<&str> = v["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
     assert!(ids.contains(&"base@linux/arm64") && !ids.contains(&"base"));
-    let dot = Test::new().kdl(MONO).args(&["plan", "--format", "dot"]).expect(0).stdout;
-    assert!(dot.starts_with("digraph mybake {") && dot.contains("\"svc-api@linux/arm64\" -> \"base@linux/arm64\";"), "{dot}");
+    let dot = Test::new()
+        .kdl(MONO)
+        .args(&["plan", "--format", "dot"])
+        .expect(0)
+        .stdout;
+    assert!(
+        dot.starts_with("digraph mybake {")
+            && dot.contains("\"svc-api@linux/arm64\" -> \"base@linux/arm64\";"),
+        "{dot}"
+    );
 }
 
 #[test]
 fn global_options_before_or_after_subcommand() {
-    let a = Test::new().file("sub/mybake.kdl", "target \"a\" {\n context \"api\"\n}\ngroup \"default\" {\n targets \"a\"\n}\n").args(&["-C", "sub", "print"]).expect(0);
-    let b = Test::new().file("sub/mybake.kdl", "target \"a\" {\n context \"api\"\n}\ngroup \"default\" {\n targets \"a\"\n}\n").args(&["print", "-C", "sub"]).expect(0);
+    let a = Test::new()
+        .file(
+            "sub/mybake.kdl",
+            "target \"a\" {\n context \"api\"\n}\ngroup \"default\" {\n targets \"a\"\n}\n",
+        )
+        .args(&["-C", "sub", "print"])
+        .expect(0);
+    let b = Test::new()
+        .file(
+            "sub/mybake.kdl",
+            "target \"a\" {\n context \"api\"\n}\ngroup \"default\" {\n targets \"a\"\n}\n",
+        )
+        .args(&["print", "-C", "sub"])
+        .expect(0);
     assert_eq!(a.stdout, b.stdout);
 }
 
 #[test]
 fn paths_are_relative_to_declaring_file_shown_relative_to_cwd() {
-    let o = Test::new().file("sub/mybake.kdl", "target \"a\" {\n context \"api\"\n output \"oci\" dest=\"../dist/a.tar\"\n}\n").args(&["-f", "sub/mybake.kdl", "print", "a"]).expect(0);
+    let o = Test::new()
+        .file(
+            "sub/mybake.kdl",
+            "target \"a\" {\n context \"api\"\n output \"oci\" dest=\"../dist/a.tar\"\n}\n",
+        )
+        .args(&["-f", "sub/mybake.kdl", "print", "a"])
+        .expect(0);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["target"]["a"]["context"], "sub/api");
     assert_eq!(v["target"]["a"]["output"][0]["dest"], "dist/a.tar");
@@ -112,15 +143,24 @@ fn override_file_merges_attribute_by_attribute() {
         .expect(0);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["target"]["a"]["tags"], serde_json::json!(["x:2"]));
-    assert_eq!(v["target"]["a"]["args"], serde_json::json!({"A": "1", "B": "2"}));
-    assert_eq!(v["target"]["a"]["platforms"], serde_json::json!(["linux/amd64"]));
+    assert_eq!(
+        v["target"]["a"]["args"],
+        serde_json::json!({"A": "1", "B": "2"})
+    );
+    assert_eq!(
+        v["target"]["a"]["platforms"],
+        serde_json::json!(["linux/amd64"])
+    );
 }
 
 #[test]
 fn explicit_files_replace_defaults_later_wins() {
     let o = Test::new()
         .kdl("target \"a\" {\n tags \"ignored\"\n}\n")
-        .file("one.kdl", "target \"a\" {\n tags \"one\"\n stage \"s1\"\n}\n")
+        .file(
+            "one.kdl",
+            "target \"a\" {\n tags \"one\"\n stage \"s1\"\n}\n",
+        )
         .file("two.kdl", "target \"a\" {\n tags \"two\"\n}\n")
         .args(&["-f", "one.kdl", "-f", "two.kdl", "print", "a"])
         .expect(0);
@@ -131,7 +171,10 @@ fn explicit_files_replace_defaults_later_wins() {
 
 #[test]
 fn stdin_file() {
-    let o = Test::new().args(&["-f", "-", "print", "a"]).stdin("target \"a\" {\n}\n").expect(0);
+    let o = Test::new()
+        .args(&["-f", "-", "print", "a"])
+        .stdin("target \"a\" {\n}\n")
+        .expect(0);
     assert!(o.stdout.contains("\"a\""));
 }
 
@@ -140,20 +183,56 @@ fn variables_precedence_and_set() {
     let kdl = "variable \"TAG\" default=\"dev\"\ntarget \"a\" {\n tags \"r/a:${TAG}\"\n}\n";
     let tag = |t: Test| -> serde_json::Value {
         let o = t.expect(0);
-        serde_json::from_str::<serde_json::Value>(&o.stdout).unwrap()["target"]["a"]["tags"][0].clone()
+        serde_json::from_str::<serde_json::Value>(&o.stdout).unwrap()["target"]["a"]["tags"][0]
+            .clone()
     };
     assert_eq!(tag(Test::new().kdl(kdl).args(&["print", "a"])), "r/a:dev");
-    assert_eq!(tag(Test::new().kdl(kdl).env("TAG", "env").args(&["print", "a"])), "r/a:env");
-    assert_eq!(tag(Test::new().kdl(kdl).env("TAG", "env").args(&["--var", "TAG=flag", "print", "a"])), "r/a:flag");
-    assert_eq!(tag(Test::new().kdl(kdl).args(&["print", "a", "--set", "a.tags=z"])), "z");
+    assert_eq!(
+        tag(Test::new().kdl(kdl).env("TAG", "env").args(&["print", "a"])),
+        "r/a:env"
+    );
+    assert_eq!(
+        tag(Test::new()
+            .kdl(kdl)
+            .env("TAG", "env")
+            .args(&["--var", "TAG=flag", "print", "a"])),
+        "r/a:flag"
+    );
+    assert_eq!(
+        tag(Test::new()
+            .kdl(kdl)
+            .args(&["print", "a", "--set", "a.tags=z"])),
+        "z"
+    );
 }
 
 #[test]
 fn list_targets_and_variables() {
-    insta::assert_snapshot!("list_targets", Test::new().kdl(MONO).args(&["list"]).expect(0).stdout);
-    insta::assert_snapshot!("list_variables", Test::new().kdl(MONO).args(&["list", "variables"]).env("TAG", "v1").expect(0).stdout);
-    let j: serde_json::Value = serde_json::from_str(&Test::new().kdl(MONO).args(&["list", "variables", "--format", "json"]).expect(0).stdout).unwrap();
-    assert_eq!(j["variables"][2]["value"], serde_json::json!(["linux/amd64", "linux/arm64"]));
+    insta::assert_snapshot!(
+        "list_targets",
+        Test::new().kdl(MONO).args(&["list"]).expect(0).stdout
+    );
+    insta::assert_snapshot!(
+        "list_variables",
+        Test::new()
+            .kdl(MONO)
+            .args(&["list", "variables"])
+            .env("TAG", "v1")
+            .expect(0)
+            .stdout
+    );
+    let j: serde_json::Value = serde_json::from_str(
+        &Test::new()
+            .kdl(MONO)
+            .args(&["list", "variables", "--format", "json"])
+            .expect(0)
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        j["variables"][2]["value"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
 }
 
 #[test]
@@ -171,14 +250,27 @@ fn build_checks_files_before_contacting_a_builder() {
 fn build_with_unreachable_builder_fails_clearly() {
     let o = Test::new()
         .kdl("target \"a\" {\n    dockerfile-inline \"FROM scratch\"\n}\n")
-        .args(&["build", "a", "--builder", "unix:///nonexistent/buildkitd.sock"])
+        .args(&[
+            "build",
+            "a",
+            "--builder",
+            "unix:///nonexistent/buildkitd.sock",
+        ])
         .expect(1);
-    assert!(o.stderr.contains("unix:///nonexistent/buildkitd.sock") && o.stderr.contains("nothing was built"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("unix:///nonexistent/buildkitd.sock")
+            && o.stderr.contains("nothing was built"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
 fn no_default_group_lists_what_exists() {
-    let o = Test::new().kdl("target \"a\" {\n}\ngroup \"g\" {\n targets \"a\"\n}\n").args(&["print"]).expect(2);
+    let o = Test::new()
+        .kdl("target \"a\" {\n}\ngroup \"g\" {\n targets \"a\"\n}\n")
+        .args(&["print"])
+        .expect(2);
     assert!(o.stderr.contains("targets: a; groups: g"), "{}", o.stderr);
 }
 
@@ -190,8 +282,14 @@ fn missing_file_is_exit_2() {
 
 #[test]
 fn bad_cli_usage_is_exit_2() {
-    Test::new().kdl(MONO).args(&["plan", "--format", "svg"]).expect(2);
-    Test::new().kdl(MONO).args(&["--var", "NOEQUALS", "print"]).expect(2);
+    Test::new()
+        .kdl(MONO)
+        .args(&["plan", "--format", "svg"])
+        .expect(2);
+    Test::new()
+        .kdl(MONO)
+        .args(&["--var", "NOEQUALS", "print"])
+        .expect(2);
 }
 
 /// Each case: a build file (and flags) that must fail with exit 2, whose
@@ -208,16 +306,43 @@ fn diag(name: &str, kdl: &str, args: &[&str], env: &[(&str, &str)]) {
 
 #[test]
 fn diagnostics() {
-    diag("diag_syntax", "target \"a\" {\n    context \"x\n}\n", &["print"], &[]);
+    diag(
+        "diag_syntax",
+        "target \"a\" {\n    context \"x\n}\n",
+        &["print"],
+        &[],
+    );
     diag("diag_unknown_node", "targte \"a\" {\n}\ntarget \"b\" {\n    platfroms \"linux/amd64\"\n    dockerfile 3\n}\nvariable \"X\" defualt=\"1\"\n", &["print"], &[]);
-    diag("diag_wrong_type", "target \"a\" {\n    no-cache \"sometimes\"\n    pull 1\n}\n", &["print", "a"], &[]);
+    diag(
+        "diag_wrong_type",
+        "target \"a\" {\n    no-cache \"sometimes\"\n    pull 1\n}\n",
+        &["print", "a"],
+        &[],
+    );
     diag("diag_unknown_refs", "target \"a\" {\n    inherits \"_comon\"\n    contexts {\n        base \"target:bsae\"\n    }\n    tags \"${REGISTY}/a\"\n}\ntarget \"_common\" {\n}\ntarget \"base\" {\n}\nvariable \"REGISTRY\" default=\"r\"\ngroup \"default\" {\n    targets \"a\" \"b\"\n}\n", &["print"], &[]);
     diag("diag_bad_var_value", "variable \"JOBS\" type=\"int\" default=4\nvariable \"PUSH\" type=\"bool\" default=false\ntarget \"a\" {\n    arg \"J\" \"${JOBS}\"\n}\n", &["--var", "JOBS=many", "print", "a"], &[("PUSH", "yes")]);
-    diag("diag_platform", "target \"a\" {\n    platforms \"linux/x86_64\" \"linux\"\n}\n", &["print", "a"], &[]);
+    diag(
+        "diag_platform",
+        "target \"a\" {\n    platforms \"linux/x86_64\" \"linux\"\n}\n",
+        &["print", "a"],
+        &[],
+    );
     diag("diag_duplicate_expansion", "target \"svc-${svc}\" {\n    matrix {\n        svc \"api\" \"worker\"\n        variant \"release\" \"debug\"\n    }\n}\n", &["print"], &[]);
     diag("diag_missing_platform", "target \"base\" {\n    platforms \"linux/amd64\"\n}\ntarget \"app\" {\n    platforms \"linux/amd64\" \"linux/arm64\"\n    contexts {\n        base \"target:base\"\n    }\n}\n", &["plan", "app"], &[]);
     diag("diag_cycle", "target \"a\" {\n    contexts {\n        b \"target:b\"\n    }\n}\ntarget \"b\" {\n    contexts {\n        c \"target:c\"\n    }\n}\ntarget \"c\" {\n    contexts {\n        a \"target:a\"\n    }\n}\n", &["plan", "a"], &[]);
-    diag("diag_set", "target \"a\" {\n}\n", &["--set", "a.platfroms=linux/arm64", "--set", "nothing.tags=x", "print", "a"], &[]);
+    diag(
+        "diag_set",
+        "target \"a\" {\n}\n",
+        &[
+            "--set",
+            "a.platfroms=linux/arm64",
+            "--set",
+            "nothing.tags=x",
+            "print",
+            "a",
+        ],
+        &[],
+    );
 }
 
 #[test]
@@ -227,5 +352,9 @@ fn diagnostics_across_files_point_at_each_file() {
         .file("mybake.override.kdl", "target \"app\" {\n    platforms \"linux/arm64\"\n    contexts {\n        base \"target:base\"\n    }\n}\n")
         .args(&["plan", "app"])
         .expect(2);
-    assert!(o.stderr.contains("mybake.override.kdl:4:14") && o.stderr.contains("mybake.kdl:2:15"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("mybake.override.kdl:4:14") && o.stderr.contains("mybake.kdl:2:15"),
+        "{}",
+        o.stderr
+    );
 }

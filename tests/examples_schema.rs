@@ -59,7 +59,11 @@ fn example_dirs() -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     for d in &dirs {
-        assert!(d.join("mybake.kdl").is_file(), "{} has no mybake.kdl", d.display());
+        assert!(
+            d.join("mybake.kdl").is_file(),
+            "{} has no mybake.kdl",
+            d.display()
+        );
     }
     dirs
 }
@@ -80,10 +84,15 @@ fn kdl_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn parse_kdl(path: &Path) -> Vec<SpannedNode<Span>> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     match knuffel::parse_ast::<Span>(&path.display().to_string(), &text) {
         Ok(doc) => doc.nodes,
-        Err(e) => panic!("{} is not valid KDL 1.0:\n{:?}", path.display(), miette::Report::new(e)),
+        Err(e) => panic!(
+            "{} is not valid KDL 1.0:\n{:?}",
+            path.display(),
+            miette::Report::new(e)
+        ),
     }
 }
 
@@ -99,7 +108,10 @@ fn str_arg(n: &Node<Span>, i: usize) -> Option<&str> {
 }
 
 fn prop<'a>(n: &'a Node<Span>, key: &str) -> Option<&'a Literal> {
-    n.properties.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| &*v.literal)
+    n.properties
+        .iter()
+        .find(|(k, _)| k.as_ref() == key)
+        .map(|(_, v)| &*v.literal)
 }
 
 /// Names of the top-level `KIND "NAME"` nodes of every file of an example.
@@ -114,7 +126,8 @@ fn declared(dir: &Path, kind: &str) -> BTreeSet<String> {
 
 fn load_json(rel: &str) -> Value {
     let path = root().join(rel);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{rel} is not JSON: {e}"))
 }
 
@@ -195,8 +208,16 @@ impl KdlSchema {
     }
 
     fn document(&self) -> &Node<Span> {
-        let docs: Vec<_> = self.doc.iter().filter(|n| node_name(n) == "document").collect();
-        assert_eq!(docs.len(), 1, "a KDL Schema has exactly one top-level `document` node");
+        let docs: Vec<_> = self
+            .doc
+            .iter()
+            .filter(|n| node_name(n) == "document")
+            .collect();
+        assert_eq!(
+            docs.len(),
+            1,
+            "a KDL Schema has exactly one top-level `document` node"
+        );
         assert_eq!(self.doc.len(), 1, "nothing but `document` at the top level");
         docs[0]
     }
@@ -224,7 +245,9 @@ impl KdlSchema {
                     .strip_prefix("[id=\"")
                     .and_then(|s| s.strip_suffix("\"]"))
                     .unwrap_or_else(|| panic!("unsupported ref query {q:?}"));
-                let target = self.by_id(id).unwrap_or_else(|| panic!("ref to unknown id {id:?}"));
+                let target = self
+                    .by_id(id)
+                    .unwrap_or_else(|| panic!("ref to unknown id {id:?}"));
                 self.resolve(target)
             }
             _ => n,
@@ -232,7 +255,10 @@ impl KdlSchema {
     }
 
     fn kids<'a>(&'a self, n: &'a Node<Span>, name: &str) -> Vec<&'a Node<Span>> {
-        n.children().filter(|c| node_name(c) == name).map(|c| self.resolve(c)).collect()
+        n.children()
+            .filter(|c| node_name(c) == name)
+            .map(|c| self.resolve(c))
+            .collect()
     }
 
     /// The `node` rules of the top level of a build file.
@@ -258,16 +284,21 @@ impl KdlSchema {
     }
 
     fn number(&self, n: &Node<Span>, name: &str) -> Option<usize> {
-        self.kids(n, name).first().and_then(|c| match c.arguments.first().map(|v| &*v.literal) {
-            Some(Literal::Int(i)) => usize::try_from(i).ok(),
-            _ => None,
-        })
+        self.kids(n, name)
+            .first()
+            .and_then(|c| match c.arguments.first().map(|v| &*v.literal) {
+                Some(Literal::Int(i)) => usize::try_from(i).ok(),
+                _ => None,
+            })
     }
 
     fn flag(&self, n: &Node<Span>, name: &str) -> bool {
-        self.kids(n, name)
-            .first()
-            .is_some_and(|c| matches!(c.arguments.first().map(|v| &*v.literal), Some(Literal::Bool(true))))
+        self.kids(n, name).first().is_some_and(|c| {
+            matches!(
+                c.arguments.first().map(|v| &*v.literal),
+                Some(Literal::Bool(true))
+            )
+        })
     }
 
     /// `type`, `enum` and `pattern` validations of a `value` or `prop` rule.
@@ -338,7 +369,9 @@ impl KdlSchema {
         let others = self.flag(rule, "other-props-allowed");
         for (k, v) in &node.properties {
             match props.iter().find(|p| str_arg(p, 0) == Some(&***k)) {
-                Some(p) => self.check_literal(p, &v.literal, &format!("{path} property {}", &***k), errs),
+                Some(p) => {
+                    self.check_literal(p, &v.literal, &format!("{path} property {}", &***k), errs)
+                }
                 None if others => {}
                 None => errs.push(format!("{path}: unknown property `{}`", &***k)),
             }
@@ -352,15 +385,27 @@ impl KdlSchema {
             }
         }
         // Children.
-        let kids: &[SpannedNode<Span>] = node.children.as_deref().map(|c| c.as_slice()).unwrap_or(&[]);
+        let kids: &[SpannedNode<Span>] = node
+            .children
+            .as_deref()
+            .map(|c| c.as_slice())
+            .unwrap_or(&[]);
         match self.child_rules(rule) {
-            None if node.children.is_some() => errs.push(format!("{path}: takes no children block")),
+            None if node.children.is_some() => {
+                errs.push(format!("{path}: takes no children block"))
+            }
             None => {}
             Some(rules) => self.check_nodes(&rules, kids, path, errs),
         }
     }
 
-    fn check_nodes(&self, rules: &[&Node<Span>], nodes: &[SpannedNode<Span>], path: &str, errs: &mut Vec<String>) {
+    fn check_nodes(
+        &self,
+        rules: &[&Node<Span>],
+        nodes: &[SpannedNode<Span>],
+        path: &str,
+        errs: &mut Vec<String>,
+    ) {
         let mut counts: HashMap<*const Node<Span>, usize> = HashMap::new();
         for n in nodes {
             let name: &str = &n.node_name;
@@ -371,7 +416,10 @@ impl KdlSchema {
             match Self::rule(rules, name) {
                 None => {
                     let known: Vec<_> = rules.iter().filter_map(|r| str_arg(r, 0)).collect();
-                    errs.push(format!("{here}: unknown node `{name}` (known: {})", known.join(", ")));
+                    errs.push(format!(
+                        "{here}: unknown node `{name}` (known: {})",
+                        known.join(", ")
+                    ));
                 }
                 Some(rule) => {
                     *counts.entry(rule as *const _).or_default() += 1;
@@ -381,15 +429,21 @@ impl KdlSchema {
         }
         for r in rules {
             let n = counts.get(&(*r as *const _)).copied().unwrap_or(0);
-            let what = str_arg(r, 0).map(|s| format!("`{s}`")).unwrap_or_else(|| "entries".into());
+            let what = str_arg(r, 0)
+                .map(|s| format!("`{s}`"))
+                .unwrap_or_else(|| "entries".into());
             if let Some(min) = self.number(r, "min") {
                 if n < min {
-                    errs.push(format!("{path}: {n} {what} node(s), at least {min} expected"));
+                    errs.push(format!(
+                        "{path}: {n} {what} node(s), at least {min} expected"
+                    ));
                 }
             }
             if let Some(max) = self.number(r, "max") {
                 if n > max {
-                    errs.push(format!("{path}: {n} {what} node(s), at most {max} expected"));
+                    errs.push(format!(
+                        "{path}: {n} {what} node(s), at most {max} expected"
+                    ));
                 }
             }
         }
@@ -413,7 +467,10 @@ impl KdlSchema {
 #[test]
 fn there_are_at_least_three_examples_and_they_parse_as_kdl() {
     let dirs = example_dirs();
-    assert!(dirs.len() >= 3, "expected at least 3 examples, found {dirs:?}");
+    assert!(
+        dirs.len() >= 3,
+        "expected at least 3 examples, found {dirs:?}"
+    );
     for d in &dirs {
         for f in kdl_files(d) {
             let nodes = parse_kdl(&f);
@@ -429,7 +486,11 @@ fn every_example_file_follows_the_kdl_schema() {
         for f in kdl_files(&d) {
             let rel = f.strip_prefix(root()).unwrap().display().to_string();
             let errs = schema.check(&parse_kdl(&f), &rel);
-            assert!(errs.is_empty(), "{rel} does not follow schema/mybake.kdl-schema.kdl:\n{}", errs.join("\n"));
+            assert!(
+                errs.is_empty(),
+                "{rel} does not follow schema/mybake.kdl-schema.kdl:\n{}",
+                errs.join("\n")
+            );
         }
     }
 }
@@ -437,20 +498,41 @@ fn every_example_file_follows_the_kdl_schema() {
 #[test]
 fn kdl_schema_describes_the_whole_file_format() {
     let schema = KdlSchema::load();
-    let top: BTreeSet<_> = schema.top_rules().iter().filter_map(|r| str_arg(r, 0)).collect();
+    let top: BTreeSet<_> = schema
+        .top_rules()
+        .iter()
+        .filter_map(|r| str_arg(r, 0))
+        .collect();
     assert_eq!(top, BTreeSet::from(["variable", "group", "target"]));
 
     let target = KdlSchema::rule(&schema.top_rules(), "target").unwrap();
-    let attrs: BTreeSet<_> = schema.child_rules(target).unwrap().iter().filter_map(|r| str_arg(r, 0)).collect();
+    let attrs: BTreeSet<_> = schema
+        .child_rules(target)
+        .unwrap()
+        .iter()
+        .filter_map(|r| str_arg(r, 0))
+        .collect();
     let spec: BTreeSet<_> = SPEC_TARGET_ATTRS.iter().copied().collect();
-    assert_eq!(attrs, spec, "target children in the KDL schema vs the spec's attribute table");
+    assert_eq!(
+        attrs, spec,
+        "target children in the KDL schema vs the spec's attribute table"
+    );
 
     let variable = KdlSchema::rule(&schema.top_rules(), "variable").unwrap();
-    let props: BTreeSet<_> = schema.kids(variable, "prop").iter().filter_map(|p| str_arg(p, 0)).collect();
+    let props: BTreeSet<_> = schema
+        .kids(variable, "prop")
+        .iter()
+        .filter_map(|p| str_arg(p, 0))
+        .collect();
     assert_eq!(props, BTreeSet::from(["default", "type", "description"]));
 
     let group = KdlSchema::rule(&schema.top_rules(), "group").unwrap();
-    let kids: BTreeSet<_> = schema.child_rules(group).unwrap().iter().filter_map(|r| str_arg(r, 0)).collect();
+    let kids: BTreeSet<_> = schema
+        .child_rules(group)
+        .unwrap()
+        .iter()
+        .filter_map(|r| str_arg(r, 0))
+        .collect();
     assert_eq!(kids, BTreeSet::from(["targets", "description"]));
 }
 
@@ -464,28 +546,59 @@ fn kdl_schema_rejects_mistakes() {
     );
     assert!(ok.is_empty(), "{ok:#?}");
     for (bad, expect) in [
-        ("target \"a\" {\n    platfroms \"linux/amd64\"\n}\n", "unknown node `platfroms`"),
+        (
+            "target \"a\" {\n    platfroms \"linux/amd64\"\n}\n",
+            "unknown node `platfroms`",
+        ),
         ("variable \"V\" type=\"float\"\n", "is not one of"),
-        ("variable \"V\" defualt=\"x\"\n", "unknown property `defualt`"),
-        ("target \"a\" {\n    arg \"ONLY_A_KEY\"\n}\n", "at least 2 expected"),
-        ("target \"a\" {\n    context \"a\"\n    context \"b\"\n}\n", "at most 1 expected"),
-        ("target \"a\" {\n    secret src=\"x\"\n}\n", "missing required property `id`"),
+        (
+            "variable \"V\" defualt=\"x\"\n",
+            "unknown property `defualt`",
+        ),
+        (
+            "target \"a\" {\n    arg \"ONLY_A_KEY\"\n}\n",
+            "at least 2 expected",
+        ),
+        (
+            "target \"a\" {\n    context \"a\"\n    context \"b\"\n}\n",
+            "at most 1 expected",
+        ),
+        (
+            "target \"a\" {\n    secret src=\"x\"\n}\n",
+            "missing required property `id`",
+        ),
         ("target \"a\" {\n    output \"s3\"\n}\n", "is not one of"),
-        ("target \"a\" {\n    platforms \"amd64\"\n}\n", "does not match"),
-        ("target \"a\" {\n    no-cache 1\n}\n", "expected boolean or string"),
-        ("target \"a\" {\n    matrix {\n    }\n}\n", "at least 1 expected"),
+        (
+            "target \"a\" {\n    platforms \"amd64\"\n}\n",
+            "does not match",
+        ),
+        (
+            "target \"a\" {\n    no-cache 1\n}\n",
+            "expected boolean or string",
+        ),
+        (
+            "target \"a\" {\n    matrix {\n    }\n}\n",
+            "at least 1 expected",
+        ),
         ("image \"a\"\n", "unknown node `image`"),
     ] {
         let errs = schema.check_text(bad).join("\n");
-        assert!(errs.contains(expect), "{bad:?}: expected an error containing {expect:?}, got:\n{errs}");
+        assert!(
+            errs.contains(expect),
+            "{bad:?}: expected an error containing {expect:?}, got:\n{errs}"
+        );
     }
 }
 
 #[test]
 fn json_schemas_are_valid_draft_2020_12() {
     // The meta-schema ships with the validator, so no network is needed.
-    let meta = jsonschema::draft202012::new(&json!({ "$ref": DRAFT_2020_12 })).expect("draft 2020-12 meta-schema");
-    assert!(!meta.is_valid(&json!({ "type": "strnig" })), "the meta-schema check is not vacuous");
+    let meta = jsonschema::draft202012::new(&json!({ "$ref": DRAFT_2020_12 }))
+        .expect("draft 2020-12 meta-schema");
+    assert!(
+        !meta.is_valid(&json!({ "type": "strnig" })),
+        "the meta-schema check is not vacuous"
+    );
     assert!(!meta.is_valid(&json!({ "properties": { "a": { "minItems": -1 } } })));
     let mut found = 0;
     for entry in std::fs::read_dir(root().join("schema")).unwrap() {
@@ -496,13 +609,22 @@ fn json_schemas_are_valid_draft_2020_12() {
         found += 1;
         let rel = format!("schema/{}", path.file_name().unwrap().to_string_lossy());
         let schema = load_json(&rel);
-        assert_eq!(schema["$schema"], DRAFT_2020_12, "{rel} must declare draft 2020-12");
+        assert_eq!(
+            schema["$schema"], DRAFT_2020_12,
+            "{rel} must declare draft 2020-12"
+        );
         let errs = errors(&meta, &schema);
-        assert!(errs.is_empty(), "{rel} is not a valid draft 2020-12 schema:\n{errs}");
+        assert!(
+            errs.is_empty(),
+            "{rel} is not a valid draft 2020-12 schema:\n{errs}"
+        );
         // Compiling also checks regexes and references.
         validator(&rel);
     }
-    assert_eq!(found, 4, "schema/ holds build-file, print, plan and progress-event schemas");
+    assert_eq!(
+        found, 4,
+        "schema/ holds build-file, print, plan and progress-event schemas"
+    );
 }
 
 #[test]
@@ -561,8 +683,14 @@ fn print_schema_accepts_the_spec_example_and_rejects_unknown_keys() {
     let mut typo = spec.clone();
     typo["target"]["api"]["platfroms"] = json!(["linux/amd64"]);
     let errs = errors(&v, &typo);
-    assert!(!errs.is_empty(), "an unknown target key must fail validation");
-    assert!(errs.contains("platfroms"), "the error names the unknown key:\n{errs}");
+    assert!(
+        !errs.is_empty(),
+        "an unknown target key must fail validation"
+    );
+    assert!(
+        errs.contains("platfroms"),
+        "the error names the unknown key:\n{errs}"
+    );
 
     let wrong: &[(&str, Value)] = &[
         ("stage", json!("release")),            // KDL name, not bake's `target`
@@ -583,8 +711,13 @@ fn print_schema_accepts_the_spec_example_and_rejects_unknown_keys() {
         bad["target"]["api"][*key] = value.clone();
         assert!(!v.is_valid(&bad), "`{key}: {value}` must fail validation");
     }
-    assert!(!v.is_valid(&json!({ "target": {}, "groups": {} })), "unknown top-level key");
-    assert!(!v.is_valid(&json!({ "group": { "default": { "targets": ["a"], "extra": 1 } }, "target": {} })));
+    assert!(
+        !v.is_valid(&json!({ "target": {}, "groups": {} })),
+        "unknown top-level key"
+    );
+    assert!(!v.is_valid(
+        &json!({ "group": { "default": { "targets": ["a"], "extra": 1 } }, "target": {} })
+    ));
 }
 
 #[test]
@@ -609,7 +742,10 @@ fn plan_schema_accepts_the_spec_example_and_rejects_mistakes() {
     assert_plan_consistent(&levels, "the spec's plan example");
 
     let mut no_platform = spec.clone();
-    no_platform["nodes"][0].as_object_mut().unwrap().remove("platform");
+    no_platform["nodes"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("platform");
     assert!(!v.is_valid(&no_platform), "a build node needs a platform");
     let mut merge_platform = spec.clone();
     merge_platform["nodes"][2]["platform"] = json!("linux/amd64");
@@ -672,8 +808,15 @@ fn build_file_schema_describes_the_decoded_model() {
     ] {
         let mut bad = model.clone();
         let (parent, key) = pointer.rsplit_once('/').unwrap();
-        bad.pointer_mut(parent).unwrap().as_object_mut().unwrap().insert(key.to_string(), value.clone());
-        assert!(!v.is_valid(&bad), "{pointer} = {value} must fail validation");
+        bad.pointer_mut(parent)
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .insert(key.to_string(), value.clone());
+        assert!(
+            !v.is_valid(&bad),
+            "{pointer} = {value} must fail validation"
+        );
     }
 }
 
@@ -687,10 +830,17 @@ fn assert_plan_consistent(plan: &Value, what: &str) {
     let mut position = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
         let id = n["id"].as_str().unwrap();
-        assert!(position.insert(id, i).is_none(), "{what}: node id {id} appears twice");
+        assert!(
+            position.insert(id, i).is_none(),
+            "{what}: node id {id} appears twice"
+        );
         let target = n["target"].as_str().unwrap();
         match n["kind"].as_str().unwrap() {
-            "build" => assert_eq!(id, format!("{target}@{}", n["platform"].as_str().unwrap()), "{what}: build node id"),
+            "build" => assert_eq!(
+                id,
+                format!("{target}@{}", n["platform"].as_str().unwrap()),
+                "{what}: build node id"
+            ),
             _ => assert_eq!(id, target, "{what}: merge node id"),
         }
     }
@@ -705,21 +855,37 @@ fn assert_plan_consistent(plan: &Value, what: &str) {
         );
     }
     for id in plan["critical_path"].as_array().unwrap() {
-        assert!(position.contains_key(id.as_str().unwrap()), "{what}: critical path names unknown node {id}");
+        assert!(
+            position.contains_key(id.as_str().unwrap()),
+            "{what}: critical path names unknown node {id}"
+        );
     }
     if let Some(levels) = plan.get("levels").and_then(Value::as_array) {
         let mut level_of = BTreeMap::new();
         for (l, ids) in levels.iter().enumerate() {
             for id in ids.as_array().unwrap() {
                 let id = id.as_str().unwrap();
-                assert!(position.contains_key(id), "{what}: levels name unknown node {id}");
-                assert!(level_of.insert(id, l).is_none(), "{what}: {id} is in two levels");
+                assert!(
+                    position.contains_key(id),
+                    "{what}: levels name unknown node {id}"
+                );
+                assert!(
+                    level_of.insert(id, l).is_none(),
+                    "{what}: {id} is in two levels"
+                );
             }
         }
-        assert_eq!(level_of.len(), nodes.len(), "{what}: levels must hold every node once");
+        assert_eq!(
+            level_of.len(),
+            nodes.len(),
+            "{what}: levels must hold every node once"
+        );
         for e in plan["edges"].as_array().unwrap() {
             let (node, needs) = (e["node"].as_str().unwrap(), e["needs"].as_str().unwrap());
-            assert!(level_of[needs] < level_of[node], "{what}: {needs} is not in a level before {node}");
+            assert!(
+                level_of[needs] < level_of[node],
+                "{what}: {needs} is not in a level before {node}"
+            );
         }
     }
     // A merge node joins builds of its own target. (Not every target has one:
@@ -727,7 +893,9 @@ fn assert_plan_consistent(plan: &Value, what: &str) {
     for m in nodes.iter().filter(|n| n["kind"] == "merge") {
         let target = m["target"].as_str().unwrap();
         assert!(
-            nodes.iter().any(|n| n["kind"] == "build" && n["target"] == target),
+            nodes
+                .iter()
+                .any(|n| n["kind"] == "build" && n["target"] == target),
             "{what}: merge node {target} has no build node"
         );
     }
@@ -739,12 +907,25 @@ fn assert_files_exist(dir: &Path, print: &Value) {
     for (name, t) in print["target"].as_object().unwrap() {
         let what = format!("examples/{} target {name}", name_of(dir));
         let context = dir.join(t["context"].as_str().unwrap_or("."));
-        assert!(context.is_dir(), "{what}: context {} is missing", context.display());
+        assert!(
+            context.is_dir(),
+            "{what}: context {} is missing",
+            context.display()
+        );
         if t.get("dockerfile-inline").is_none() {
             let dockerfile = context.join(t["dockerfile"].as_str().unwrap_or("Dockerfile"));
-            assert!(dockerfile.is_file(), "{what}: {} is missing", dockerfile.display());
+            assert!(
+                dockerfile.is_file(),
+                "{what}: {} is missing",
+                dockerfile.display()
+            );
         }
-        for (key, source) in t.get("contexts").and_then(Value::as_object).into_iter().flatten() {
+        for (key, source) in t
+            .get("contexts")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
             let source = source.as_str().unwrap();
             if let Some(dep) = source.strip_prefix("target:") {
                 assert!(
@@ -752,12 +933,23 @@ fn assert_files_exist(dir: &Path, print: &Value) {
                     "{what}: context {key} needs target {dep}, which print does not show"
                 );
             } else if !source.contains("://") {
-                assert!(dir.join(source).is_dir(), "{what}: context {key}: directory {source} is missing");
+                assert!(
+                    dir.join(source).is_dir(),
+                    "{what}: context {key}: directory {source} is missing"
+                );
             }
         }
-        for secret in t.get("secret").and_then(Value::as_array).into_iter().flatten() {
+        for secret in t
+            .get("secret")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(src) = secret["src"].as_str() {
-                assert!(dir.join(src).is_file(), "{what}: secret file {src} is missing");
+                assert!(
+                    dir.join(src).is_file(),
+                    "{what}: secret file {src} is missing"
+                );
             }
         }
     }
@@ -769,10 +961,17 @@ fn print_of_every_example_matches_the_print_schema() {
     for d in example_dirs() {
         let name = name_of(&d);
         let raw = mybake_raw(&d, &["print"]);
-        assert_eq!(raw, mybake_raw(&d, &["print"]), "examples/{name}: print output is not stable");
+        assert_eq!(
+            raw,
+            mybake_raw(&d, &["print"]),
+            "examples/{name}: print output is not stable"
+        );
         let out = mybake(&d, &["print"]);
         assert_valid(&v, &out, &format!("`mybake -C examples/{name} print`"));
-        assert!(!out["target"].as_object().unwrap().is_empty(), "examples/{name}: print shows no target");
+        assert!(
+            !out["target"].as_object().unwrap().is_empty(),
+            "examples/{name}: print shows no target"
+        );
         assert!(
             out["group"].get("default").is_some(),
             "examples/{name}: the request resolved through group default"
@@ -781,7 +980,11 @@ fn print_of_every_example_matches_the_print_schema() {
         // Each group of the example on its own.
         for group in declared(&d, "group") {
             let out = mybake(&d, &["print", &group]);
-            assert_valid(&v, &out, &format!("`mybake -C examples/{name} print {group}`"));
+            assert_valid(
+                &v,
+                &out,
+                &format!("`mybake -C examples/{name} print {group}`"),
+            );
             assert!(
                 out["group"].get(&group).is_some(),
                 "examples/{name}: `print {group}` does not list group {group}"
@@ -797,7 +1000,11 @@ fn plan_of_every_example_matches_the_plan_schema_and_print() {
         let name = name_of(&d);
         let what = format!("`mybake -C examples/{name} plan --format json`");
         let raw = mybake_raw(&d, &["plan", "--format", "json"]);
-        assert_eq!(raw, mybake_raw(&d, &["plan", "--format", "json"]), "{what}: output is not stable");
+        assert_eq!(
+            raw,
+            mybake_raw(&d, &["plan", "--format", "json"]),
+            "{what}: output is not stable"
+        );
         let plan = mybake(&d, &["plan", "--format", "json"]);
         assert_valid(&v, &plan, &what);
         assert_plan_consistent(&plan, &what);
@@ -807,7 +1014,10 @@ fn plan_of_every_example_matches_the_plan_schema_and_print() {
         for n in plan["nodes"].as_array().unwrap() {
             let target = n["target"].as_str().unwrap();
             let Some(t) = printed.get(target) else {
-                panic!("{what}: node {} is for target {target}, which `print` does not show", n["id"]);
+                panic!(
+                    "{what}: node {} is for target {target}, which `print` does not show",
+                    n["id"]
+                );
             };
             if let (Some(p), Some(declared)) = (n["platform"].as_str(), t["platforms"].as_array()) {
                 // Dependencies may be narrowed to what their dependents need, never widened.
@@ -817,9 +1027,17 @@ fn plan_of_every_example_matches_the_plan_schema_and_print() {
                 );
             }
         }
-        let planned: BTreeSet<_> = plan["nodes"].as_array().unwrap().iter().map(|n| n["target"].as_str().unwrap()).collect();
+        let planned: BTreeSet<_> = plan["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["target"].as_str().unwrap())
+            .collect();
         let shown: BTreeSet<_> = printed.keys().map(String::as_str).collect();
-        assert_eq!(planned, shown, "{what}: targets of the plan vs targets of `print`");
+        assert_eq!(
+            planned, shown,
+            "{what}: targets of the plan vs targets of `print`"
+        );
     }
 }
 
@@ -842,18 +1060,28 @@ fn examples_resolve_as_documented() {
     assert_eq!(h["context"], ".", "the default context prints as `.`");
     assert_eq!(h["description"], "busybox that says hello");
     // Pushing comes from `build --push`, not from the file.
-    let outputs = h.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
+    let outputs = h
+        .get("output")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     assert!(
         outputs.iter().all(|o| o["type"] != "registry"),
         "hello declares no registry output: {outputs:?}"
     );
     let tagged = mybake(&dir("hello"), &["print", "--var", "TAG=v1"]);
-    assert_eq!(tagged["target"]["hello"]["tags"], json!(["localhost:5000/hello:v1"]));
+    assert_eq!(
+        tagged["target"]["hello"]["tags"],
+        json!(["localhost:5000/hello:v1"])
+    );
 
     let mono = mybake(&dir("monorepo"), &["print"]);
     let t = &mono["target"];
     let names: BTreeSet<_> = t.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(names, BTreeSet::from(["base", "lib-greet", "svc-api", "svc-worker", "tools"]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["base", "lib-greet", "svc-api", "svc-worker", "tools"])
+    );
     assert_eq!(t["svc-api"]["context"], "services/api");
     assert_eq!(t["svc-worker"]["args"]["SERVICE"], "worker");
     assert_eq!(
@@ -861,12 +1089,23 @@ fn examples_resolve_as_documented() {
         json!(["localhost:5000/monorepo/svc-api:dev"]),
         "MYBAKE_TARGET is the concrete target"
     );
-    assert_eq!(t["lib-greet"]["contexts"], json!({ "base": "target:base", "shared": "shared" }));
+    assert_eq!(
+        t["lib-greet"]["contexts"],
+        json!({ "base": "target:base", "shared": "shared" })
+    );
     assert_eq!(t["tools"]["platforms"], json!(["linux/amd64"]));
-    assert_eq!(t["base"]["labels"]["org.opencontainers.image.vendor"], "mybake examples");
+    assert_eq!(
+        t["base"]["labels"]["org.opencontainers.image.vendor"],
+        "mybake examples"
+    );
     assert!(t["tools"].get("dockerfile-inline").is_some());
     let plan = mybake(&dir("monorepo"), &["plan", "--format", "json", "svc-api"]);
-    let ids: BTreeSet<_> = plan["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    let ids: BTreeSet<_> = plan["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
     for platform in ["linux/amd64", "linux/arm64"] {
         for target in ["base", "lib-greet", "svc-api"] {
             assert!(
@@ -876,7 +1115,8 @@ fn examples_resolve_as_documented() {
         }
     }
     assert!(
-        !ids.iter().any(|id| id.starts_with("svc-worker") || id.starts_with("tools")),
+        !ids.iter()
+            .any(|id| id.starts_with("svc-worker") || id.starts_with("tools")),
         "plan svc-api builds only what it needs: {ids:?}"
     );
 
@@ -889,7 +1129,10 @@ fn examples_resolve_as_documented() {
     );
     assert_eq!(
         r["tags"],
-        json!(["localhost:5000/release:1.0.0", "localhost:5000/release:stable"]),
+        json!([
+            "localhost:5000/release:1.0.0",
+            "localhost:5000/release:stable"
+        ]),
         "mybake.override.kdl replaces the tags"
     );
     assert_eq!(
@@ -900,18 +1143,32 @@ fn examples_resolve_as_documented() {
         r["labels"]["org.opencontainers.image.title"], "mybake release example",
         "... and keeps the others"
     );
-    assert_eq!(r["args"], json!({ "VERSION": "1.0.0", "JOBS": "2", "PUSH_LATEST": "false" }));
+    assert_eq!(
+        r["args"],
+        json!({ "VERSION": "1.0.0", "JOBS": "2", "PUSH_LATEST": "false" })
+    );
     assert_eq!(r["pull"], json!(false));
     assert_eq!(r["target"], "release");
-    assert_eq!(r["attest"], json!([{ "type": "provenance", "mode": "min" }]));
+    assert_eq!(
+        r["attest"],
+        json!([{ "type": "provenance", "mode": "min" }])
+    );
     // Paths print relative to the working directory, which -C made examples/release.
-    assert_eq!(r["secret"], json!([{ "id": "signing-key", "src": "signing-key.example" }]));
+    assert_eq!(
+        r["secret"],
+        json!([{ "id": "signing-key", "src": "signing-key.example" }])
+    );
     assert_eq!(r["network"], "none");
-    assert_eq!(r["cache-from"], json!([{ "type": "registry", "ref": "localhost:5000/release:1.0.0" }]));
+    assert_eq!(
+        r["cache-from"],
+        json!([{ "type": "registry", "ref": "localhost:5000/release:1.0.0" }])
+    );
     assert_eq!(r["cache-to"], json!([{ "type": "inline" }]));
     let annotations = r["annotations"].as_array().unwrap();
     assert!(
-        annotations.contains(&json!("index:org.opencontainers.image.description=mybake release example")),
+        annotations.contains(&json!(
+            "index:org.opencontainers.image.description=mybake release example"
+        )),
         "{annotations:?}"
     );
     assert!(
@@ -919,12 +1176,24 @@ fn examples_resolve_as_documented() {
         "inherited from _oci: {annotations:?}"
     );
     let debug = &release["target"]["release-debug"];
-    assert_eq!(debug["output"], json!([{ "type": "oci", "dest": "dist/release-debug.tar" }]));
+    assert_eq!(
+        debug["output"],
+        json!([{ "type": "oci", "dest": "dist/release-debug.tar" }])
+    );
     assert_eq!(debug["no-cache-filter"], json!(["build"]));
 
     // Without the override file only mybake.kdl is read.
     let plain = mybake(&dir("release"), &["-f", "mybake.kdl", "print", "release"]);
-    assert_eq!(plain["target"]["release"]["tags"], json!(["localhost:5000/release:1.0.0"]));
-    let narrowed = mybake(&dir("release"), &["print", "release", "--var", "PLATFORMS=linux/arm64"]);
-    assert_eq!(narrowed["target"]["release"]["platforms"], json!(["linux/arm64"]));
+    assert_eq!(
+        plain["target"]["release"]["tags"],
+        json!(["localhost:5000/release:1.0.0"])
+    );
+    let narrowed = mybake(
+        &dir("release"),
+        &["print", "release", "--var", "PLATFORMS=linux/arm64"],
+    );
+    assert_eq!(
+        narrowed["target"]["release"]["platforms"],
+        json!(["linux/arm64"])
+    );
 }

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "mybake", version, about = "Build multi-architecture container images from one KDL file", args_conflicts_with_subcommands = false)]
+#[command(
+    name = "mybake",
+    version,
+    about = "Build multi-architecture container images from one KDL file",
+    args_conflicts_with_subcommands = false
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

@@ -7,19 +7,30 @@ use tokio::sync::mpsc;
 
 use super::args::{BuildArgs, Progress, Publish};
 use super::{exit, Outcome};
-use crate::exec::{self, ExecOptions, Event};
+use crate::exec::{self, Event, ExecOptions};
 use crate::plan::{NodeKind, Plan};
 use crate::report::progress::Plain;
 use crate::resolve::Resolved;
 use mybake_buildkit::CancellationToken;
 
 pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, String>) -> Outcome {
-    let err = |code: i32, msg: String| Outcome { code, stdout: String::new(), stderr: msg };
+    let err = |code: i32, msg: String| Outcome {
+        code,
+        stdout: String::new(),
+        stderr: msg,
+    };
     if b.load {
         return err(exit::FAILED, "mybake: --load (output \"docker\") is not supported by this version yet; nothing was built\n".into());
     }
-    let insecure: Vec<String> = env.get("MYBAKE_INSECURE_REGISTRIES").map(|s| s.split(',').map(str::to_string).collect()).unwrap_or_default();
-    let builder = b.builder.clone().or_else(|| env.get("MYBAKE_BUILDER").cloned()).unwrap_or_else(|| "docker".into());
+    let insecure: Vec<String> = env
+        .get("MYBAKE_INSECURE_REGISTRIES")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let builder = b
+        .builder
+        .clone()
+        .or_else(|| env.get("MYBAKE_BUILDER").cloned())
+        .unwrap_or_else(|| "docker".into());
     let nodes = match exec::builders::select(&builder, &r.cwd, env) {
         Ok(n) => n,
         Err(e) => return err(exit::INVALID, format!("mybake: {e}\n")),
@@ -34,16 +45,26 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         insecure_registries: insecure.clone(),
         ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
-        Err(e) => return err(exit::FAILED, format!("mybake: cannot start the async runtime: {e}\n")),
+        Err(e) => {
+            return err(
+                exit::FAILED,
+                format!("mybake: cannot start the async runtime: {e}\n"),
+            )
+        }
     };
     let progress = b.progress;
     rt.block_on(async {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let printer = tokio::spawn(async move {
             let mut plain = Plain::default();
-            let use_tty = progress == Progress::Tty || (progress == Progress::Auto && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            let use_tty = progress == Progress::Tty
+                || (progress == Progress::Auto
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr()));
             let mut tty = use_tty.then(crate::report::tty::Tty::new);
             let stderr = std::io::stderr();
             let stdout = std::io::stdout();
@@ -91,9 +112,18 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             Err(e) => return err(exit::FAILED, format!("mybake: {e}; nothing was built\n")),
         };
         if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
-            return err(exit::INTERRUPTED, "mybake: interrupted; builds cancelled, nothing published\n".into());
+            return err(
+                exit::INTERRUPTED,
+                "mybake: interrupted; builds cancelled, nothing published\n".into(),
+            );
         }
-        let mut rows = vec![["NODE".to_string(), "BUILDER".into(), "TIME".into(), "CACHED".into(), "RESULT".into()]];
+        let mut rows = vec![[
+            "NODE".to_string(),
+            "BUILDER".into(),
+            "TIME".into(),
+            "CACHED".into(),
+            "RESULT".into(),
+        ]];
         let mut meta = serde_json::Map::new();
         for &n in &plan.order {
             let node = plan.node(n);
@@ -102,34 +132,88 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             }
             let row = if let Some(res) = outcome.results.get(&n) {
                 if let (Some(d), true) = (&res.descriptor, node.publish) {
-                    let entry = meta.entry(node.target_name.clone()).or_insert_with(|| serde_json::json!({ "platforms": {} }));
-                    entry["platforms"][node.platform.clone().unwrap_or_default()] = serde_json::json!({ "descriptor": d, "reference": res.reference });
+                    let entry = meta
+                        .entry(node.target_name.clone())
+                        .or_insert_with(|| serde_json::json!({ "platforms": {} }));
+                    entry["platforms"][node.platform.clone().unwrap_or_default()] =
+                        serde_json::json!({ "descriptor": d, "reference": res.reference });
                 }
-                let result = res.reference.clone().or_else(|| res.descriptor.as_ref().map(|d| d.digest.clone())).unwrap_or_else(|| "built (cache only)".into());
-                [node.id.clone(), res.builder.clone(), format!("{:.1}s", res.duration.as_secs_f64()), format!("{}/{}", res.cached_steps, res.steps), result]
+                let result = res
+                    .reference
+                    .clone()
+                    .or_else(|| res.descriptor.as_ref().map(|d| d.digest.clone()))
+                    .unwrap_or_else(|| "built (cache only)".into());
+                [
+                    node.id.clone(),
+                    res.builder.clone(),
+                    format!("{:.1}s", res.duration.as_secs_f64()),
+                    format!("{}/{}", res.cached_steps, res.steps),
+                    result,
+                ]
             } else if let Some((_, e)) = outcome.failures.iter().find(|(f, _)| *f == n) {
-                [node.id.clone(), String::new(), String::new(), String::new(), format!("FAILED: {}", e.lines().next().unwrap_or(""))]
+                [
+                    node.id.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("FAILED: {}", e.lines().next().unwrap_or("")),
+                ]
             } else if outcome.cancelled.contains(&n) {
-                [node.id.clone(), String::new(), String::new(), String::new(), "cancelled".into()]
+                [
+                    node.id.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    "cancelled".into(),
+                ]
             } else {
-                [node.id.clone(), String::new(), String::new(), String::new(), "skipped".into()]
+                [
+                    node.id.clone(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    "skipped".into(),
+                ]
             };
             rows.push(row);
         }
-        let widths: Vec<usize> = (0..5).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..5)
+            .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+            .collect();
         let mut report = String::new();
         for r in &rows {
-            report.push_str(&format!("  {:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}\n", r[0], r[1], r[2], r[3], r[4], w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3]));
+            report.push_str(&format!(
+                "  {:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {}\n",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            ));
         }
-        let failed = !outcome.failures.is_empty() || !outcome.skipped.is_empty() || !outcome.cancelled.is_empty();
+        let failed = !outcome.failures.is_empty()
+            || !outcome.skipped.is_empty()
+            || !outcome.cancelled.is_empty();
         let mut msg = format!("\nsummary:\n{report}");
         // Publish: merge each target's per-platform results into an index
         // and write its tags. `all` publishes only when every build of the
         // run succeeded; `per-target` publishes every complete target.
-        let targets = publish_targets(r, plan, &outcome, b.publish == Publish::PerTarget || !failed);
+        let targets = publish_targets(
+            r,
+            plan,
+            &outcome,
+            b.publish == Publish::PerTarget || !failed,
+        );
         let mut published = None;
-        if !targets.is_empty() && !(failed && b.publish == Publish::All) {
-            let opts = crate::publish::PublishOptions { insecure_registries: insecure.clone(), ..Default::default() };
+        if !targets.is_empty() {
+            let opts = crate::publish::PublishOptions {
+                insecure_registries: insecure.clone(),
+                ..Default::default()
+            };
             let (ptx, mut prx) = mpsc::channel::<crate::publish::PublishEvent>(64);
             let quiet = progress == Progress::Quiet || progress == Progress::Json;
             let printer = tokio::spawn(async move {
@@ -141,19 +225,27 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                     }
                 }
             });
-            let res = crate::publish::publish(crate::publish::PublishPlan { targets }, opts, ptx).await;
+            let res =
+                crate::publish::publish(crate::publish::PublishPlan { targets }, opts, ptx).await;
             let _ = printer.await;
             match res {
                 Ok(rep) => {
                     for t in &rep.targets {
-                        msg.push_str(&format!("  {:<40} {} -> {}\n", t.name, t.digest, t.tags.join(", ")));
+                        msg.push_str(&format!(
+                            "  {:<40} {} -> {}\n",
+                            t.name,
+                            t.digest,
+                            t.tags.join(", ")
+                        ));
                     }
                     published = Some(rep);
                 }
                 Err(e) => {
                     msg.push_str(&format!("mybake: publishing failed: {e}\n"));
                     if matches!(e, crate::publish::PublishError::Tags { .. }) {
-                        msg.push_str("mybake: some tags were written before the failure (listed above)\n");
+                        msg.push_str(
+                            "mybake: some tags were written before the failure (listed above)\n",
+                        );
                     } else {
                         msg.push_str("mybake: no tag was written\n");
                     }
@@ -167,14 +259,19 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 None => serde_json::Value::Object(Default::default()),
             };
             for (name, v) in meta {
-                let entry = doc.as_object_mut().map(|o| o.entry(name).or_insert_with(|| serde_json::json!({})));
+                let entry = doc
+                    .as_object_mut()
+                    .map(|o| o.entry(name).or_insert_with(|| serde_json::json!({})));
                 if let Some(serde_json::Value::Object(o)) = entry {
                     o.insert("mybake.results".into(), v["platforms"].clone());
                 }
             }
             let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
             if let Err(e) = std::fs::write(path, text + "\n") {
-                return err(exit::FAILED, format!("{msg}mybake: cannot write {}: {e}\n", path.display()));
+                return err(
+                    exit::FAILED,
+                    format!("{msg}mybake: cannot write {}: {e}\n", path.display()),
+                );
             }
         }
         if failed {
@@ -182,7 +279,16 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 (0, 0) => String::new(),
                 (c, s) => format!(" ({c} cancelled, {s} not started)"),
             };
-            msg.push_str(&format!("mybake: {} build{} failed{extra}; {}\n", outcome.failures.len(), if outcome.failures.len() == 1 { "" } else { "s" }, if published.is_some() { "complete targets were published (--publish per-target)" } else { "nothing was published" }));
+            msg.push_str(&format!(
+                "mybake: {} build{} failed{extra}; {}\n",
+                outcome.failures.len(),
+                if outcome.failures.len() == 1 { "" } else { "s" },
+                if published.is_some() {
+                    "complete targets were published (--publish per-target)"
+                } else {
+                    "nothing was published"
+                }
+            ));
             return err(exit::FAILED, msg);
         }
         err(exit::OK, msg)
@@ -192,21 +298,45 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
 fn publish_line(e: &crate::publish::PublishEvent) -> Option<String> {
     use crate::publish::PublishEvent as P;
     Some(match e {
-        P::IndexBuilt { target, digest, manifests, .. } => format!("[{target}] index {digest} ({manifests} manifests)"),
-        P::RepositoryReady { target, repository, .. } => format!("[{target}] ready in {repository}"),
-        P::Retrying { reference, attempt, delay, reason } => format!("registry: {reference}: attempt {attempt} failed ({reason}); retrying in {:.1}s", delay.as_secs_f64()),
+        P::IndexBuilt {
+            target,
+            digest,
+            manifests,
+            ..
+        } => format!("[{target}] index {digest} ({manifests} manifests)"),
+        P::RepositoryReady {
+            target, repository, ..
+        } => format!("[{target}] ready in {repository}"),
+        P::Retrying {
+            reference,
+            attempt,
+            delay,
+            reason,
+        } => format!(
+            "registry: {reference}: attempt {attempt} failed ({reason}); retrying in {:.1}s",
+            delay.as_secs_f64()
+        ),
         P::TagWritten { target, tag, .. } => format!("[{target}] tagged {tag}"),
     })
 }
 
 /// Targets whose every platform was built and pushed by digest, ready for
 /// their index and tags.
-fn publish_targets(r: &Resolved, plan: &Plan, o: &exec::ExecOutcome, allowed: bool) -> Vec<crate::publish::TargetPublish> {
+fn publish_targets(
+    r: &Resolved,
+    plan: &Plan,
+    o: &exec::ExecOutcome,
+    allowed: bool,
+) -> Vec<crate::publish::TargetPublish> {
     let mut out = Vec::new();
     if !allowed {
         return out;
     }
-    for m in plan.graph.node_indices().filter(|&n| plan.node(n).kind == NodeKind::Merge) {
+    for m in plan
+        .graph
+        .node_indices()
+        .filter(|&n| plan.node(n).kind == NodeKind::Merge)
+    {
         let target = plan.node(m).target;
         if !outcome_pushed(plan, o, target) {
             continue;
@@ -216,21 +346,46 @@ fn publish_targets(r: &Resolved, plan: &Plan, o: &exec::ExecOutcome, allowed: bo
         let mut complete = true;
         for n in plan.needs(m) {
             match o.results.get(&n).and_then(|res| res.descriptor.clone()) {
-                Some(descriptor) => results.push(crate::publish::PlatformResult { platform: plan.node(n).platform.clone().unwrap_or_default(), descriptor }),
+                Some(descriptor) => results.push(crate::publish::PlatformResult {
+                    platform: plan.node(n).platform.clone().unwrap_or_default(),
+                    descriptor,
+                }),
                 None => complete = false,
             }
         }
         if !complete {
             continue;
         }
-        let annotations = t.get(crate::attrs::A::Annotation).and_then(crate::value::Value::as_map).map(|m| m.iter().map(|(k, e)| (k.clone(), e.value.v.clone())).collect()).unwrap_or_default();
-        let tags: Vec<String> = t.list(crate::attrs::A::Tags).iter().map(|s| s.v.clone()).collect();
+        let annotations = t
+            .get(crate::attrs::A::Annotation)
+            .and_then(crate::value::Value::as_map)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, e)| (k.clone(), e.value.v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tags: Vec<String> = t
+            .list(crate::attrs::A::Tags)
+            .iter()
+            .map(|s| s.v.clone())
+            .collect();
         let source = tags.first().map(|tg| exec::request::repository_of(tg));
-        out.push(crate::publish::TargetPublish { name: t.name.v.clone(), tags, annotations, results, source });
+        out.push(crate::publish::TargetPublish {
+            name: t.name.v.clone(),
+            tags,
+            annotations,
+            results,
+            source,
+        });
     }
     out
 }
 
 fn outcome_pushed(plan: &Plan, o: &exec::ExecOutcome, target: usize) -> bool {
-    plan.graph.node_indices().any(|n| plan.node(n).target == target && plan.node(n).publish && o.results.get(&n).is_some_and(|r| r.reference.is_some()))
+    plan.graph.node_indices().any(|n| {
+        plan.node(n).target == target
+            && plan.node(n).publish
+            && o.results.get(&n).is_some_and(|r| r.reference.is_some())
+    })
 }

@@ -40,7 +40,11 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::INVALID } else { exit::OK };
+            return if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            };
         }
     };
     let env: HashMap<String, String> = std::env::vars().collect();
@@ -53,7 +57,12 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 /// The whole program minus process I/O (used by tests and the fuzz target).
-pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, render: RenderOptions) -> Outcome {
+pub fn execute(
+    cli: Cli,
+    cwd: &std::path::Path,
+    env: HashMap<String, String>,
+    render: RenderOptions,
+) -> Outcome {
     if let Some(Command::Index(cmd)) = cli.command {
         return index::run(cmd, &env);
     }
@@ -63,29 +72,56 @@ pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, re
         None => cwd.to_path_buf(),
     };
     if !cwd.is_dir() {
-        return Outcome { code: exit::INVALID, stdout: String::new(), stderr: format!("error: -C {}: not a directory\n", cwd.display()) };
+        return Outcome {
+            code: exit::INVALID,
+            stdout: String::new(),
+            stderr: format!("error: -C {}: not a directory\n", cwd.display()),
+        };
     }
     let mut vars = Vec::new();
     for v in &g.vars {
         match v.split_once('=') {
             Some((k, val)) if !k.is_empty() => vars.push((k.to_string(), val.to_string())),
-            _ => return Outcome { code: exit::INVALID, stdout: String::new(), stderr: format!("error: --var {v}: expected NAME=VALUE\n") },
+            _ => {
+                return Outcome {
+                    code: exit::INVALID,
+                    stdout: String::new(),
+                    stderr: format!("error: --var {v}: expected NAME=VALUE\n"),
+                }
+            }
         }
     }
-    let (mut sources, files) = load::load(&LoadOptions { cwd: cwd.clone(), files: g.files.clone() });
-    let fail = |d: Diagnostics, sources: &Sources| Outcome { code: exit::INVALID, stdout: String::new(), stderr: diag::render(&d, sources, render) };
+    let (mut sources, files) = load::load(&LoadOptions {
+        cwd: cwd.clone(),
+        files: g.files.clone(),
+    });
+    let fail = |d: Diagnostics, sources: &Sources| Outcome {
+        code: exit::INVALID,
+        stdout: String::new(),
+        stderr: diag::render(&d, sources, render),
+    };
     let files = match files {
         Ok(f) => f,
         Err(d) => return fail(d, &sources),
     };
-    let opts = ResolveOptions { cwd: cwd.clone(), vars, env, sets: g.sets.clone(), local_platform: platform::local() };
+    let opts = ResolveOptions {
+        cwd: cwd.clone(),
+        vars,
+        env,
+        sets: g.sets.clone(),
+        local_platform: platform::local(),
+    };
     let resolved = match resolve::resolve(&files, &mut sources, &opts) {
         Ok(r) => r,
         Err(d) => return fail(d, &sources),
     };
     let command = cli.command.unwrap_or(Command::Build(Default::default()));
     let select = |names: &[String]| resolve::select(&resolved, names);
-    let ok = |stdout: String| Outcome { code: exit::OK, stdout, stderr: String::new() };
+    let ok = |stdout: String| Outcome {
+        code: exit::OK,
+        stdout,
+        stderr: String::new(),
+    };
     match command {
         Command::Print { targets } => match select(&targets) {
             Ok(sel) => match plan::plan(&resolved, &sel) {
@@ -97,7 +133,9 @@ pub fn execute(cli: Cli, cwd: &std::path::Path, env: HashMap<String, String>, re
         Command::List { what, format } => ok(match (what, format) {
             (ListWhat::Targets, ListFormat::Text) => report::list::targets_text(&resolved),
             (ListWhat::Targets, ListFormat::Json) => report::list::targets_json(&resolved),
-            (ListWhat::Variables, ListFormat::Text) => report::list::variables_text(&resolved, &sources),
+            (ListWhat::Variables, ListFormat::Text) => {
+                report::list::variables_text(&resolved, &sources)
+            }
             (ListWhat::Variables, ListFormat::Json) => report::list::variables_json(&resolved),
         }),
         Command::Plan { targets, format } => match planned(&resolved, &targets) {
@@ -130,6 +168,10 @@ fn planned(r: &Resolved, names: &[String]) -> Result<(Selection, plan::Plan), Di
 
 impl From<Diag> for Outcome {
     fn from(d: Diag) -> Self {
-        Outcome { code: exit::INVALID, stdout: String::new(), stderr: format!("error: {}\n", d.message) }
+        Outcome {
+            code: exit::INVALID,
+            stdout: String::new(),
+            stderr: format!("error: {}\n", d.message),
+        }
     }
 }

@@ -62,7 +62,10 @@ struct NodeNode {
 /// Config files to read, in order.
 pub fn config_files(cwd: &Path, env: &HashMap<String, String>) -> Vec<PathBuf> {
     let mut v = Vec::new();
-    let base = env.get("XDG_CONFIG_HOME").map(PathBuf::from).or_else(|| env.get("HOME").map(|h| Path::new(h).join(".config")));
+    let base = env
+        .get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".config")));
     if let Some(b) = base {
         v.push(b.join("mybake").join("builders.kdl"));
     }
@@ -92,7 +95,15 @@ pub fn parse(name: &str, text: &str) -> Result<HashMap<String, Vec<NodeSpec>>, S
             .map(|n| NodeSpec {
                 name: n.name,
                 endpoint: n.endpoint,
-                native: n.platforms.map(|p| p.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
+                native: n
+                    .platforms
+                    .map(|p| {
+                        p.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 jobs: n.jobs.map_or(DEFAULT_NODE_JOBS, |j| (j as usize).max(1)),
             })
             .collect();
@@ -102,7 +113,11 @@ pub fn parse(name: &str, text: &str) -> Result<HashMap<String, Vec<NodeSpec>>, S
 }
 
 /// The nodes of `--builder SPEC`.
-pub fn select(spec: &str, cwd: &Path, env: &HashMap<String, String>) -> Result<Vec<NodeSpec>, String> {
+pub fn select(
+    spec: &str,
+    cwd: &Path,
+    env: &HashMap<String, String>,
+) -> Result<Vec<NodeSpec>, String> {
     let mut builders = HashMap::new();
     for f in config_files(cwd, env) {
         if let Ok(text) = std::fs::read_to_string(&f) {
@@ -113,27 +128,54 @@ pub fn select(spec: &str, cwd: &Path, env: &HashMap<String, String>) -> Result<V
         return Ok(nodes.clone());
     }
     if spec == "docker" || spec.contains("://") {
-        return Ok(vec![NodeSpec { name: spec.to_string(), endpoint: spec.to_string(), native: Vec::new(), jobs: DEFAULT_NODE_JOBS }]);
+        return Ok(vec![NodeSpec {
+            name: spec.to_string(),
+            endpoint: spec.to_string(),
+            native: Vec::new(),
+            jobs: DEFAULT_NODE_JOBS,
+        }]);
     }
     let mut known: Vec<&str> = builders.keys().map(String::as_str).collect();
     known.sort();
-    Err(format!("unknown builder `{spec}` (not an endpoint like docker, unix:///path or tcp://host:port{})", if known.is_empty() { String::new() } else { format!("; configured builders: {}", known.join(", ")) }))
+    Err(format!(
+        "unknown builder `{spec}` (not an endpoint like docker, unix:///path or tcp://host:port{})",
+        if known.is_empty() {
+            String::new()
+        } else {
+            format!("; configured builders: {}", known.join(", "))
+        }
+    ))
 }
 
 /// Pick a node for each platform: one that builds it natively, else one
 /// whose workers support it (emulation); among equals, the least loaded.
 /// `supported[i]` is node i's worker platform list.
-pub fn assign(platforms: &[String], nodes: &[NodeSpec], supported: &[Vec<String>], matches: impl Fn(&str, &[String]) -> bool) -> Result<Vec<usize>, String> {
+pub fn assign(
+    platforms: &[String],
+    nodes: &[NodeSpec],
+    supported: &[Vec<String>],
+    matches: impl Fn(&str, &[String]) -> bool,
+) -> Result<Vec<usize>, String> {
     let mut load = vec![0usize; nodes.len()];
     let mut out = Vec::with_capacity(platforms.len());
     for p in platforms {
         let native: Vec<usize> = (0..nodes.len())
             .filter(|&i| {
-                let nat = if nodes[i].native.is_empty() { supported[i].first().cloned().into_iter().collect() } else { nodes[i].native.clone() };
+                let nat = if nodes[i].native.is_empty() {
+                    supported[i].first().cloned().into_iter().collect()
+                } else {
+                    nodes[i].native.clone()
+                };
                 matches(p, &nat)
             })
             .collect();
-        let candidates: Vec<usize> = if native.is_empty() { (0..nodes.len()).filter(|&i| matches(p, &supported[i])).collect() } else { native };
+        let candidates: Vec<usize> = if native.is_empty() {
+            (0..nodes.len())
+                .filter(|&i| matches(p, &supported[i]))
+                .collect()
+        } else {
+            native
+        };
         let Some(&best) = candidates.iter().min_by_key(|&&i| (load[i], i)) else {
             return Err(p.clone());
         };
@@ -164,17 +206,39 @@ mod tests {
     #[test]
     fn assigns_native_first_then_emulated_balanced() {
         let nodes = vec![
-            NodeSpec { name: "a".into(), endpoint: "docker".into(), native: vec!["linux/amd64".into()], jobs: 1 },
-            NodeSpec { name: "b".into(), endpoint: "unix:///x".into(), native: vec!["linux/arm64".into()], jobs: 1 },
+            NodeSpec {
+                name: "a".into(),
+                endpoint: "docker".into(),
+                native: vec!["linux/amd64".into()],
+                jobs: 1,
+            },
+            NodeSpec {
+                name: "b".into(),
+                endpoint: "unix:///x".into(),
+                native: vec!["linux/arm64".into()],
+                jobs: 1,
+            },
         ];
-        let sup = vec![vec!["linux/amd64".to_string(), "linux/arm64".to_string()], vec!["linux/arm64".to_string()]];
-        let p: Vec<String> = ["linux/arm64", "linux/amd64", "linux/arm64"].iter().map(|s| s.to_string()).collect();
+        let sup = vec![
+            vec!["linux/amd64".to_string(), "linux/arm64".to_string()],
+            vec!["linux/arm64".to_string()],
+        ];
+        let p: Vec<String> = ["linux/arm64", "linux/amd64", "linux/arm64"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(assign(&p, &nodes, &sup, eq).unwrap(), [1, 0, 1]);
         // No native node for riscv64, nobody emulates it.
-        assert_eq!(assign(&["linux/riscv64".to_string()], &nodes, &sup, eq).unwrap_err(), "linux/riscv64");
+        assert_eq!(
+            assign(&["linux/riscv64".to_string()], &nodes, &sup, eq).unwrap_err(),
+            "linux/riscv64"
+        );
         // Emulated fallback when no node is native.
         let only_a = vec![nodes[0].clone()];
-        assert_eq!(assign(&["linux/arm64".to_string()], &only_a, &sup[..1], eq).unwrap(), [0]);
+        assert_eq!(
+            assign(&["linux/arm64".to_string()], &only_a, &sup[..1], eq).unwrap(),
+            [0]
+        );
     }
 
     #[test]
@@ -182,6 +246,8 @@ mod tests {
         let env = HashMap::new();
         let n = select("unix:///run/x.sock", Path::new("/nonexistent"), &env).unwrap();
         assert_eq!(n[0].endpoint, "unix:///run/x.sock");
-        assert!(select("nosuch", Path::new("/nonexistent"), &env).unwrap_err().contains("unknown builder"));
+        assert!(select("nosuch", Path::new("/nonexistent"), &env)
+            .unwrap_err()
+            .contains("unknown builder"));
     }
 }

@@ -80,7 +80,11 @@ pub enum ExecError {
     #[error("builder {endpoint}: {reason}")]
     Builder { endpoint: String, reason: String },
     #[error("builder {endpoint} cannot build {platforms} (it supports: {supported})")]
-    Platforms { endpoint: String, platforms: String, supported: String },
+    Platforms {
+        endpoint: String,
+        platforms: String,
+        supported: String,
+    },
     #[error("{0}")]
     Unsupported(String),
 }
@@ -90,28 +94,63 @@ type Shared = Option<Result<Arc<NodeResult>, ()>>;
 type Slot = watch::Receiver<Shared>;
 
 /// Whether node `n`'s result is pushed by digest, and where.
-fn push_target(r: &Resolved, plan: &Plan, n: NodeIndex, opts: &ExecOptions) -> Result<Option<PushTo>, ExecError> {
+fn push_target(
+    r: &Resolved,
+    plan: &Plan,
+    n: NodeIndex,
+    opts: &ExecOptions,
+) -> Result<Option<PushTo>, ExecError> {
     let node = plan.node(n);
     let t = &r.targets[node.target];
-    let registry_output = t.objects(A::Output).iter().any(|o| matches!(o.get("type").map(|s| s.v.as_str()), Some("registry") | Some("image")));
-    let consumed = plan.graph.neighbors_directed(n, petgraph::Direction::Incoming).any(|d| plan.node(d).kind == NodeKind::Build);
+    let registry_output = t.objects(A::Output).iter().any(|o| {
+        matches!(
+            o.get("type").map(|s| s.v.as_str()),
+            Some("registry") | Some("image")
+        )
+    });
+    let consumed = plan
+        .graph
+        .neighbors_directed(n, petgraph::Direction::Incoming)
+        .any(|d| plan.node(d).kind == NodeKind::Build);
     let published = node.publish && (opts.push || registry_output);
     if !(published || consumed) {
         return Ok(None);
     }
     let Some(tag) = t.list(A::Tags).first() else {
-        let why = if consumed { "is used through `target:` by another target, and its result is passed by digest through a registry" } else { "is pushed" };
-        return Err(ExecError::Unsupported(format!("target `{}` {why}, but it has no `tags` naming a repository", t.name.v)));
+        let why = if consumed {
+            "is used through `target:` by another target, and its result is passed by digest through a registry"
+        } else {
+            "is pushed"
+        };
+        return Err(ExecError::Unsupported(format!(
+            "target `{}` {why}, but it has no `tags` naming a repository",
+            t.name.v
+        )));
     };
     let repository = request::repository_of(&tag.v);
-    let insecure = request::is_insecure(request::registry_of(&repository), &opts.insecure_registries);
-    Ok(Some(PushTo { repository, insecure }))
+    let insecure =
+        request::is_insecure(request::registry_of(&repository), &opts.insecure_registries);
+    Ok(Some(PushTo {
+        repository,
+        insecure,
+    }))
 }
 
 /// Run every build node of `plan`.
-pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::UnboundedSender<Event>, cancel: CancellationToken) -> Result<ExecOutcome, ExecError> {
+pub async fn run(
+    r: &Resolved,
+    plan: &Plan,
+    opts: &ExecOptions,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: CancellationToken,
+) -> Result<ExecOutcome, ExecError> {
     // Validate outputs before connecting.
-    for t in plan.graph.node_weights().filter(|n| n.kind == NodeKind::Build).map(|n| &r.targets[n.target]) {
+    for t in plan
+        .graph
+        .node_weights()
+        .filter(|n| n.kind == NodeKind::Build)
+        .map(|n| &r.targets[n.target])
+    {
         for o in t.objects(A::Output) {
             let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
             if !matches!(ty, "registry" | "image" | "cacheonly") {
@@ -120,22 +159,43 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
         }
     }
     let mut pushes = HashMap::new();
-    for n in plan.graph.node_indices().filter(|&n| plan.node(n).kind == NodeKind::Build) {
+    for n in plan
+        .graph
+        .node_indices()
+        .filter(|&n| plan.node(n).kind == NodeKind::Build)
+    {
         pushes.insert(n, push_target(r, plan, n, opts)?);
     }
     let nodes: Vec<builders::NodeSpec> = if opts.nodes.is_empty() {
-        vec![builders::NodeSpec { name: "docker".into(), endpoint: "docker".into(), native: Vec::new(), jobs: builders::DEFAULT_NODE_JOBS }]
+        vec![builders::NodeSpec {
+            name: "docker".into(),
+            endpoint: "docker".into(),
+            native: Vec::new(),
+            jobs: builders::DEFAULT_NODE_JOBS,
+        }]
     } else {
         opts.nodes.clone()
     };
     let mut clients = Vec::new();
     let mut supported_by = Vec::new();
     for spec in &nodes {
-        let label = if spec.name == spec.endpoint { spec.endpoint.clone() } else { format!("{} ({})", spec.name, spec.endpoint) };
-        let fail = |reason: String| ExecError::Builder { endpoint: label.clone(), reason };
+        let label = if spec.name == spec.endpoint {
+            spec.endpoint.clone()
+        } else {
+            format!("{} ({})", spec.name, spec.endpoint)
+        };
+        let fail = |reason: String| ExecError::Builder {
+            endpoint: label.clone(),
+            reason,
+        };
         let endpoint = Endpoint::parse(&spec.endpoint).map_err(|e| fail(e.to_string()))?;
-        let client = Client::connect(&endpoint).await.map_err(|e| fail(e.to_string()))?;
-        let workers = client.list_workers().await.map_err(|e| fail(e.to_string()))?;
+        let client = Client::connect(&endpoint)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let workers = client
+            .list_workers()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
         let mut supported: Vec<String> = Vec::new();
         for p in workers.iter().flat_map(|w| w.platforms.iter()) {
             if !supported.contains(p) {
@@ -143,14 +203,31 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
             }
         }
         let version = client.info().await.ok().flatten().map(|v| v.version);
-        let _ = events.send(Event::Builder { endpoint: label.clone(), version, platforms: supported.clone() });
+        let _ = events.send(Event::Builder {
+            endpoint: label.clone(),
+            version,
+            platforms: supported.clone(),
+        });
         clients.push(Arc::new(client));
         supported_by.push(supported);
     }
-    let build_nodes: Vec<NodeIndex> = plan.order.iter().copied().filter(|&n| plan.node(n).kind == NodeKind::Build).collect();
-    let platforms: Vec<String> = build_nodes.iter().map(|&n| plan.node(n).platform.clone().unwrap_or_default()).collect();
-    let Ok(assignment) = builders::assign(&platforms, &nodes, &supported_by, platform_supported) else {
-        let mut missing: Vec<String> = platforms.iter().filter(|p| !supported_by.iter().any(|s| platform_supported(p, s))).cloned().collect();
+    let build_nodes: Vec<NodeIndex> = plan
+        .order
+        .iter()
+        .copied()
+        .filter(|&n| plan.node(n).kind == NodeKind::Build)
+        .collect();
+    let platforms: Vec<String> = build_nodes
+        .iter()
+        .map(|&n| plan.node(n).platform.clone().unwrap_or_default())
+        .collect();
+    let Ok(assignment) = builders::assign(&platforms, &nodes, &supported_by, platform_supported)
+    else {
+        let mut missing: Vec<String> = platforms
+            .iter()
+            .filter(|p| !supported_by.iter().any(|s| platform_supported(p, s)))
+            .cloned()
+            .collect();
         missing.sort();
         missing.dedup();
         let mut all: Vec<String> = Vec::new();
@@ -160,11 +237,18 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
             }
         }
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        return Err(ExecError::Platforms { endpoint: names.join(", "), platforms: missing.join(", "), supported: all.join(", ") });
+        return Err(ExecError::Platforms {
+            endpoint: names.join(", "),
+            platforms: missing.join(", "),
+            supported: all.join(", "),
+        });
     };
     let assigned: HashMap<NodeIndex, usize> = build_nodes.iter().copied().zip(assignment).collect();
     let global = opts.jobs.map(|j| Arc::new(Semaphore::new(j.max(1))));
-    let node_sems: Vec<Arc<Semaphore>> = nodes.iter().map(|n| Arc::new(Semaphore::new(n.jobs.max(1)))).collect();
+    let node_sems: Vec<Arc<Semaphore>> = nodes
+        .iter()
+        .map(|n| Arc::new(Semaphore::new(n.jobs.max(1))))
+        .collect();
     let mut senders: HashMap<NodeIndex, watch::Sender<Shared>> = HashMap::new();
     let mut slots: HashMap<NodeIndex, Slot> = HashMap::new();
     for &n in &plan.order {
@@ -172,8 +256,13 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
         senders.insert(n, tx);
         slots.insert(n, rx);
     }
-    let req_opts = RequestOptions { no_cache: opts.no_cache, pull: opts.pull, ssh_auth_sock: opts.ssh_auth_sock.clone() };
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(NodeIndex, Result<Arc<NodeResult>, Option<String>>)>();
+    let req_opts = RequestOptions {
+        no_cache: opts.no_cache,
+        pull: opts.pull,
+        ssh_auth_sock: opts.ssh_auth_sock.clone(),
+    };
+    let (done_tx, mut done_rx) =
+        mpsc::unbounded_channel::<(NodeIndex, Result<Arc<NodeResult>, Option<String>>)>();
     let mut tasks = tokio::task::JoinSet::new();
     let mut builds = 0usize;
     for &n in &plan.order {
@@ -182,7 +271,11 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
             continue;
         }
         builds += 1;
-        let needs: Vec<(NodeIndex, Slot)> = plan.needs(n).into_iter().map(|d| (d, slots[&d].clone())).collect();
+        let needs: Vec<(NodeIndex, Slot)> = plan
+            .needs(n)
+            .into_iter()
+            .map(|d| (d, slots[&d].clone()))
+            .collect();
         let t = r.targets[node.target].clone();
         let platform = node.platform.clone().unwrap_or_default();
         let push = pushes[&n].clone();
@@ -196,7 +289,10 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
         let builder_name = nodes[node_ix].name.clone();
         let tx = senders.remove(&n).expect("one sender per node");
         let done = done_tx.clone();
-        let names: HashMap<NodeIndex, String> = needs.iter().map(|(d, _)| (*d, plan.node(*d).target_name.clone())).collect();
+        let names: HashMap<NodeIndex, String> = needs
+            .iter()
+            .map(|(d, _)| (*d, plan.node(*d).target_name.clone()))
+            .collect();
         let req_opts = req_opts.clone();
         let _ = events.send(Event::Queued { node: id.clone() });
         tasks.spawn(async move {
@@ -219,8 +315,15 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
                         }
                     }
                     _ => {
-                        let reason = if cancel.is_cancelled() { "run cancelled".to_string() } else { format!("{} failed", names[&d]) };
-                        let _ = events.send(Event::Skipped { node: id.clone(), reason });
+                        let reason = if cancel.is_cancelled() {
+                            "run cancelled".to_string()
+                        } else {
+                            format!("{} failed", names[&d])
+                        };
+                        let _ = events.send(Event::Skipped {
+                            node: id.clone(),
+                            reason,
+                        });
                         let _ = tx.send(Some(Err(())));
                         let _ = done.send((n, Err(None)));
                         return;
@@ -240,12 +343,27 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
                 } => p,
             };
             let Some(_permits) = permits else {
-                let _ = events.send(Event::Skipped { node: id.clone(), reason: "run cancelled".into() });
+                let _ = events.send(Event::Skipped {
+                    node: id.clone(),
+                    reason: "run cancelled".into(),
+                });
                 let _ = tx.send(Some(Err(())));
                 let _ = done.send((n, Err(None)));
                 return;
             };
-            let result = solve_node(&client, &builder_name, &t, &platform, &deps, push.as_ref(), &req_opts, &id, &events, cancel.clone()).await;
+            let result = solve_node(
+                &client,
+                &builder_name,
+                &t,
+                &platform,
+                &deps,
+                push.as_ref(),
+                &req_opts,
+                &id,
+                &events,
+                cancel.clone(),
+            )
+            .await;
             match result {
                 Ok(res) => {
                     let res = Arc::new(res);
@@ -263,13 +381,17 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
     let mut out = ExecOutcome::default();
     let mut seen = 0usize;
     while seen < builds {
-        let Some((n, res)) = done_rx.recv().await else { break };
+        let Some((n, res)) = done_rx.recv().await else {
+            break;
+        };
         seen += 1;
         match res {
             Ok(r) => {
                 out.results.insert(n, (*r).clone());
             }
-            Err(Some(e)) if cancel.is_cancelled() && e.ends_with(": cancelled") => out.cancelled.push(n),
+            Err(Some(e)) if cancel.is_cancelled() && e.ends_with(": cancelled") => {
+                out.cancelled.push(n)
+            }
             Err(Some(e)) => {
                 out.failures.push((n, e));
                 if !opts.keep_going {
@@ -285,7 +407,11 @@ pub async fn run(r: &Resolved, plan: &Plan, opts: &ExecOptions, events: mpsc::Un
 
 /// Does a builder platform list cover `p` (`linux/arm/v7` ~ `linux/arm`)?
 fn platform_supported(p: &str, supported: &[String]) -> bool {
-    supported.iter().any(|s| s == p || (p.matches('/').count() == 1 && s.starts_with(&format!("{p}/"))) || (s.matches('/').count() == 1 && p.starts_with(&format!("{s}/"))))
+    supported.iter().any(|s| {
+        s == p
+            || (p.matches('/').count() == 1 && s.starts_with(&format!("{p}/")))
+            || (s.matches('/').count() == 1 && p.starts_with(&format!("{s}/")))
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -303,16 +429,26 @@ async fn solve_node(
 ) -> Result<NodeResult, String> {
     let nr = request::build(t, platform, deps, push, opts).map_err(|e| format!("{id}: {e}"))?;
     let session = nr.session().map_err(|e| format!("{id}: {e}"))?;
-    let handle = session.attach(client).await.map_err(|e| format!("{id}: session: {e}"))?;
+    let handle = session
+        .attach(client)
+        .await
+        .map_err(|e| format!("{id}: session: {e}"))?;
     let mut req = nr.request.clone();
     req.session_id = handle.id().to_owned();
     let started = Instant::now();
-    let _ = events.send(Event::Started { node: id.into(), builder: builder.into(), at: SystemTime::now() });
+    let _ = events.send(Event::Started {
+        node: id.into(),
+        builder: builder.into(),
+        at: SystemTime::now(),
+    });
     let (stx, mut srx) = mpsc::channel::<StatusEvent>(256);
     let ev = events.clone();
     let node = id.to_string();
     let forward = tokio::spawn(async move {
-        let (mut steps, mut cached) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        let (mut steps, mut cached) = (
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+        );
         while let Some(e) = srx.recv().await {
             match &e {
                 StatusEvent::VertexCompleted { digest, .. } => {
@@ -324,7 +460,10 @@ async fn solve_node(
                 }
                 _ => {}
             }
-            let _ = ev.send(Event::Status { node: node.clone(), event: e });
+            let _ = ev.send(Event::Status {
+                node: node.clone(),
+                event: e,
+            });
         }
         (steps.len(), cached.len())
     });
@@ -337,19 +476,52 @@ async fn solve_node(
             let descriptor = match resp.image_descriptor() {
                 Some(Ok(d)) => Some(d),
                 Some(Err(e)) => return Err(format!("{id}: {e}")),
-                None => resp.image_digest().map(|d| Descriptor { media_type: String::new(), digest: d.to_string(), size: 0, annotations: Default::default() }),
+                None => resp.image_digest().map(|d| Descriptor {
+                    media_type: String::new(),
+                    digest: d.to_string(),
+                    size: 0,
+                    annotations: Default::default(),
+                }),
             };
             let reference = match (push, &descriptor) {
                 (Some(p), Some(d)) => Some(format!("{}@{}", p.repository, d.digest)),
-                (Some(_), None) => return Err(format!("{id}: the builder returned no image digest for the pushed result")),
+                (Some(_), None) => {
+                    return Err(format!(
+                        "{id}: the builder returned no image digest for the pushed result"
+                    ))
+                }
                 _ => None,
             };
-            let _ = events.send(Event::Finished { node: id.into(), at: SystemTime::now(), duration: started.elapsed(), digest: descriptor.as_ref().map(|d| d.digest.clone()), reference: reference.clone(), cached_steps, steps });
-            Ok(NodeResult { exporter_response: resp.exporter_response, descriptor, reference, duration: started.elapsed(), steps, cached_steps, builder: builder.to_string() })
+            let _ = events.send(Event::Finished {
+                node: id.into(),
+                at: SystemTime::now(),
+                duration: started.elapsed(),
+                digest: descriptor.as_ref().map(|d| d.digest.clone()),
+                reference: reference.clone(),
+                cached_steps,
+                steps,
+            });
+            Ok(NodeResult {
+                exporter_response: resp.exporter_response,
+                descriptor,
+                reference,
+                duration: started.elapsed(),
+                steps,
+                cached_steps,
+                builder: builder.to_string(),
+            })
         }
         Err(e) => {
-            let msg = if e.is_cancelled() { format!("{id}: cancelled") } else { format!("{id}: {e}") };
-            let _ = events.send(Event::Failed { node: id.into(), at: SystemTime::now(), error: msg.clone() });
+            let msg = if e.is_cancelled() {
+                format!("{id}: cancelled")
+            } else {
+                format!("{id}: {e}")
+            };
+            let _ = events.send(Event::Failed {
+                node: id.into(),
+                at: SystemTime::now(),
+                error: msg.clone(),
+            });
             Err(msg)
         }
     }
@@ -361,7 +533,11 @@ mod tests {
 
     #[test]
     fn platform_matching() {
-        let s = vec!["linux/amd64".to_string(), "linux/arm64".to_string(), "linux/arm/v7".to_string()];
+        let s = vec![
+            "linux/amd64".to_string(),
+            "linux/arm64".to_string(),
+            "linux/arm/v7".to_string(),
+        ];
         assert!(platform_supported("linux/amd64", &s));
         assert!(platform_supported("linux/arm/v7", &s));
         assert!(platform_supported("linux/arm", &s));

@@ -10,10 +10,18 @@ use crate::resolve::Resolved;
 use crate::source::Span;
 use crate::value::Value;
 
-pub fn check(r: &Resolved, plan: &Plan, env: &std::collections::HashMap<String, String>) -> Diagnostics {
+pub fn check(
+    r: &Resolved,
+    plan: &Plan,
+    env: &std::collections::HashMap<String, String>,
+) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let mut seen = std::collections::HashSet::new();
-    for n in plan.graph.node_weights().filter(|n| n.kind == NodeKind::Build) {
+    for n in plan
+        .graph
+        .node_weights()
+        .filter(|n| n.kind == NodeKind::Build)
+    {
         if !seen.insert(n.target) {
             continue;
         }
@@ -22,34 +30,85 @@ pub fn check(r: &Resolved, plan: &Plan, env: &std::collections::HashMap<String, 
         let ctx = t.context_dir();
         let ctx_span = t.str(A::Context).map(|s| at(s.span)).unwrap_or(t.name.span);
         if !ctx.is_dir() {
-            diags.push(Diag::new("mybake::exec::missing-context", format!("target `{}`: context directory {} does not exist", t.name.v, ctx.display())).label(ctx_span, "this directory"));
+            diags.push(
+                Diag::new(
+                    "mybake::exec::missing-context",
+                    format!(
+                        "target `{}`: context directory {} does not exist",
+                        t.name.v,
+                        ctx.display()
+                    ),
+                )
+                .label(ctx_span, "this directory"),
+            );
             continue;
         }
         if t.str(A::DockerfileInline).is_none() {
-            let df = t.str(A::Dockerfile).map(|s| s.v.clone()).unwrap_or_else(|| "Dockerfile".into());
+            let df = t
+                .str(A::Dockerfile)
+                .map(|s| s.v.clone())
+                .unwrap_or_else(|| "Dockerfile".into());
             let path = crate::load::absolute(&ctx, Path::new(&df));
             if !path.is_file() {
-                let span = t.str(A::Dockerfile).map(|s| at(s.span)).unwrap_or(t.name.span);
-                diags.push(Diag::new("mybake::exec::missing-dockerfile", format!("target `{}`: no Dockerfile at {}", t.name.v, path.display())).label(span, "expected here").help("set `dockerfile` (relative to the context) or `dockerfile-inline`"));
+                let span = t
+                    .str(A::Dockerfile)
+                    .map(|s| at(s.span))
+                    .unwrap_or(t.name.span);
+                diags.push(
+                    Diag::new(
+                        "mybake::exec::missing-dockerfile",
+                        format!("target `{}`: no Dockerfile at {}", t.name.v, path.display()),
+                    )
+                    .label(span, "expected here")
+                    .help("set `dockerfile` (relative to the context) or `dockerfile-inline`"),
+                );
             }
         }
         if let Some(Value::Map(m)) = t.get(A::Contexts) {
             for (name, e) in m {
                 let v = &e.value.v;
                 if v.starts_with('/') && !Path::new(v).is_dir() {
-                    diags.push(Diag::new("mybake::exec::missing-context", format!("target `{}`: context `{name}` directory {v} does not exist", t.name.v)).label(at(e.value.span), "this directory"));
+                    diags.push(
+                        Diag::new(
+                            "mybake::exec::missing-context",
+                            format!(
+                                "target `{}`: context `{name}` directory {v} does not exist",
+                                t.name.v
+                            ),
+                        )
+                        .label(at(e.value.span), "this directory"),
+                    );
                 }
             }
         }
         let agents = crate::exec::request::ssh_agents(t, env.get("SSH_AUTH_SOCK").map(Path::new));
         for (id, sock) in agents.as_ref().map(Vec::as_slice).unwrap_or(&[]) {
             if !sock.exists() {
-                let span = t.list(A::Ssh).iter().find(|s| s.v.starts_with(id.as_str())).map(|s| at(s.span)).unwrap_or(t.name.span);
-                diags.push(Diag::new("mybake::exec::ssh", format!("target `{}`: SSH agent socket {} (ssh `{id}`) does not exist", t.name.v, sock.display())).label(span, "this agent"));
+                let span = t
+                    .list(A::Ssh)
+                    .iter()
+                    .find(|s| s.v.starts_with(id.as_str()))
+                    .map(|s| at(s.span))
+                    .unwrap_or(t.name.span);
+                diags.push(
+                    Diag::new(
+                        "mybake::exec::ssh",
+                        format!(
+                            "target `{}`: SSH agent socket {} (ssh `{id}`) does not exist",
+                            t.name.v,
+                            sock.display()
+                        ),
+                    )
+                    .label(span, "this agent"),
+                );
             }
         }
         if let Err(e) = agents {
-            let span = t.list(A::Ssh).first().map(|s| at(s.span)).unwrap_or(t.name.span);
+            let span = t
+                .list(A::Ssh)
+                .first()
+                .map(|s| at(s.span))
+                .unwrap_or(t.name.span);
             diags.push(Diag::new("mybake::exec::ssh", format!("target `{}`: {e}", t.name.v)).label(span, "here").help("start an agent (`eval $(ssh-agent)`) or name a socket: `ssh \"default=/path/to/agent.sock\"`"));
         }
         for s in t.objects(A::Secret) {
@@ -60,7 +119,16 @@ pub fn check(r: &Resolved, plan: &Plan, env: &std::collections::HashMap<String, 
             }
             if let Some(src) = s.get("src") {
                 if !Path::new(&src.v).is_file() {
-                    diags.push(Diag::new("mybake::exec::missing-secret", format!("target `{}`: secret file {} does not exist", t.name.v, src.v)).label(at(src.span), "this file"));
+                    diags.push(
+                        Diag::new(
+                            "mybake::exec::missing-secret",
+                            format!(
+                                "target `{}`: secret file {} does not exist",
+                                t.name.v, src.v
+                            ),
+                        )
+                        .label(at(src.span), "this file"),
+                    );
                 }
             }
         }

@@ -34,18 +34,31 @@ pub struct NodeRequest {
 impl NodeRequest {
     /// The session services for this solve.
     pub fn session(&self) -> Result<mybake_buildkit::session::Session, String> {
-        let dirs: Vec<(String, LocalDir)> = self.dirs.iter().map(|(n, p)| (n.clone(), LocalDir::new(p.clone()))).collect();
+        let dirs: Vec<(String, LocalDir)> = self
+            .dirs
+            .iter()
+            .map(|(n, p)| (n.clone(), LocalDir::new(p.clone())))
+            .collect();
         // A stable shared key per context directory lets BuildKit reuse its
         // copy of the local dirs from earlier runs and request only files
         // whose metadata changed (buildx does the same).
-        let key = self.dirs.first().map(|(_, p)| stable_hash(&p.to_string_lossy())).unwrap_or_default();
-        let mut b = mybake_buildkit::session::Session::builder().shared_key(format!("mybake-{key:016x}")).add_service(FileSyncService::new(dirs).into_server());
-        let secrets = SecretsService::new(self.secrets.clone()).map_err(|e| format!("secret: {e}"))?;
+        let key = self
+            .dirs
+            .first()
+            .map(|(_, p)| stable_hash(&p.to_string_lossy()))
+            .unwrap_or_default();
+        let mut b = mybake_buildkit::session::Session::builder()
+            .shared_key(format!("mybake-{key:016x}"))
+            .add_service(FileSyncService::new(dirs).into_server());
+        let secrets =
+            SecretsService::new(self.secrets.clone()).map_err(|e| format!("secret: {e}"))?;
         b = b.add_service(secrets.into_server());
-        let auth = mybake_buildkit::auth::AuthService::from_env().unwrap_or_else(|_| mybake_buildkit::auth::AuthService::anonymous());
+        let auth = mybake_buildkit::auth::AuthService::from_env()
+            .unwrap_or_else(|_| mybake_buildkit::auth::AuthService::anonymous());
         b = b.add_service(auth.into_server());
         if !self.ssh.is_empty() {
-            b = b.add_service(mybake_buildkit::ssh::SshService::new(self.ssh.clone()).into_server());
+            b = b
+                .add_service(mybake_buildkit::ssh::SshService::new(self.ssh.clone()).into_server());
         }
         Ok(b.build())
     }
@@ -53,7 +66,9 @@ impl NodeRequest {
 
 /// FNV-1a: stable across builds and platforms (unlike `DefaultHasher`).
 pub fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Repository part of an image reference (`r/app:tag` → `r/app`).
@@ -76,7 +91,10 @@ pub fn registry_of(reference: &str) -> &str {
 /// Plain-HTTP registries: loopback, plus those the user marks insecure.
 pub fn is_insecure(host: &str, extra: &[String]) -> bool {
     let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    name == "localhost" || name.starts_with("127.") || name == "[::1]" || extra.iter().any(|e| e == host)
+    name == "localhost"
+        || name.starts_with("127.")
+        || name == "[::1]"
+        || extra.iter().any(|e| e == host)
 }
 
 /// Options of the run that change requests.
@@ -93,10 +111,18 @@ pub fn ssh_agents(t: &Target, auth_sock: Option<&Path>) -> Result<Vec<(String, P
     let mut out = Vec::new();
     for s in t.list(A::Ssh) {
         match s.v.split_once('=') {
-            Some((id, path)) => out.push((id.to_string(), PathBuf::from(path.split(',').next().unwrap_or(path)))),
+            Some((id, path)) => out.push((
+                id.to_string(),
+                PathBuf::from(path.split(',').next().unwrap_or(path)),
+            )),
             None => match auth_sock {
                 Some(p) => out.push((s.v.clone(), p.to_path_buf())),
-                None => return Err(format!("ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set", s.v)),
+                None => {
+                    return Err(format!(
+                        "ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set",
+                        s.v
+                    ))
+                }
             },
         }
     }
@@ -105,23 +131,42 @@ pub fn ssh_agents(t: &Target, auth_sock: Option<&Path>) -> Result<Vec<(String, P
 
 /// Build the request for `t` on `platform`. `deps` maps context names to
 /// image references of dependencies' results for this platform.
-pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: Option<&PushTo>, opts: &RequestOptions) -> Result<NodeRequest, String> {
+pub fn build(
+    t: &Target,
+    platform: &str,
+    deps: &HashMap<String, String>,
+    push: Option<&PushTo>,
+    opts: &RequestOptions,
+) -> Result<NodeRequest, String> {
     let mut attrs: HashMap<String, String> = HashMap::new();
     let mut dirs: Vec<(String, PathBuf)> = Vec::new();
     let context = t.context_dir();
     dirs.push(("context".into(), context.clone()));
     let mut inline = None;
     if let Some(text) = t.str(A::DockerfileInline) {
-        let dir = tempfile::Builder::new().prefix("mybake-dockerfile").tempdir().map_err(|e| format!("temporary Dockerfile: {e}"))?;
-        std::fs::write(dir.path().join("Dockerfile"), text.v.as_bytes()).map_err(|e| format!("temporary Dockerfile: {e}"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("mybake-dockerfile")
+            .tempdir()
+            .map_err(|e| format!("temporary Dockerfile: {e}"))?;
+        std::fs::write(dir.path().join("Dockerfile"), text.v.as_bytes())
+            .map_err(|e| format!("temporary Dockerfile: {e}"))?;
         dirs.push(("dockerfile".into(), dir.path().to_path_buf()));
         attrs.insert("filename".into(), "Dockerfile".into());
         inline = Some(dir);
     } else {
-        let df = t.str(A::Dockerfile).map(|s| s.v.clone()).unwrap_or_else(|| "Dockerfile".into());
+        let df = t
+            .str(A::Dockerfile)
+            .map(|s| s.v.clone())
+            .unwrap_or_else(|| "Dockerfile".into());
         let path = crate::load::absolute(&context, Path::new(&df));
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| context.clone());
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into());
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| context.clone());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into());
         dirs.push(("dockerfile".into(), dir));
         attrs.insert("filename".into(), name);
     }
@@ -139,7 +184,14 @@ pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: O
     if opts.no_cache || t.bool(A::NoCache) == Some(true) {
         attrs.insert("no-cache".into(), String::new());
     } else if !t.list(A::NoCacheFilter).is_empty() {
-        attrs.insert("no-cache".into(), t.list(A::NoCacheFilter).iter().map(|s| s.v.as_str()).collect::<Vec<_>>().join(","));
+        attrs.insert(
+            "no-cache".into(),
+            t.list(A::NoCacheFilter)
+                .iter()
+                .map(|s| s.v.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
     }
     if opts.pull || t.bool(A::Pull) == Some(true) {
         attrs.insert("image-resolve-mode".into(), "pull".into());
@@ -157,7 +209,9 @@ pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: O
         for (name, e) in m {
             let v = &e.value.v;
             if v.starts_with("target:") {
-                let r = deps.get(name).ok_or_else(|| format!("context `{name}`: dependency result missing"))?;
+                let r = deps
+                    .get(name)
+                    .ok_or_else(|| format!("context `{name}`: dependency result missing"))?;
                 attrs.insert(format!("context:{name}"), format!("docker-image://{r}"));
             } else if v.contains("://") {
                 attrs.insert(format!("context:{name}"), v.clone());
@@ -170,7 +224,12 @@ pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: O
     }
     for o in t.objects(A::Attest) {
         let ty = o.get("type").map(|s| s.v.clone()).unwrap_or_default();
-        let rest: Vec<String> = o.fields.iter().filter(|(k, _)| k != "type").map(|(k, v)| format!("{k}={}", v.v)).collect();
+        let rest: Vec<String> = o
+            .fields
+            .iter()
+            .filter(|(k, _)| k != "type")
+            .map(|(k, v)| format!("{k}={}", v.v))
+            .collect();
         attrs.insert(format!("attest:{ty}"), rest.join(","));
     }
     let mut secrets = Vec::new();
@@ -206,7 +265,11 @@ pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: O
     };
     let mut exporters = Vec::new();
     if let Some(p) = push {
-        let mut e = Exporter::new("image").attr("name", p.repository.clone()).attr("push", "true").attr("push-by-digest", "true").attr("oci-mediatypes", "true")
+        let mut e = Exporter::new("image")
+            .attr("name", p.repository.clone())
+            .attr("push", "true")
+            .attr("push-by-digest", "true")
+            .attr("oci-mediatypes", "true")
             // Docker Engine's BuildKit would also record an image named
             // `repo` in the Engine's store for every export; two platforms
             // exporting at once then collide ("already exists"). The result
@@ -219,7 +282,15 @@ pub fn build(t: &Target, platform: &str, deps: &HashMap<String, String>, push: O
     }
     let ssh = ssh_agents(t, opts.ssh_auth_sock.as_deref())?;
     Ok(NodeRequest {
-        request: SolveRequest { frontend: "dockerfile.v0".into(), frontend_attrs: attrs, exporters, cache_imports: cache(A::CacheFrom), cache_exports: cache(A::CacheTo), entitlements, ..SolveRequest::default() },
+        request: SolveRequest {
+            frontend: "dockerfile.v0".into(),
+            frontend_attrs: attrs,
+            exporters,
+            cache_imports: cache(A::CacheFrom),
+            cache_exports: cache(A::CacheTo),
+            entitlements,
+            ..SolveRequest::default()
+        },
         dirs,
         secrets,
         ssh,
@@ -233,12 +304,19 @@ mod tests {
 
     #[test]
     fn references() {
-        assert_eq!(repository_of("localhost:5000/app:dev"), "localhost:5000/app");
+        assert_eq!(
+            repository_of("localhost:5000/app:dev"),
+            "localhost:5000/app"
+        );
         assert_eq!(repository_of("localhost:5000/app"), "localhost:5000/app");
         assert_eq!(repository_of("r/app@sha256:ab"), "r/app");
         assert_eq!(registry_of("localhost:5000/app"), "localhost:5000");
         assert_eq!(registry_of("library/app"), "docker.io");
-        assert!(is_insecure("localhost:5000", &[]) && is_insecure("127.0.0.1:5000", &[]) && !is_insecure("ghcr.io", &[]));
+        assert!(
+            is_insecure("localhost:5000", &[])
+                && is_insecure("127.0.0.1:5000", &[])
+                && !is_insecure("ghcr.io", &[])
+        );
         assert!(is_insecure("reg.lan:5000", &["reg.lan:5000".into()]));
     }
 }

@@ -49,7 +49,9 @@ fn scan(text: &str) -> (Option<String>, Option<usize>) {
                 last = None;
                 i += 2;
             }
-            0xe2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8) | Some(0xa9)) => {
+            0xe2 if b.get(i + 1) == Some(&0x80)
+                && matches!(b.get(i + 2), Some(0xa8) | Some(0xa9)) =>
+            {
                 last = None;
                 i += 3;
             }
@@ -89,7 +91,14 @@ fn scan(text: &str) -> (Option<String>, Option<usize>) {
                     if j >= b.len() {
                         break;
                     }
-                    if b[j] == b'"' && b[j + 1..].iter().take(hashes).filter(|&&h| h == b'#').count() == hashes {
+                    if b[j] == b'"'
+                        && b[j + 1..]
+                            .iter()
+                            .take(hashes)
+                            .filter(|&&h| h == b'#')
+                            .count()
+                            == hashes
+                    {
                         j += 1 + hashes;
                         break;
                     }
@@ -132,9 +141,14 @@ mod tests {
     #[test]
     fn patches_one_line_blocks() {
         assert_eq!(t(r#"a { b "x" }"#).as_deref(), Some(r#"a { b "x";}"#));
-        assert_eq!(t(r#"a { b "x"; c "y" }"#).as_deref(), Some(r#"a { b "x"; c "y";}"#));
+        assert_eq!(
+            t(r#"a { b "x"; c "y" }"#).as_deref(),
+            Some(r#"a { b "x"; c "y";}"#)
+        );
         assert_eq!(t("a { b { c 1 } }").as_deref(), Some("a { b { c 1;};}"));
-        assert!(knuffel::parse_ast::<knuffel::span::Span>("t", &t("a { b { c 1 } }").unwrap()).is_ok());
+        assert!(
+            knuffel::parse_ast::<knuffel::span::Span>("t", &t("a { b { c 1 } }").unwrap()).is_ok()
+        );
     }
 
     #[test]

@@ -91,7 +91,9 @@ impl From<LoadError> for Diag {
         };
         let d = Diag::new(code, e.to_string());
         match e {
-            LoadError::NoDefaultFile(_) => d.help("create mybake.kdl here, or name a file with -f, or a directory with -C"),
+            LoadError::NoDefaultFile(_) => {
+                d.help("create mybake.kdl here, or name a file with -f, or a directory with -C")
+            }
             _ => d,
         }
     }
@@ -120,7 +122,10 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
         let text = match text {
             Ok(t) => t,
             Err(e) => {
-                diags.push(LoadError::Read { path: display, reason: e.to_string() });
+                diags.push(LoadError::Read {
+                    path: display,
+                    reason: e.to_string(),
+                });
                 continue;
             }
         };
@@ -134,13 +139,21 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
 
 /// Decode one file's text. Public for the fuzz target and unit tests.
 pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) -> FileDecls {
-    let mut out = FileDecls { file: id, ..Default::default() };
+    let mut out = FileDecls {
+        file: id,
+        ..Default::default()
+    };
     if let Some(at) = lenient::unterminated_comment(text) {
-        diags.push(Diag::new("mybake::load::syntax", "unterminated `/*` comment").label(Span::new(id, at, at + 2), "opened here, never closed").help("close it with `*/`"));
+        diags.push(
+            Diag::new("mybake::load::syntax", "unterminated `/*` comment")
+                .label(Span::new(id, at, at + 2), "opened here, never closed")
+                .help("close it with `*/`"),
+        );
         return out;
     }
     let patched = lenient::terminate_inline_blocks(text);
-    let nodes: Vec<model::TopNode> = match knuffel::parse(name, patched.as_deref().unwrap_or(text)) {
+    let nodes: Vec<model::TopNode> = match knuffel::parse(name, patched.as_deref().unwrap_or(text))
+    {
         Ok(n) => n,
         Err(e) => {
             for d in knuffel_diags(id, text, &e) {
@@ -148,16 +161,28 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
             }
             // knuffel gives no partial result; when the syntax is fine,
             // still check target bodies so every problem shows at once.
-            if let Ok(doc) = knuffel::parse_ast::<knuffel::span::Span>(name, patched.as_deref().unwrap_or(text)) {
+            if let Ok(doc) =
+                knuffel::parse_ast::<knuffel::span::Span>(name, patched.as_deref().unwrap_or(text))
+            {
                 for node in &doc.nodes {
                     if &**node.node_name != "target" {
                         continue;
                     }
-                    let Some(arg) = node.arguments.first() else { continue };
-                    let Literal::String(tn) = &*arg.literal else { continue };
+                    let Some(arg) = node.arguments.first() else {
+                        continue;
+                    };
+                    let Literal::String(tn) = &*arg.literal else {
+                        continue;
+                    };
                     let tname = Sp::new(tn.to_string(), Span::from_knuffel(id, arg.literal.span()));
                     let body = node.children.as_ref().map(|c| c.as_slice()).unwrap_or(&[]);
-                    target::decode_body(id, tname, Span::from_knuffel(id, node.span()), body, diags);
+                    target::decode_body(
+                        id,
+                        tname,
+                        Span::from_knuffel(id, node.span()),
+                        body,
+                        diags,
+                    );
                 }
             }
             return out;
@@ -201,7 +226,11 @@ fn find_files(opts: &LoadOptions) -> Result<Vec<(String, PathBuf)>, LoadError> {
 
 /// `base/rel` lexically normalised (no filesystem access).
 pub fn absolute(base: &Path, rel: &Path) -> PathBuf {
-    let joined = if rel.is_absolute() { rel.to_path_buf() } else { base.join(rel) };
+    let joined = if rel.is_absolute() {
+        rel.to_path_buf()
+    } else {
+        base.join(rel)
+    };
     normalize(&joined)
 }
 
@@ -236,14 +265,23 @@ fn variable(file: FileId, v: model::VariableNode, diags: &mut Diagnostics) -> Va
             Literal::Int(i) => match i64::try_from(i) {
                 Ok(n) => Some(DefaultValue::Int(n)),
                 Err(_) => {
-                    diags.push(Diag::new("mybake::load::bad-value", "integer out of range").label(span, "does not fit in 64 bits"));
+                    diags.push(
+                        Diag::new("mybake::load::bad-value", "integer out of range")
+                            .label(span, "does not fit in 64 bits"),
+                    );
                     None
                 }
             },
             other => {
                 diags.push(
-                    Diag::new("mybake::load::wrong-type", format!("a variable default must be a string, boolean or integer, found {}", model::kind_of(other)))
-                        .label(span, "this value"),
+                    Diag::new(
+                        "mybake::load::wrong-type",
+                        format!(
+                            "a variable default must be a string, boolean or integer, found {}",
+                            model::kind_of(other)
+                        ),
+                    )
+                    .label(span, "this value"),
                 );
                 None
             }
@@ -260,13 +298,25 @@ fn variable(file: FileId, v: model::VariableNode, diags: &mut Diagnostics) -> Va
 }
 
 fn group(file: FileId, g: model::GroupNode, diags: &mut Diagnostics) -> GroupDecl {
-    let mut out = GroupDecl { name: sp(file, &g.name), span: Span::from_knuffel(file, &g.span), targets: None, description: None };
+    let mut out = GroupDecl {
+        name: sp(file, &g.name),
+        span: Span::from_knuffel(file, &g.span),
+        targets: None,
+        description: None,
+    };
     for item in g.items {
         match item {
-            model::GroupItem::Targets(t) => out.targets.get_or_insert_with(Vec::new).extend(t.iter().map(|s| sp(file, s))),
+            model::GroupItem::Targets(t) => out
+                .targets
+                .get_or_insert_with(Vec::new)
+                .extend(t.iter().map(|s| sp(file, s))),
             model::GroupItem::Description(d) => {
                 if let Some(prev) = &out.description {
-                    diags.push(duplicate("description", prev.span, Span::from_knuffel(file, d.span())));
+                    diags.push(duplicate(
+                        "description",
+                        prev.span,
+                        Span::from_knuffel(file, d.span()),
+                    ));
                 }
                 out.description = Some(sp(file, &d));
             }
@@ -276,10 +326,13 @@ fn group(file: FileId, g: model::GroupNode, diags: &mut Diagnostics) -> GroupDec
 }
 
 pub(crate) fn duplicate(what: &str, first: Span, again: Span) -> Diag {
-    Diag::new("mybake::load::duplicate", format!("`{what}` is set twice in the same block"))
-        .label(again, "set again here")
-        .label(first, "first set here")
-        .help("remove one of them (to override a value, use a later file or `--set`)")
+    Diag::new(
+        "mybake::load::duplicate",
+        format!("`{what}` is set twice in the same block"),
+    )
+    .label(again, "set again here")
+    .label(first, "first set here")
+    .help("remove one of them (to override a value, use a later file or `--set`)")
 }
 
 const TOP_NODES: &[&str] = &["variable", "group", "target"];
@@ -290,7 +343,9 @@ const VARIABLE_PROPS: &[&str] = &["default", "type", "description"];
 /// did-you-mean suggestions for unknown nodes and properties.
 fn knuffel_diags(file: FileId, text: &str, e: &knuffel::Error) -> Vec<Diag> {
     let mut out = Vec::new();
-    let Some(related) = e.related() else { return out };
+    let Some(related) = e.related() else {
+        return out;
+    };
     for r in related {
         let message = r.to_string();
         let mut d = Diag::new("mybake::load::syntax", message.clone());
@@ -308,13 +363,20 @@ fn knuffel_diags(file: FileId, text: &str, e: &knuffel::Error) -> Vec<Diag> {
         let word = if message.starts_with("unexpected") {
             backticked(&message)
         } else {
-            d.span().and_then(|s| text.get(s.start as usize..s.end as usize)).map(str::to_string)
+            d.span()
+                .and_then(|s| text.get(s.start as usize..s.end as usize))
+                .map(str::to_string)
         };
         if let Some(name) = word {
             let candidates: &[&str] = if message.starts_with("unexpected property") {
                 VARIABLE_PROPS
-            } else if message.contains("unexpected node") || message.starts_with("expected one of") {
-                if message.contains("variable") || message.contains("target") { TOP_NODES } else { GROUP_NODES }
+            } else if message.contains("unexpected node") || message.starts_with("expected one of")
+            {
+                if message.contains("variable") || message.contains("target") {
+                    TOP_NODES
+                } else {
+                    GROUP_NODES
+                }
             } else {
                 &[]
             };
@@ -356,7 +418,10 @@ target "a" { context "." }
         );
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(f.variables.len(), 2);
-        assert_eq!(f.variables[1].default.as_ref().map(|d| d.v.clone()), Some(DefaultValue::Int(4)));
+        assert_eq!(
+            f.variables[1].default.as_ref().map(|d| d.v.clone()),
+            Some(DefaultValue::Int(4))
+        );
         assert_eq!(f.groups[0].targets.as_ref().map(|t| t.len()), Some(2));
         assert_eq!(f.targets.len(), 1);
     }
@@ -372,7 +437,11 @@ target "a" { context "." }
     fn unknown_top_level_node_suggests() {
         let (_, d) = decode("targte \"a\" {}\n");
         assert_eq!(d.len(), 1, "{d:?}");
-        assert!(d.items[0].help.as_deref().unwrap_or("").contains("target"), "{:?}", d.items[0]);
+        assert!(
+            d.items[0].help.as_deref().unwrap_or("").contains("target"),
+            "{:?}",
+            d.items[0]
+        );
     }
 
     #[test]
@@ -385,6 +454,9 @@ target "a" { context "." }
     #[test]
     fn normalize_paths() {
         assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
-        assert_eq!(absolute(Path::new("/w"), Path::new("sub/../x.kdl")), PathBuf::from("/w/x.kdl"));
+        assert_eq!(
+            absolute(Path::new("/w"), Path::new("sub/../x.kdl")),
+            PathBuf::from("/w/x.kdl")
+        );
     }
 }

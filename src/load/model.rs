@@ -84,7 +84,13 @@ pub struct AnyScalar {
 
 impl knuffel::traits::DecodeScalar<KSpan> for AnyScalar {
     fn type_check(_type_name: &Option<Spanned<TypeName, KSpan>>, _ctx: &mut Context<KSpan>) {}
-    fn raw_decode(value: &Spanned<Literal, KSpan>, _ctx: &mut Context<KSpan>) -> Result<Self, DecodeError<KSpan>> {
-        Ok(AnyScalar { literal: (**value).clone(), span: value.span().clone() })
+    fn raw_decode(
+        value: &Spanned<Literal, KSpan>,
+        _ctx: &mut Context<KSpan>,
+    ) -> Result<Self, DecodeError<KSpan>> {
+        Ok(AnyScalar {
+            literal: (**value).clone(),
+            span: value.span().clone(),
+        })
     }
 }

@@ -7,12 +7,12 @@ use knuffel::span::Span as KSpan;
 
 use super::model::{kind_of, TargetNode};
 use super::{duplicate, sp};
-#[allow(unused_imports)]
-use knuffel::span::Spanned;
 use crate::attrs::{self, Shape, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::source::{FileId, Sp, Span};
 use crate::value::{Entry, Obj, Value};
+#[allow(unused_imports)]
+use knuffel::span::Spanned;
 
 /// One `matrix` axis: name and values.
 pub type Axis = (Sp<String>, Vec<Sp<String>>);
@@ -32,12 +32,24 @@ pub struct TargetDecl {
 }
 
 pub(super) fn decode(file: FileId, t: TargetNode, diags: &mut Diagnostics) -> TargetDecl {
-    decode_body(file, sp(file, &t.name), Span::from_knuffel(file, &t.span), &t.body, diags)
+    decode_body(
+        file,
+        sp(file, &t.name),
+        Span::from_knuffel(file, &t.span),
+        &t.body,
+        diags,
+    )
 }
 
 /// Decode a target body from raw nodes (also used when knuffel rejected
 /// the file, so target errors are reported with the others).
-pub(super) fn decode_body(file: FileId, name: Sp<String>, span: Span, body: &[SpannedNode<KSpan>], diags: &mut Diagnostics) -> TargetDecl {
+pub(super) fn decode_body(
+    file: FileId,
+    name: Sp<String>,
+    span: Span,
+    body: &[SpannedNode<KSpan>],
+    diags: &mut Diagnostics,
+) -> TargetDecl {
     let mut out = TargetDecl {
         file,
         name,
@@ -50,7 +62,13 @@ pub(super) fn decode_body(file: FileId, name: Sp<String>, span: Span, body: &[Sp
     for node in body {
         let name: &str = &node.node_name;
         let name_span = Span::from_knuffel(file, node.node_name.span());
-        let mut n = NodeReader { file, node, diags: &mut *diags, name, name_span };
+        let mut n = NodeReader {
+            file,
+            node,
+            diags: &mut *diags,
+            name,
+            name_span,
+        };
         match name {
             "inherits" => {
                 n.no_props();
@@ -65,18 +83,33 @@ pub(super) fn decode_body(file: FileId, name: Sp<String>, span: Span, body: &[Sp
                     n.diags.push(duplicate("matrix", prev.span, name_span));
                 }
                 let axes = n.children().iter().map(|c| {
-                    let mut r = NodeReader { file, node: c, diags: &mut *n.diags, name: &c.node_name, name_span: Span::from_knuffel(file, c.node_name.span()) };
+                    let mut r = NodeReader {
+                        file,
+                        node: c,
+                        diags: &mut *n.diags,
+                        name: &c.node_name,
+                        name_span: Span::from_knuffel(file, c.node_name.span()),
+                    };
                     r.no_props();
                     r.no_children();
                     let vals = r.strings();
                     if vals.is_empty() {
-                        r.diags.push(Diag::new("mybake::load::empty-axis", format!("matrix axis `{}` has no values", r.name)).label(r.name_span, "add at least one value"));
+                        r.diags.push(
+                            Diag::new(
+                                "mybake::load::empty-axis",
+                                format!("matrix axis `{}` has no values", r.name),
+                            )
+                            .label(r.name_span, "add at least one value"),
+                        );
                     }
                     (Sp::new(r.name.to_string(), r.name_span), vals)
                 });
                 let axes: Vec<Axis> = axes.collect();
                 if axes.is_empty() {
-                    n.diags.push(Diag::new("mybake::load::empty-matrix", "`matrix` has no axes").label(name_span, "add axes like `svc \"api\" \"worker\"`"));
+                    n.diags.push(
+                        Diag::new("mybake::load::empty-matrix", "`matrix` has no axes")
+                            .label(name_span, "add axes like `svc \"api\" \"worker\"`"),
+                    );
                 }
                 out.matrix = Some(Sp::new(axes, name_span));
             }
@@ -84,7 +117,15 @@ pub(super) fn decode_body(file: FileId, name: Sp<String>, span: Span, body: &[Sp
                 Some(i) => {
                     let def = &ATTRS[i];
                     let value = n.value(def.shape, def.props, def.required);
-                    let repeatable = matches!(def.shape, Shape::List | Shape::CsvList | Shape::KeyValue | Shape::Typed | Shape::Props | Shape::ChildMap);
+                    let repeatable = matches!(
+                        def.shape,
+                        Shape::List
+                            | Shape::CsvList
+                            | Shape::KeyValue
+                            | Shape::Typed
+                            | Shape::Props
+                            | Shape::ChildMap
+                    );
                     match (&mut out.attrs[i], value) {
                         (_, None) => {}
                         (slot @ None, Some(v)) => {
@@ -92,13 +133,20 @@ pub(super) fn decode_body(file: FileId, name: Sp<String>, span: Span, body: &[Sp
                             out.attr_spans[i] = Some(name_span);
                         }
                         (Some(prev), Some(v)) if repeatable => append(prev, v, def.name, diags),
-                        (Some(_), Some(_)) => diags.push(duplicate(def.name, out.attr_spans[i].unwrap_or(Span::NONE), name_span)),
+                        (Some(_), Some(_)) => diags.push(duplicate(
+                            def.name,
+                            out.attr_spans[i].unwrap_or(Span::NONE),
+                            name_span,
+                        )),
                     }
                 }
                 None => {
-                    let d = Diag::new("mybake::load::unknown", format!("unknown target attribute `{name}`"))
-                        .label(name_span, "not a target attribute")
-                        .help_opt(suggest(name, attrs::target_node_names()));
+                    let d = Diag::new(
+                        "mybake::load::unknown",
+                        format!("unknown target attribute `{name}`"),
+                    )
+                    .label(name_span, "not a target attribute")
+                    .help_opt(suggest(name, attrs::target_node_names()));
                     diags.push(d);
                 }
             },
@@ -117,9 +165,12 @@ fn append(prev: &mut Value, v: Value, name: &str, diags: &mut Diagnostics) {
             for (k, e) in b {
                 if let Some(old) = a.get(&k) {
                     diags.push(
-                        Diag::new("mybake::load::duplicate", format!("`{name}` key `{k}` is set twice in the same block"))
-                            .label(e.key_span, "set again here")
-                            .label(old.key_span, "first set here"),
+                        Diag::new(
+                            "mybake::load::duplicate",
+                            format!("`{name}` key `{k}` is set twice in the same block"),
+                        )
+                        .label(e.key_span, "set again here")
+                        .label(old.key_span, "first set here"),
                     );
                 } else {
                     a.insert(k, e);
@@ -146,21 +197,39 @@ impl<'a> NodeReader<'a> {
     fn no_props(&mut self) {
         for k in self.node.properties.keys() {
             let span = Span::from_knuffel(self.file, k.span());
-            self.diags.push(Diag::new("mybake::load::unknown", format!("`{}` takes no property `{}`", self.name, &***k)).label(span, "unexpected property"));
+            self.diags.push(
+                Diag::new(
+                    "mybake::load::unknown",
+                    format!("`{}` takes no property `{}`", self.name, &***k),
+                )
+                .label(span, "unexpected property"),
+            );
         }
     }
 
     fn no_args(&mut self) {
         for a in &self.node.arguments {
             let span = self.span_of(a);
-            self.diags.push(Diag::new("mybake::load::unexpected-argument", format!("`{}` takes no arguments", self.name)).label(span, "unexpected argument"));
+            self.diags.push(
+                Diag::new(
+                    "mybake::load::unexpected-argument",
+                    format!("`{}` takes no arguments", self.name),
+                )
+                .label(span, "unexpected argument"),
+            );
         }
     }
 
     fn no_children(&mut self) {
         if let Some(c) = &self.node.children {
             let span = Span::from_knuffel(self.file, c.span());
-            self.diags.push(Diag::new("mybake::load::unexpected-children", format!("`{}` takes no children block", self.name)).label(span, "unexpected block"));
+            self.diags.push(
+                Diag::new(
+                    "mybake::load::unexpected-children",
+                    format!("`{}` takes no children block", self.name),
+                )
+                .label(span, "unexpected block"),
+            );
         }
     }
 
@@ -168,7 +237,13 @@ impl<'a> NodeReader<'a> {
         match &self.node.children {
             Some(c) => c.as_slice(),
             None => {
-                self.diags.push(Diag::new("mybake::load::missing-children", format!("`{}` needs a block `{{ … }}`", self.name)).label(self.name_span, "no block"));
+                self.diags.push(
+                    Diag::new(
+                        "mybake::load::missing-children",
+                        format!("`{}` needs a block `{{ … }}`", self.name),
+                    )
+                    .label(self.name_span, "no block"),
+                );
                 &[]
             }
         }
@@ -179,7 +254,8 @@ impl<'a> NodeReader<'a> {
             Literal::String(s) => Some(Sp::new(s.to_string(), self.span_of(v))),
             other => {
                 let span = self.span_of(v);
-                self.diags.push(wrong_type(self.name, what, "a string", other, span));
+                self.diags
+                    .push(wrong_type(self.name, what, "a string", other, span));
                 None
             }
         }
@@ -188,7 +264,10 @@ impl<'a> NodeReader<'a> {
     /// All arguments as strings.
     fn strings(&mut self) -> Vec<Sp<String>> {
         let node = self.node;
-        node.arguments.iter().filter_map(|a| self.string(a, "values")).collect()
+        node.arguments
+            .iter()
+            .filter_map(|a| self.string(a, "values"))
+            .collect()
     }
 
     fn arity(&mut self, n: usize, what: &str) -> bool {
@@ -196,13 +275,33 @@ impl<'a> NodeReader<'a> {
         if got == n {
             return true;
         }
-        let span = if got > n { self.span_of(&self.node.arguments[n]) } else { self.name_span };
-        let msg = format!("`{}` takes {what}, found {got} argument{}", self.name, if got == 1 { "" } else { "s" });
-        self.diags.push(Diag::new("mybake::load::arity", msg).label(span, if got > n { "unexpected argument" } else { "missing value" }));
+        let span = if got > n {
+            self.span_of(&self.node.arguments[n])
+        } else {
+            self.name_span
+        };
+        let msg = format!(
+            "`{}` takes {what}, found {got} argument{}",
+            self.name,
+            if got == 1 { "" } else { "s" }
+        );
+        self.diags.push(Diag::new("mybake::load::arity", msg).label(
+            span,
+            if got > n {
+                "unexpected argument"
+            } else {
+                "missing value"
+            },
+        ));
         false
     }
 
-    fn value(&mut self, shape: Shape, allowed: Option<&[&str]>, required: &[&str]) -> Option<Value> {
+    fn value(
+        &mut self,
+        shape: Shape,
+        allowed: Option<&[&str]>,
+        required: &[&str],
+    ) -> Option<Value> {
         let node = self.node;
         match shape {
             Shape::Str => {
@@ -225,7 +324,13 @@ impl<'a> NodeReader<'a> {
                     Literal::Bool(b) => Some(Value::Str(Sp::new(b.to_string(), span))),
                     Literal::String(s) => Some(Value::Str(Sp::new(s.to_string(), span))),
                     other => {
-                        self.diags.push(wrong_type(self.name, "value", "a boolean (`true` or `false`)", other, span));
+                        self.diags.push(wrong_type(
+                            self.name,
+                            "value",
+                            "a boolean (`true` or `false`)",
+                            other,
+                            span,
+                        ));
                         None
                     }
                 }
@@ -244,7 +349,13 @@ impl<'a> NodeReader<'a> {
                 let k = self.string(&node.arguments[0], "key")?;
                 let v = self.string(&node.arguments[1], "value")?;
                 let mut m = BTreeMap::new();
-                m.insert(k.v, Entry { key_span: k.span, value: v });
+                m.insert(
+                    k.v,
+                    Entry {
+                        key_span: k.span,
+                        value: v,
+                    },
+                );
                 Some(Value::Map(m))
             }
             Shape::ChildMap => {
@@ -254,19 +365,30 @@ impl<'a> NodeReader<'a> {
                 let mut m: BTreeMap<String, Entry> = BTreeMap::new();
                 for c in self.children() {
                     let key_span = Span::from_knuffel(file, c.node_name.span());
-                    let mut r = NodeReader { file, node: c, diags: &mut *self.diags, name: &c.node_name, name_span: key_span };
+                    let mut r = NodeReader {
+                        file,
+                        node: c,
+                        diags: &mut *self.diags,
+                        name: &c.node_name,
+                        name_span: key_span,
+                    };
                     r.no_props();
                     r.no_children();
                     if !r.arity(1, "one string") {
                         continue;
                     }
-                    let Some(v) = r.string(&c.arguments[0], "value") else { continue };
+                    let Some(v) = r.string(&c.arguments[0], "value") else {
+                        continue;
+                    };
                     let key = c.node_name.to_string();
                     if let Some(old) = m.get(&key) {
                         self.diags.push(
-                            Diag::new("mybake::load::duplicate", format!("context `{key}` is set twice in the same block"))
-                                .label(key_span, "set again here")
-                                .label(old.key_span, "first set here"),
+                            Diag::new(
+                                "mybake::load::duplicate",
+                                format!("context `{key}` is set twice in the same block"),
+                            )
+                            .label(key_span, "set again here")
+                            .label(old.key_span, "first set here"),
                         );
                         continue;
                     }
@@ -291,9 +413,16 @@ impl<'a> NodeReader<'a> {
                     if let Some(allowed) = allowed {
                         if !allowed.contains(&key) {
                             self.diags.push(
-                                Diag::new("mybake::load::unknown", format!("`{}` has no property `{key}`", self.name))
-                                    .label(kspan, "unknown property")
-                                    .help_opt(suggest(key, allowed.iter().copied()).or_else(|| Some(format!("known properties: {}", allowed.join(", "))))),
+                                Diag::new(
+                                    "mybake::load::unknown",
+                                    format!("`{}` has no property `{key}`", self.name),
+                                )
+                                .label(kspan, "unknown property")
+                                .help_opt(
+                                    suggest(key, allowed.iter().copied()).or_else(|| {
+                                        Some(format!("known properties: {}", allowed.join(", ")))
+                                    }),
+                                ),
                             );
                             continue;
                         }
@@ -307,14 +436,28 @@ impl<'a> NodeReader<'a> {
                             Err(_) => continue,
                         },
                         other => {
-                            self.diags.push(wrong_type(self.name, &format!("property `{key}`"), "a string", other, span));
+                            self.diags.push(wrong_type(
+                                self.name,
+                                &format!("property `{key}`"),
+                                "a string",
+                                other,
+                                span,
+                            ));
                             continue;
                         }
                     };
                     fields.push((key.to_string(), Sp::new(s, span)));
                 }
-                if !required.is_empty() && !required.iter().any(|r| fields.iter().any(|(k, _)| k == r)) {
-                    self.diags.push(Diag::new("mybake::load::missing-property", format!("`{}` needs `{}=`", self.name, required.join("=` or `"))).label(self.name_span, "missing property"));
+                if !required.is_empty()
+                    && !required.iter().any(|r| fields.iter().any(|(k, _)| k == r))
+                {
+                    self.diags.push(
+                        Diag::new(
+                            "mybake::load::missing-property",
+                            format!("`{}` needs `{}=`", self.name, required.join("=` or `")),
+                        )
+                        .label(self.name_span, "missing property"),
+                    );
                     return None;
                 }
                 let span = Span::from_knuffel(self.file, node.span());
@@ -325,7 +468,14 @@ impl<'a> NodeReader<'a> {
 }
 
 fn wrong_type(node: &str, what: &str, expected: &str, found: &Literal, span: Span) -> Diag {
-    let mut d = Diag::new("mybake::load::wrong-type", format!("`{node}` {what}: expected {expected}, found {}", kind_of(found))).label(span, format!("this is {}", kind_of(found)));
+    let mut d = Diag::new(
+        "mybake::load::wrong-type",
+        format!(
+            "`{node}` {what}: expected {expected}, found {}",
+            kind_of(found)
+        ),
+    )
+    .label(span, format!("this is {}", kind_of(found)));
     if expected == "a string" {
         if let Literal::Int(_) | Literal::Bool(_) | Literal::Decimal(_) = found {
             d = d.help("quote it to make it a string");
@@ -368,10 +518,42 @@ mod tests {
         assert!(d.is_empty(), "{d:?}");
         let t = &t[0];
         assert_eq!(t.inherits.as_ref().unwrap().len(), 2);
-        assert_eq!(t.attrs[A::Tags.index()].as_ref().unwrap().as_list().unwrap().len(), 3);
-        assert_eq!(t.attrs[A::Arg.index()].as_ref().unwrap().as_map().unwrap().len(), 2);
-        assert_eq!(t.attrs[A::Contexts.index()].as_ref().unwrap().as_map().unwrap().len(), 2);
-        assert_eq!(t.attrs[A::Output.index()].as_ref().unwrap().as_objects().unwrap().len(), 2);
+        assert_eq!(
+            t.attrs[A::Tags.index()]
+                .as_ref()
+                .unwrap()
+                .as_list()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            t.attrs[A::Arg.index()]
+                .as_ref()
+                .unwrap()
+                .as_map()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            t.attrs[A::Contexts.index()]
+                .as_ref()
+                .unwrap()
+                .as_map()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            t.attrs[A::Output.index()]
+                .as_ref()
+                .unwrap()
+                .as_objects()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(t.matrix.as_ref().unwrap().v[0].1.len(), 2);
     }
 
@@ -390,6 +572,9 @@ mod tests {
         );
         let msgs: Vec<_> = d.items.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(d.len(), 6, "{msgs:#?}");
-        assert_eq!(d.items[0].help.as_deref(), Some("did you mean `platforms`?"));
+        assert_eq!(
+            d.items[0].help.as_deref(),
+            Some("did you mean `platforms`?")
+        );
     }
 }

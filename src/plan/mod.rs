@@ -58,12 +58,18 @@ impl Plan {
     }
     /// What `i` needs, in insertion order.
     pub fn needs(&self, i: NodeIndex) -> Vec<NodeIndex> {
-        let mut v: Vec<NodeIndex> = self.graph.neighbors_directed(i, Direction::Outgoing).collect();
+        let mut v: Vec<NodeIndex> = self
+            .graph
+            .neighbors_directed(i, Direction::Outgoing)
+            .collect();
         v.sort();
         v
     }
     pub fn builds(&self) -> usize {
-        self.graph.node_weights().filter(|n| n.kind == NodeKind::Build).count()
+        self.graph
+            .node_weights()
+            .filter(|n| n.kind == NodeKind::Build)
+            .count()
     }
 }
 
@@ -89,17 +95,45 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
     for &i in order.iter().rev() {
         let mine = needed.get(&i).cloned().unwrap_or_default();
         for (_, dep) in &r.targets[i].deps {
-            let Some(&d) = r.index.get(&dep.v) else { continue };
+            let Some(&d) = r.index.get(&dep.v) else {
+                continue;
+            };
             let avail = declared(d);
             let missing: Vec<&String> = mine.iter().filter(|p| !avail.contains(p)).collect();
             if !missing.is_empty() {
                 let dt = &r.targets[d];
-                let list = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-                let mut diag = Diag::new("mybake::plan::missing-platform", format!("`{}` needs `{}` for {list}, but `{}` is not built for {}", r.targets[i].name.v, dt.name.v, dt.name.v, if missing.len() == 1 { "it" } else { "them" }))
-                    .label(dep.span, format!("`{}` depends on `{}` here", r.targets[i].name.v, dt.name.v));
+                let list = missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut diag = Diag::new(
+                    "mybake::plan::missing-platform",
+                    format!(
+                        "`{}` needs `{}` for {list}, but `{}` is not built for {}",
+                        r.targets[i].name.v,
+                        dt.name.v,
+                        dt.name.v,
+                        if missing.len() == 1 { "it" } else { "them" }
+                    ),
+                )
+                .label(
+                    dep.span,
+                    format!("`{}` depends on `{}` here", r.targets[i].name.v, dt.name.v),
+                );
                 diag = match dt.platforms().first() {
-                    Some(p) => diag.label(p.span, format!("`{}` platforms: {}", dt.name.v, avail.join(", "))),
-                    None => diag.label(dt.name.span, format!("`{}` declares no platforms (native only: {})", dt.name.v, avail.join(", "))),
+                    Some(p) => diag.label(
+                        p.span,
+                        format!("`{}` platforms: {}", dt.name.v, avail.join(", ")),
+                    ),
+                    None => diag.label(
+                        dt.name.span,
+                        format!(
+                            "`{}` declares no platforms (native only: {})",
+                            dt.name.v,
+                            avail.join(", ")
+                        ),
+                    ),
                 };
                 diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
             }
@@ -128,11 +162,25 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
         let t = &r.targets[i];
         let publish = sel.is_requested(i);
         for p in needed.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
-            let n = g.add_node(Node { id: format!("{}@{}", t.name.v, p), kind: NodeKind::Build, target: i, target_name: t.name.v.clone(), platform: Some(p.clone()), publish });
+            let n = g.add_node(Node {
+                id: format!("{}@{}", t.name.v, p),
+                kind: NodeKind::Build,
+                target: i,
+                target_name: t.name.v.clone(),
+                platform: Some(p.clone()),
+                publish,
+            });
             build_ix.insert((i, p.as_str()), n);
         }
         if publish {
-            g.add_node(Node { id: t.name.v.clone(), kind: NodeKind::Merge, target: i, target_name: t.name.v.clone(), platform: None, publish });
+            g.add_node(Node {
+                id: t.name.v.clone(),
+                kind: NodeKind::Merge,
+                target: i,
+                target_name: t.name.v.clone(),
+                platform: None,
+                publish,
+            });
         }
     }
     let mut edges = Vec::new();
@@ -163,7 +211,13 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
         }
     }
     let (order, levels, critical_path) = analyse(&g);
-    Ok(Plan { graph: g, order, levels, critical_path, platforms: needed })
+    Ok(Plan {
+        graph: g,
+        order,
+        levels,
+        critical_path,
+        platforms: needed,
+    })
 }
 
 /// Targets of the selection in dependency order (dependencies first), or
@@ -190,7 +244,9 @@ fn target_order(r: &Resolved, sel: &Selection) -> Result<Vec<usize>, Diag> {
             if *k < deps.len() {
                 let (_, dep) = &deps[*k];
                 *k += 1;
-                let Some(&d) = r.index.get(&dep.v) else { continue };
+                let Some(&d) = r.index.get(&dep.v) else {
+                    continue;
+                };
                 match mark.get(&d).copied().unwrap_or(Mark::Done) {
                     Mark::New => {
                         mark.insert(d, Mark::Active);
@@ -199,15 +255,26 @@ fn target_order(r: &Resolved, sel: &Selection) -> Result<Vec<usize>, Diag> {
                     }
                     Mark::Active => {
                         let start = stack.iter().position(|(s, _)| *s == d).unwrap_or(0);
-                        let mut names: Vec<&str> = stack[start..].iter().map(|(s, _)| r.targets[*s].name.v.as_str()).collect();
+                        let mut names: Vec<&str> = stack[start..]
+                            .iter()
+                            .map(|(s, _)| r.targets[*s].name.v.as_str())
+                            .collect();
                         names.push(&r.targets[d].name.v);
-                        let mut diag = Diag::new("mybake::plan::cycle", format!("dependency cycle: {}", names.join(" -> ")));
-                        for (j, span) in path[start..].iter().chain(std::iter::once(&dep.span)).enumerate() {
+                        let mut diag = Diag::new(
+                            "mybake::plan::cycle",
+                            format!("dependency cycle: {}", names.join(" -> ")),
+                        );
+                        for (j, span) in path[start..]
+                            .iter()
+                            .chain(std::iter::once(&dep.span))
+                            .enumerate()
+                        {
                             let from = names[j];
                             let to = names[j + 1];
                             diag = diag.label(*span, format!("{from} -> {to}"));
                         }
-                        return Err(diag.help("a target cannot depend on itself through `target:` contexts"));
+                        return Err(diag
+                            .help("a target cannot depend on itself through `target:` contexts"));
                     }
                     Mark::Done => {}
                 }
@@ -227,8 +294,12 @@ type Analysis = (Vec<NodeIndex>, Vec<Vec<NodeIndex>>, Vec<NodeIndex>);
 /// Topological order (Kahn, lowest index first), levels, critical path.
 pub fn analyse(g: &DiGraph<Node, ()>) -> Analysis {
     let n = g.node_count();
-    let mut remaining: Vec<usize> = g.node_indices().map(|i| g.neighbors_directed(i, Direction::Outgoing).count()).collect();
-    let mut heap: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| remaining[i] == 0).map(Reverse).collect();
+    let mut remaining: Vec<usize> = g
+        .node_indices()
+        .map(|i| g.neighbors_directed(i, Direction::Outgoing).count())
+        .collect();
+    let mut heap: BinaryHeap<Reverse<usize>> =
+        (0..n).filter(|&i| remaining[i] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(n);
     let mut depth = vec![0usize; n];
     let mut prev: Vec<Option<NodeIndex>> = vec![None; n];
@@ -253,11 +324,18 @@ pub fn analyse(g: &DiGraph<Node, ()>) -> Analysis {
         levels[depth[i.index()]].push(i);
     }
     let mut critical = Vec::new();
-    if let Some(&end) = order.iter().max_by_key(|i| (depth[i.index()], Reverse(i.index()))) {
+    if let Some(&end) = order
+        .iter()
+        .max_by_key(|i| (depth[i.index()], Reverse(i.index())))
+    {
         let mut cur = Some(end);
         while let Some(c) = cur {
             critical.push(c);
-            cur = if depth[c.index()] == 0 { None } else { prev[c.index()] };
+            cur = if depth[c.index()] == 0 {
+                None
+            } else {
+                prev[c.index()]
+            };
         }
         critical.reverse();
     }

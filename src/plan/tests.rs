@@ -5,8 +5,10 @@ use proptest::prelude::*;
 fn plan_of(text: &str, names: &[&str]) -> Result<(Resolved, Plan), Vec<String>> {
     let r = run(text).map_err(|d| d.items.into_iter().map(|d| d.message).collect::<Vec<_>>())?;
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let sel = select(&r, &names).map_err(|d| d.items.into_iter().map(|d| d.message).collect::<Vec<_>>())?;
-    let p = plan(&r, &sel).map_err(|d| d.items.into_iter().map(|d| d.message).collect::<Vec<_>>())?;
+    let sel = select(&r, &names)
+        .map_err(|d| d.items.into_iter().map(|d| d.message).collect::<Vec<_>>())?;
+    let p =
+        plan(&r, &sel).map_err(|d| d.items.into_iter().map(|d| d.message).collect::<Vec<_>>())?;
     Ok((r, p))
 }
 
@@ -16,9 +18,19 @@ fn ids(p: &Plan, v: &[NodeIndex]) -> Vec<String> {
 
 #[test]
 fn spec_example() {
-    let (_, p) = plan_of("target \"base\" { }\ntarget \"app\" {\n contexts {\n base \"target:base\"\n }\n}\n", &["app"]).unwrap();
-    assert_eq!(ids(&p, &p.order), ["base@linux/amd64", "app@linux/amd64", "app"]);
-    assert_eq!(ids(&p, &p.critical_path), ["base@linux/amd64", "app@linux/amd64", "app"]);
+    let (_, p) = plan_of(
+        "target \"base\" { }\ntarget \"app\" {\n contexts {\n base \"target:base\"\n }\n}\n",
+        &["app"],
+    )
+    .unwrap();
+    assert_eq!(
+        ids(&p, &p.order),
+        ["base@linux/amd64", "app@linux/amd64", "app"]
+    );
+    assert_eq!(
+        ids(&p, &p.critical_path),
+        ["base@linux/amd64", "app@linux/amd64", "app"]
+    );
     assert_eq!(p.levels.len(), 3);
 }
 
@@ -29,26 +41,39 @@ target "base" { platforms "linux/amd64" "linux/arm64" "linux/arm/v7"; }
 target "app" { platforms "linux/arm64" "linux/amd64"; contexts { base "target:base"; }; }
 "#;
     let (_, p) = plan_of(kdl, &["app"]).unwrap();
-    let mut edges: Vec<String> = p.graph.edge_indices().map(|e| {
-        let (a, b) = p.graph.edge_endpoints(e).unwrap();
-        format!("{} -> {}", p.node(a).id, p.node(b).id)
-    }).collect();
+    let mut edges: Vec<String> = p
+        .graph
+        .edge_indices()
+        .map(|e| {
+            let (a, b) = p.graph.edge_endpoints(e).unwrap();
+            format!("{} -> {}", p.node(a).id, p.node(b).id)
+        })
+        .collect();
     edges.sort();
-    assert_eq!(edges, [
-        "app -> app@linux/amd64",
-        "app -> app@linux/arm64",
-        "app@linux/amd64 -> base@linux/amd64",
-        "app@linux/arm64 -> base@linux/arm64",
-    ]);
+    assert_eq!(
+        edges,
+        [
+            "app -> app@linux/amd64",
+            "app -> app@linux/arm64",
+            "app@linux/amd64 -> base@linux/amd64",
+            "app@linux/arm64 -> base@linux/arm64",
+        ]
+    );
     // base is narrowed to what app needs (no arm/v7), in base's own order.
     assert_eq!(p.platforms.values().map(|v| v.len()).sum::<usize>(), 4);
-    assert!(!p.graph.node_weights().any(|n| n.id == "base"), "dependency not requested: no merge node");
+    assert!(
+        !p.graph.node_weights().any(|n| n.id == "base"),
+        "dependency not requested: no merge node"
+    );
 }
 
 #[test]
 fn missing_platform_names_both_targets() {
     let e = plan_of("target \"base\" { platforms \"linux/amd64\"; }\ntarget \"app\" { platforms \"linux/amd64\" \"linux/arm64\"; contexts { b \"target:base\"; }; }\n", &["app"]).unwrap_err();
-    assert_eq!(e, ["`app` needs `base` for linux/arm64, but `base` is not built for it"]);
+    assert_eq!(
+        e,
+        ["`app` needs `base` for linux/arm64, but `base` is not built for it"]
+    );
 }
 
 #[test]
@@ -59,7 +84,13 @@ fn cycle_is_a_path() {
 
 /// A random target graph: edges only as given (may contain cycles).
 fn arb_graph() -> impl Strategy<Value = (usize, Vec<(usize, usize)>, Vec<u8>)> {
-    (1usize..8).prop_flat_map(|n| (Just(n), proptest::collection::vec((0..n, 0..n), 0..12), proptest::collection::vec(1u8..4, n)))
+    (1usize..8).prop_flat_map(|n| {
+        (
+            Just(n),
+            proptest::collection::vec((0..n, 0..n), 0..12),
+            proptest::collection::vec(1u8..4, n),
+        )
+    })
 }
 
 const PLATS: [&str; 2] = ["linux/amd64", "linux/arm64"];
@@ -68,9 +99,18 @@ fn kdl(n: usize, edges: &[(usize, usize)], plats: &[u8]) -> String {
     let mut s = String::new();
     for (i, mask) in plats.iter().enumerate().take(n) {
         s.push_str(&format!("target \"t{i}\" {{\n"));
-        let ps: Vec<String> = PLATS.iter().enumerate().filter(|(k, _)| mask & (1 << k) != 0).map(|(_, p)| format!("\"{p}\"")).collect();
+        let ps: Vec<String> = PLATS
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| mask & (1 << k) != 0)
+            .map(|(_, p)| format!("\"{p}\""))
+            .collect();
         s.push_str(&format!("  platforms {}\n", ps.join(" ")));
-        let deps: Vec<usize> = edges.iter().filter(|(a, _)| *a == i).map(|(_, b)| *b).collect();
+        let deps: Vec<usize> = edges
+            .iter()
+            .filter(|(a, _)| *a == i)
+            .map(|(_, b)| *b)
+            .collect();
         if !deps.is_empty() {
             s.push_str("  contexts {\n");
             let mut seen = Vec::new();

@@ -10,10 +10,22 @@ use crate::source::Sources;
 
 fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut s = String::new();
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(c, v)| if c + 1 == cols { v.clone() } else { format!("{v:<w$}", w = widths[c]) }).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                if c + 1 == cols {
+                    v.clone()
+                } else {
+                    format!("{v:<w$}", w = widths[c])
+                }
+            })
+            .collect();
         s.push_str(line.join("  ").trim_end());
         s.push('\n');
     }
@@ -21,15 +33,37 @@ fn table(rows: &[Vec<String>]) -> String {
 }
 
 pub fn targets_text(r: &Resolved) -> String {
-    let mut rows = vec![vec!["TARGET".to_string(), "PLATFORMS".into(), "DESCRIPTION".into()]];
+    let mut rows = vec![vec![
+        "TARGET".to_string(),
+        "PLATFORMS".into(),
+        "DESCRIPTION".into(),
+    ]];
     for (i, t) in r.targets.iter().enumerate().filter(|(_, t)| !t.is_abstract) {
-        rows.push(vec![t.name.v.clone(), target_platforms(r, i).join(","), t.str(A::Description).map(|d| d.v.clone()).unwrap_or_default()]);
+        rows.push(vec![
+            t.name.v.clone(),
+            target_platforms(r, i).join(","),
+            t.str(A::Description)
+                .map(|d| d.v.clone())
+                .unwrap_or_default(),
+        ]);
     }
     let mut s = table(&rows);
     if !r.groups.is_empty() {
-        let mut rows = vec![vec!["GROUP".to_string(), "TARGETS".into(), "DESCRIPTION".into()]];
+        let mut rows = vec![vec![
+            "GROUP".to_string(),
+            "TARGETS".into(),
+            "DESCRIPTION".into(),
+        ]];
         for g in &r.groups {
-            rows.push(vec![g.name.v.clone(), g.targets.iter().map(|t| t.v.as_str()).collect::<Vec<_>>().join(","), g.description.clone().unwrap_or_default()]);
+            rows.push(vec![
+                g.name.v.clone(),
+                g.targets
+                    .iter()
+                    .map(|t| t.v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                g.description.clone().unwrap_or_default(),
+            ]);
         }
         s.push('\n');
         s.push_str(&table(&rows));
@@ -46,7 +80,8 @@ pub fn targets_json(r: &Resolved) -> String {
         .map(|(i, t)| json!({ "name": t.name.v, "platforms": target_platforms(r, i), "description": t.str(A::Description).map(|d| d.v.clone()), "template": t.template }))
         .collect();
     let groups: Vec<J> = r.groups.iter().map(|g| json!({ "name": g.name.v, "targets": g.targets.iter().map(|t| &t.v).collect::<Vec<_>>(), "description": g.description })).collect();
-    let mut s = serde_json::to_string_pretty(&json!({ "targets": targets, "groups": groups })).unwrap_or_default();
+    let mut s = serde_json::to_string_pretty(&json!({ "targets": targets, "groups": groups }))
+        .unwrap_or_default();
     s.push('\n');
     s
 }
@@ -59,9 +94,24 @@ fn origin(o: &Origin, sources: &Sources) -> String {
 }
 
 pub fn variables_text(r: &Resolved, sources: &Sources) -> String {
-    let mut rows = vec![vec!["VARIABLE".to_string(), "TYPE".into(), "VALUE".into(), "FROM".into(), "DESCRIPTION".into()]];
+    let mut rows = vec![vec![
+        "VARIABLE".to_string(),
+        "TYPE".into(),
+        "VALUE".into(),
+        "FROM".into(),
+        "DESCRIPTION".into(),
+    ]];
     for v in &r.variables.list {
-        rows.push(vec![v.name.v.clone(), v.ty.name().into(), v.value.as_ref().map(|x| x.to_text()).unwrap_or_else(|| "(unset)".into()), origin(&v.origin, sources), v.description.clone().unwrap_or_default()]);
+        rows.push(vec![
+            v.name.v.clone(),
+            v.ty.name().into(),
+            v.value
+                .as_ref()
+                .map(|x| x.to_text())
+                .unwrap_or_else(|| "(unset)".into()),
+            origin(&v.origin, sources),
+            v.description.clone().unwrap_or_default(),
+        ]);
     }
     table(&rows)
 }

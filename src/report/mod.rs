@@ -36,7 +36,10 @@ mod tests {
     #[test]
     fn relative_paths() {
         assert_eq!(relative(Path::new("/w"), Path::new("/w")), ".");
-        assert_eq!(relative(Path::new("/w/sub/api"), Path::new("/w")), "sub/api");
+        assert_eq!(
+            relative(Path::new("/w/sub/api"), Path::new("/w")),
+            "sub/api"
+        );
         assert_eq!(relative(Path::new("/x/y"), Path::new("/w/z")), "../../x/y");
     }
 }

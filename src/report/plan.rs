@@ -22,9 +22,18 @@ pub fn json(p: &Plan) -> String {
             edges.push(json!({ "node": p.node(i).id, "needs": p.node(d).id }));
         }
     }
-    let levels: Vec<Vec<&str>> = p.levels.iter().map(|l| l.iter().map(|&i| p.node(i).id.as_str()).collect()).collect();
-    let critical: Vec<&str> = p.critical_path.iter().map(|&i| p.node(i).id.as_str()).collect();
-    let doc = json!({ "nodes": nodes, "edges": edges, "levels": levels, "critical_path": critical });
+    let levels: Vec<Vec<&str>> = p
+        .levels
+        .iter()
+        .map(|l| l.iter().map(|&i| p.node(i).id.as_str()).collect())
+        .collect();
+    let critical: Vec<&str> = p
+        .critical_path
+        .iter()
+        .map(|&i| p.node(i).id.as_str())
+        .collect();
+    let doc =
+        json!({ "nodes": nodes, "edges": edges, "levels": levels, "critical_path": critical });
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
     s.push('\n');
     s
@@ -62,7 +71,11 @@ pub fn text(p: &Plan) -> String {
             s.push('\n');
         }
     }
-    let crit: Vec<&str> = p.critical_path.iter().map(|&i| p.node(i).id.as_str()).collect();
+    let crit: Vec<&str> = p
+        .critical_path
+        .iter()
+        .map(|&i| p.node(i).id.as_str())
+        .collect();
     s.push_str(&format!("critical path: {}\n", crit.join(" -> ")));
     s
 }
@@ -80,7 +93,11 @@ pub fn dot(p: &Plan) -> String {
     }
     for &i in &p.order {
         for d in p.needs(i) {
-            s.push_str(&format!("  \"{}\" -> \"{}\";\n", p.node(i).id, p.node(d).id));
+            s.push_str(&format!(
+                "  \"{}\" -> \"{}\";\n",
+                p.node(i).id,
+                p.node(d).id
+            ));
         }
     }
     s.push_str("}\n");

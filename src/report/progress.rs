@@ -28,7 +28,8 @@ impl Step {
         while let Some(i) = self.partial.find('\n') {
             let line: String = self.partial.drain(..=i).collect();
             if self.lines.len() < MAX_STEP_LINES {
-                self.lines.push(line.trim_end_matches(['\n', '\r']).to_string());
+                self.lines
+                    .push(line.trim_end_matches(['\n', '\r']).to_string());
             } else {
                 self.dropped += 1;
             }
@@ -51,34 +52,84 @@ impl Plain {
     /// Lines to print for one event, as one block.
     pub fn render(&mut self, e: &Event) -> Vec<String> {
         match e {
-            Event::Builder { endpoint, version, platforms } => vec![format!("builder {endpoint}: BuildKit {}, platforms {}", version.as_deref().unwrap_or("(version unknown)"), platforms.join(", "))],
+            Event::Builder {
+                endpoint,
+                version,
+                platforms,
+            } => vec![format!(
+                "builder {endpoint}: BuildKit {}, platforms {}",
+                version.as_deref().unwrap_or("(version unknown)"),
+                platforms.join(", ")
+            )],
             Event::Queued { .. } => Vec::new(),
             Event::Started { node, builder, .. } => vec![format!("[{node}] started on {builder}")],
             Event::Status { node, event } => match event {
                 StatusEvent::VertexStarted { digest, name } => {
-                    let s = self.steps.entry((node.clone(), digest.clone())).or_default();
+                    let s = self
+                        .steps
+                        .entry((node.clone(), digest.clone()))
+                        .or_default();
                     s.name = name.clone();
                     Vec::new()
                 }
                 StatusEvent::Log { vertex, data, .. } => {
-                    self.steps.entry((node.clone(), vertex.clone())).or_default().push(data);
+                    self.steps
+                        .entry((node.clone(), vertex.clone()))
+                        .or_default()
+                        .push(data);
                     Vec::new()
                 }
-                StatusEvent::VertexCompleted { digest, name, duration } => self.block(node, digest, name, &format!("DONE{}", duration.map(|d| format!(" {:.1}s", d.as_secs_f64())).unwrap_or_default())),
-                StatusEvent::VertexCached { digest, name } => self.block(node, digest, name, "CACHED"),
-                StatusEvent::VertexError { digest, name, error } => self.block(node, digest, name, &format!("ERROR: {error}")),
+                StatusEvent::VertexCompleted {
+                    digest,
+                    name,
+                    duration,
+                } => self.block(
+                    node,
+                    digest,
+                    name,
+                    &format!(
+                        "DONE{}",
+                        duration
+                            .map(|d| format!(" {:.1}s", d.as_secs_f64()))
+                            .unwrap_or_default()
+                    ),
+                ),
+                StatusEvent::VertexCached { digest, name } => {
+                    self.block(node, digest, name, "CACHED")
+                }
+                StatusEvent::VertexError {
+                    digest,
+                    name,
+                    error,
+                } => self.block(node, digest, name, &format!("ERROR: {error}")),
                 StatusEvent::Warning { short, .. } => vec![format!("[{node}] WARNING {short}")],
                 StatusEvent::Progress { .. } => Vec::new(),
             },
-            Event::Finished { node, duration, digest, cached_steps, steps, .. } => {
+            Event::Finished {
+                node,
+                duration,
+                digest,
+                cached_steps,
+                steps,
+                ..
+            } => {
                 self.steps.retain(|(n, _), _| n != node);
-                vec![format!("[{node}] finished in {:.1}s ({cached_steps}/{steps} steps cached){}", duration.as_secs_f64(), digest.as_ref().map(|d| format!(" {d}")).unwrap_or_default())]
+                vec![format!(
+                    "[{node}] finished in {:.1}s ({cached_steps}/{steps} steps cached){}",
+                    duration.as_secs_f64(),
+                    digest.as_ref().map(|d| format!(" {d}")).unwrap_or_default()
+                )]
             }
             Event::Failed { node, error, .. } => {
                 // Print what is left of unfinished steps (their output may
                 // explain the failure), then the error.
                 let mut out = Vec::new();
-                let keys: Vec<(String, String)> = self.steps.keys().filter(|(n, _)| n == node).cloned().collect();
+                let keys: Vec<(String, String)> = self
+                    .steps
+                    .keys()
+                    .filter(|(n, _)| n == node)
+                    .cloned()
+                    .collect();
                 for k in keys {
                     if let Some(mut s) = self.steps.remove(&k) {
                         s.flush();
@@ -96,9 +147,16 @@ impl Plain {
     }
 
     fn block(&mut self, node: &str, digest: &str, name: &str, result: &str) -> Vec<String> {
-        let mut s = self.steps.remove(&(node.to_string(), digest.to_string())).unwrap_or_default();
+        let mut s = self
+            .steps
+            .remove(&(node.to_string(), digest.to_string()))
+            .unwrap_or_default();
         s.flush();
-        let name = if name.is_empty() { s.name.clone() } else { name.to_string() };
+        let name = if name.is_empty() {
+            s.name.clone()
+        } else {
+            name.to_string()
+        };
         if s.lines.is_empty() {
             return vec![format!("[{node}] {result} {name}")];
         }
@@ -116,24 +174,75 @@ impl Plain {
 /// `schema/progress-event.schema.json`).
 pub fn json_line(e: &Event) -> Option<String> {
     use serde_json::json;
-    let ms = |t: &std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ms = |t: &std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    };
     let now = ms(&std::time::SystemTime::now());
     let v = match e {
-        Event::Builder { endpoint, version, platforms } => json!({ "type": "builder", "time": now, "endpoint": endpoint, "version": version, "platforms": platforms }),
+        Event::Builder {
+            endpoint,
+            version,
+            platforms,
+        } => {
+            json!({ "type": "builder", "time": now, "endpoint": endpoint, "version": version, "platforms": platforms })
+        }
         Event::Queued { node } => json!({ "type": "queued", "time": now, "node": node }),
-        Event::Started { node, builder, at } => json!({ "type": "started", "time": ms(at), "node": node, "builder": builder }),
+        Event::Started { node, builder, at } => {
+            json!({ "type": "started", "time": ms(at), "node": node, "builder": builder })
+        }
         Event::Status { node, event } => match event {
-            StatusEvent::VertexStarted { digest, name } => json!({ "type": "step-started", "time": now, "node": node, "step": digest, "name": name }),
-            StatusEvent::VertexCompleted { digest, name, duration } => json!({ "type": "step-completed", "time": now, "node": node, "step": digest, "name": name, "duration_ms": duration.map(|d| d.as_millis() as u64) }),
-            StatusEvent::VertexCached { digest, name } => json!({ "type": "step-cached", "time": now, "node": node, "step": digest, "name": name }),
-            StatusEvent::VertexError { digest, name, error } => json!({ "type": "step-failed", "time": now, "node": node, "step": digest, "name": name, "error": error }),
-            StatusEvent::Log { vertex, stream, data, .. } => json!({ "type": "log", "time": now, "node": node, "step": vertex, "stream": match stream { mybake_buildkit::LogStream::Stdout => "stdout", mybake_buildkit::LogStream::Stderr => "stderr", mybake_buildkit::LogStream::Other(_) => "other" }, "text": String::from_utf8_lossy(data) }),
-            StatusEvent::Warning { vertex, short, .. } => json!({ "type": "warning", "time": now, "node": node, "step": vertex, "text": short }),
+            StatusEvent::VertexStarted { digest, name } => {
+                json!({ "type": "step-started", "time": now, "node": node, "step": digest, "name": name })
+            }
+            StatusEvent::VertexCompleted {
+                digest,
+                name,
+                duration,
+            } => {
+                json!({ "type": "step-completed", "time": now, "node": node, "step": digest, "name": name, "duration_ms": duration.map(|d| d.as_millis() as u64) })
+            }
+            StatusEvent::VertexCached { digest, name } => {
+                json!({ "type": "step-cached", "time": now, "node": node, "step": digest, "name": name })
+            }
+            StatusEvent::VertexError {
+                digest,
+                name,
+                error,
+            } => {
+                json!({ "type": "step-failed", "time": now, "node": node, "step": digest, "name": name, "error": error })
+            }
+            StatusEvent::Log {
+                vertex,
+                stream,
+                data,
+                ..
+            } => {
+                json!({ "type": "log", "time": now, "node": node, "step": vertex, "stream": match stream { mybake_buildkit::LogStream::Stdout => "stdout", mybake_buildkit::LogStream::Stderr => "stderr", mybake_buildkit::LogStream::Other(_) => "other" }, "text": String::from_utf8_lossy(data) })
+            }
+            StatusEvent::Warning { vertex, short, .. } => {
+                json!({ "type": "warning", "time": now, "node": node, "step": vertex, "text": short })
+            }
             StatusEvent::Progress { .. } => return None,
         },
-        Event::Finished { node, at, duration, digest, reference, cached_steps, steps } => json!({ "type": "finished", "time": ms(at), "node": node, "duration_ms": duration.as_millis() as u64, "digest": digest, "reference": reference, "cached_steps": cached_steps, "steps": steps }),
-        Event::Failed { node, at, error } => json!({ "type": "failed", "time": ms(at), "node": node, "error": error }),
-        Event::Skipped { node, reason } => json!({ "type": "skipped", "time": now, "node": node, "reason": reason }),
+        Event::Finished {
+            node,
+            at,
+            duration,
+            digest,
+            reference,
+            cached_steps,
+            steps,
+        } => {
+            json!({ "type": "finished", "time": ms(at), "node": node, "duration_ms": duration.as_millis() as u64, "digest": digest, "reference": reference, "cached_steps": cached_steps, "steps": steps })
+        }
+        Event::Failed { node, at, error } => {
+            json!({ "type": "failed", "time": ms(at), "node": node, "error": error })
+        }
+        Event::Skipped { node, reason } => {
+            json!({ "type": "skipped", "time": now, "node": node, "reason": reason })
+        }
     };
     Some(v.to_string())
 }

@@ -28,8 +28,17 @@ impl Default for Tty {
 
 impl Tty {
     pub fn new() -> Tty {
-        let style = ProgressStyle::with_template("{spinner:.cyan} {prefix:<34.bold} {elapsed:>4} {msg:.dim}").unwrap_or_else(|_| ProgressStyle::default_spinner());
-        Tty { mp: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)), bars: HashMap::new(), cached: HashMap::new(), tails: HashMap::new(), style }
+        let style = ProgressStyle::with_template(
+            "{spinner:.cyan} {prefix:<34.bold} {elapsed:>4} {msg:.dim}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        Tty {
+            mp: MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)),
+            bars: HashMap::new(),
+            cached: HashMap::new(),
+            tails: HashMap::new(),
+            style,
+        }
     }
 
     fn println(&self, s: String) {
@@ -38,7 +47,15 @@ impl Tty {
 
     pub fn handle(&mut self, e: &Event) {
         match e {
-            Event::Builder { endpoint, version, platforms } => self.println(format!("builder {endpoint}: BuildKit {}, {}", version.as_deref().unwrap_or("?"), platforms.join(", "))),
+            Event::Builder {
+                endpoint,
+                version,
+                platforms,
+            } => self.println(format!(
+                "builder {endpoint}: BuildKit {}, {}",
+                version.as_deref().unwrap_or("?"),
+                platforms.join(", ")
+            )),
             Event::Queued { .. } => {}
             Event::Started { node, builder, .. } => {
                 let bar = self.mp.add(ProgressBar::new_spinner());
@@ -52,10 +69,20 @@ impl Tty {
                 StatusEvent::VertexStarted { name, .. } => {
                     if let Some(b) = self.bars.get(node) {
                         let cached = self.cached.get(node).copied().unwrap_or(0);
-                        b.set_message(format!("{}{}", truncate(name, 70), if cached > 0 { format!("  ({cached} cached)") } else { String::new() }));
+                        b.set_message(format!(
+                            "{}{}",
+                            truncate(name, 70),
+                            if cached > 0 {
+                                format!("  ({cached} cached)")
+                            } else {
+                                String::new()
+                            }
+                        ));
                     }
                 }
-                StatusEvent::VertexCached { .. } => *self.cached.entry(node.clone()).or_default() += 1,
+                StatusEvent::VertexCached { .. } => {
+                    *self.cached.entry(node.clone()).or_default() += 1
+                }
                 StatusEvent::Log { data, .. } => {
                     let tail = self.tails.entry(node.clone()).or_default();
                     for line in String::from_utf8_lossy(data).lines() {
@@ -65,15 +92,28 @@ impl Tty {
                         tail.push_back(line.to_string());
                     }
                 }
-                StatusEvent::VertexError { name, error, .. } => self.println(format!("  {node}: {name}: {error}")),
+                StatusEvent::VertexError { name, error, .. } => {
+                    self.println(format!("  {node}: {name}: {error}"))
+                }
                 _ => {}
             },
-            Event::Finished { node, duration, digest, cached_steps, steps, .. } => {
+            Event::Finished {
+                node,
+                duration,
+                digest,
+                cached_steps,
+                steps,
+                ..
+            } => {
                 if let Some(b) = self.bars.remove(node) {
                     b.finish_and_clear();
                 }
                 self.tails.remove(node);
-                self.println(format!("✔ {node:<34} {:>5.1}s  {cached_steps}/{steps} cached  {}", duration.as_secs_f64(), digest.as_deref().map(short).unwrap_or("")));
+                self.println(format!(
+                    "✔ {node:<34} {:>5.1}s  {cached_steps}/{steps} cached  {}",
+                    duration.as_secs_f64(),
+                    digest.as_deref().map(short).unwrap_or("")
+                ));
             }
             Event::Failed { node, error, .. } => {
                 if let Some(b) = self.bars.remove(node) {

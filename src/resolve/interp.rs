@@ -1,7 +1,7 @@
 //! `${NAME}` interpolation with `$${` as an escaped literal `${`.
 
 use crate::diag::{suggest, Diag};
-use crate::source::{Sp, Sources, Span};
+use crate::source::{Sources, Sp, Span};
 
 /// What a name resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,9 +55,15 @@ fn parse(s: &str) -> Result<Vec<Piece<'_>>, (usize, &'static str)> {
             if lit_start < i {
                 out.push(Piece::Lit(&s[lit_start..i]));
             }
-            let Some(close) = s[i + 2..].find('}') else { return Err((i, "unterminated `${`")) };
+            let Some(close) = s[i + 2..].find('}') else {
+                return Err((i, "unterminated `${`"));
+            };
             let name = &s[i + 2..i + 2 + close];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            {
                 return Err((i, "invalid name in `${…}` (letters, digits, `_`, `-`, `.`)"));
             }
             out.push(Piece::Ref(name, i));
@@ -91,11 +97,20 @@ pub fn inner_span(sources: &Sources, lit: &Sp<String>, offset: usize, len: usize
 
 /// Interpolate `s`. When `allow_list` and `s` is exactly one reference to a
 /// list, the list is returned as is.
-pub fn interpolate(s: &Sp<String>, scope: &dyn Scope, sources: &Sources, allow_list: bool) -> Result<Val, Diag> {
+pub fn interpolate(
+    s: &Sp<String>,
+    scope: &dyn Scope,
+    sources: &Sources,
+    allow_list: bool,
+) -> Result<Val, Diag> {
     if is_plain(&s.v) {
         return Ok(Val::Text(s.v.clone()));
     }
-    let pieces = parse(&s.v).map_err(|(off, msg)| Diag::new("mybake::resolve::bad-interpolation", msg).label(inner_span(sources, s, off, 2), "here").help("write `$${` for a literal `${`"))?;
+    let pieces = parse(&s.v).map_err(|(off, msg)| {
+        Diag::new("mybake::resolve::bad-interpolation", msg)
+            .label(inner_span(sources, s, off, 2), "here")
+            .help("write `$${` for a literal `${`")
+    })?;
     let mut out = String::new();
     if allow_list && pieces.len() == 1 {
         if let Piece::Ref(name, off) = pieces[0] {
@@ -112,15 +127,28 @@ pub fn interpolate(s: &Sp<String>, scope: &dyn Scope, sources: &Sources, allow_l
     Ok(Val::Text(out))
 }
 
-fn lookup(s: &Sp<String>, name: &str, off: usize, scope: &dyn Scope, sources: &Sources) -> Result<Val, Diag> {
+fn lookup(
+    s: &Sp<String>,
+    name: &str,
+    off: usize,
+    scope: &dyn Scope,
+    sources: &Sources,
+) -> Result<Val, Diag> {
     let at = inner_span(sources, s, off, name.len() + 3);
     match scope.lookup(name, at)? {
         Some(v) => Ok(v),
         None => {
             let names = scope.names();
-            Err(Diag::new("mybake::resolve::unknown-variable", format!("unknown variable `{name}`"))
-                .label(at, "not a variable, matrix axis or built-in")
-                .help_opt(suggest(name, names.iter().map(String::as_str)).or_else(|| Some(format!("declare it with `variable \"{name}\" default=\"…\"`")))))
+            Err(Diag::new(
+                "mybake::resolve::unknown-variable",
+                format!("unknown variable `{name}`"),
+            )
+            .label(at, "not a variable, matrix axis or built-in")
+            .help_opt(suggest(name, names.iter().map(String::as_str)).or_else(|| {
+                Some(format!(
+                    "declare it with `variable \"{name}\" default=\"…\"`"
+                ))
+            })))
         }
     }
 }
@@ -141,23 +169,40 @@ mod tests {
     }
 
     fn scope() -> M {
-        M(HashMap::from([("TAG", Val::Text("dev".into())), ("P", Val::List(vec!["a".into(), "b".into()]))]))
+        M(HashMap::from([
+            ("TAG", Val::Text("dev".into())),
+            ("P", Val::List(vec!["a".into(), "b".into()])),
+        ]))
     }
 
     fn run(s: &str, list: bool) -> Result<Val, Diag> {
-        interpolate(&Sp::none(s.to_string()), &scope(), &Sources::default(), list)
+        interpolate(
+            &Sp::none(s.to_string()),
+            &scope(),
+            &Sources::default(),
+            list,
+        )
     }
 
     #[test]
     fn substitutes_and_escapes() {
         assert_eq!(run("x:${TAG}", false).unwrap(), Val::Text("x:dev".into()));
-        assert_eq!(run("$${TAG}-${TAG}", false).unwrap(), Val::Text("${TAG}-dev".into()));
-        assert_eq!(run("$5 and $", false).unwrap(), Val::Text("$5 and $".into()));
+        assert_eq!(
+            run("$${TAG}-${TAG}", false).unwrap(),
+            Val::Text("${TAG}-dev".into())
+        );
+        assert_eq!(
+            run("$5 and $", false).unwrap(),
+            Val::Text("$5 and $".into())
+        );
     }
 
     #[test]
     fn list_alone_expands_else_joins() {
-        assert_eq!(run("${P}", true).unwrap(), Val::List(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            run("${P}", true).unwrap(),
+            Val::List(vec!["a".into(), "b".into()])
+        );
         assert_eq!(run("${P}", false).unwrap(), Val::Text("a,b".into()));
         assert_eq!(run("x${P}", true).unwrap(), Val::Text("xa,b".into()));
     }
@@ -166,7 +211,10 @@ mod tests {
     fn errors() {
         let e = run("${TGA}", false).unwrap_err();
         assert_eq!(e.help.as_deref(), Some("did you mean `TAG`?"));
-        assert!(run("${TAG", false).unwrap_err().message.contains("unterminated"));
+        assert!(run("${TAG", false)
+            .unwrap_err()
+            .message
+            .contains("unterminated"));
         assert!(run("${a b}", false).is_err());
     }
 

@@ -74,17 +74,34 @@ impl Resolved {
 }
 
 /// Resolve the loaded files. `sources` gains a pseudo-file for `--set`.
-pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions) -> Result<Resolved, Diagnostics> {
+pub fn resolve(
+    files: &[FileDecls],
+    sources: &mut Sources,
+    opts: &ResolveOptions,
+) -> Result<Resolved, Diagnostics> {
     let mut diags = Diagnostics::default();
     let sets = set::parse(&opts.sets, sources, &opts.cwd, &mut diags);
     let sources: &Sources = sources;
 
-    let variables = vars::evaluate(files.iter().flat_map(|f| &f.variables).collect(), &opts.vars, &opts.env, sources, &mut diags);
+    let variables = vars::evaluate(
+        files.iter().flat_map(|f| &f.variables).collect(),
+        &opts.vars,
+        &opts.env,
+        sources,
+        &mut diags,
+    );
     let (groups, group_index) = merge_groups(files.iter().flat_map(|f| &f.groups));
     let raws = merge_targets(files.iter().flat_map(|f| &f.targets));
     let git = OnceCell::new();
-    let first_dir = sources.get(0).map(|f| f.dir.clone()).unwrap_or_else(|| opts.cwd.clone());
-    let builtins = Builtins { local_platform: &opts.local_platform, git: &git, git_dir: &first_dir };
+    let first_dir = sources
+        .get(0)
+        .map(|f| f.dir.clone())
+        .unwrap_or_else(|| opts.cwd.clone());
+    let builtins = Builtins {
+        local_platform: &opts.local_platform,
+        git: &git,
+        git_dir: &first_dir,
+    };
 
     // Matrix expansion → concrete declarations.
     let mut concrete: Vec<Concrete> = Vec::new();
@@ -97,7 +114,12 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
         };
         let mut duplicates = 0usize;
         for bindings in combos {
-            let scope = TargetScope { vars: &variables, builtins: &builtins, bindings: &bindings, target: None };
+            let scope = TargetScope {
+                vars: &variables,
+                builtins: &builtins,
+                bindings: &bindings,
+                target: None,
+            };
             let name = match interp::interpolate(&raw.name, &scope, sources, false) {
                 Ok(v) => v.to_text(),
                 Err(d) => {
@@ -115,13 +137,25 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
                     }
                 }
                 let d = if same_matrix {
-                    Diag::new("mybake::resolve::duplicate-expansion", format!("matrix of `{}` expands to `{name}` more than once", raw.name.v))
-                        .label(raw.name.span, format!("`{name}` again for {}", describe(&bindings)))
-                        .help("include every axis in the target name, e.g. `svc-${svc}-${variant}`")
+                    Diag::new(
+                        "mybake::resolve::duplicate-expansion",
+                        format!(
+                            "matrix of `{}` expands to `{name}` more than once",
+                            raw.name.v
+                        ),
+                    )
+                    .label(
+                        raw.name.span,
+                        format!("`{name}` again for {}", describe(&bindings)),
+                    )
+                    .help("include every axis in the target name, e.g. `svc-${svc}-${variant}`")
                 } else {
-                    Diag::new("mybake::resolve::duplicate-target", format!("target name `{name}` is produced twice"))
-                        .label(raw.name.span, format!("`{name}` here"))
-                        .label(raws[p.raw].name.span, "and here")
+                    Diag::new(
+                        "mybake::resolve::duplicate-target",
+                        format!("target name `{name}` is produced twice"),
+                    )
+                    .label(raw.name.span, format!("`{name}` here"))
+                    .label(raws[p.raw].name.span, "and here")
                 };
                 diags.push(d);
                 continue;
@@ -131,34 +165,86 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
             if raw.matrix.is_some() {
                 templates.entry(raw.name.v.clone()).or_default().push(i);
             }
-            concrete.push(Concrete { name: Sp::new(name, raw.name.span), raw: ri, bindings });
+            concrete.push(Concrete {
+                name: Sp::new(name, raw.name.span),
+                raw: ri,
+                bindings,
+            });
         }
     }
     for g in &groups {
         if index.contains_key(&g.name.v) {
-            diags.push(Diag::new("mybake::resolve::name-clash", format!("`{}` is both a group and a target", g.name.v)).label(g.name.span, "group").label(concrete[index[&g.name.v]].name.span, "target"));
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::name-clash",
+                    format!("`{}` is both a group and a target", g.name.v),
+                )
+                .label(g.name.span, "group")
+                .label(concrete[index[&g.name.v]].name.span, "target"),
+            );
         }
     }
 
     // Inheritance (memoised, cycles reported once).
-    let parents = raws.iter().flat_map(|r| r.inherits.iter().flatten()).map(|p| p.v.as_str()).collect();
-    let mut inh = Inheritance { raws: &raws, concrete: &concrete, index: &index, memo: vec![None; concrete.len()], parents, stack: Vec::new(), sources, vars: &variables, builtins: &builtins };
+    let parents = raws
+        .iter()
+        .flat_map(|r| r.inherits.iter().flatten())
+        .map(|p| p.v.as_str())
+        .collect();
+    let mut inh = Inheritance {
+        raws: &raws,
+        concrete: &concrete,
+        index: &index,
+        memo: vec![None; concrete.len()],
+        parents,
+        stack: Vec::new(),
+        sources,
+        vars: &variables,
+        builtins: &builtins,
+    };
     let mut targets = Vec::with_capacity(concrete.len());
     for (i, c) in concrete.iter().enumerate() {
         let attrs = inh.effective(i, &mut diags);
         let raw = &raws[c.raw];
-        let scope = TargetScope { vars: &variables, builtins: &builtins, bindings: &c.bindings, target: Some(&c.name.v) };
+        let scope = TargetScope {
+            vars: &variables,
+            builtins: &builtins,
+            bindings: &c.bindings,
+            target: Some(&c.name.v),
+        };
         let mut attrs = interpolate_attrs(attrs, &scope, sources, &mut diags);
         for o in sets.iter().filter(|o| o.matches(&c.name.v)) {
             set::apply(o, &mut attrs, &mut diags);
         }
-        let decl_dir = sources.get(raw.name.span.file).map(|f| f.dir.clone()).unwrap_or_else(|| opts.cwd.clone());
-        let t = finish(c.name.clone(), raw.matrix.as_ref().map(|_| raw.name.v.clone()), attrs, &decl_dir, sources, &opts.cwd, &opts.env, &mut diags);
+        let decl_dir = sources
+            .get(raw.name.span.file)
+            .map(|f| f.dir.clone())
+            .unwrap_or_else(|| opts.cwd.clone());
+        let t = finish(
+            c.name.clone(),
+            raw.matrix.as_ref().map(|_| raw.name.v.clone()),
+            attrs,
+            &decl_dir,
+            sources,
+            &opts.cwd,
+            &opts.env,
+            &mut diags,
+        );
         targets.push(t);
     }
     for o in &sets {
         if !concrete.iter().any(|c| o.matches(&c.name.v)) {
-            diags.push(Diag::new("mybake::set::no-match", format!("--set: no target matches `{}`", o.pattern)).label(o.pattern_span, "matches nothing").help_opt(suggest(&o.pattern, concrete.iter().map(|c| c.name.v.as_str()))));
+            diags.push(
+                Diag::new(
+                    "mybake::set::no-match",
+                    format!("--set: no target matches `{}`", o.pattern),
+                )
+                .label(o.pattern_span, "matches nothing")
+                .help_opt(suggest(
+                    &o.pattern,
+                    concrete.iter().map(|c| c.name.v.as_str()),
+                )),
+            );
         }
     }
 
@@ -172,13 +258,30 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
     }
     for g in &groups {
         for n in &g.targets {
-            if !index.contains_key(&n.v) && !group_index.contains_key(&n.v) && !templates.contains_key(&n.v) {
-                diags.push(unknown_target(n, "target or group", &index, &templates).help_opt(suggest(&n.v, index.keys().chain(group_index.keys()).map(String::as_str))));
+            if !index.contains_key(&n.v)
+                && !group_index.contains_key(&n.v)
+                && !templates.contains_key(&n.v)
+            {
+                diags.push(
+                    unknown_target(n, "target or group", &index, &templates).help_opt(suggest(
+                        &n.v,
+                        index.keys().chain(group_index.keys()).map(String::as_str),
+                    )),
+                );
             }
         }
     }
 
-    let resolved = Resolved { cwd: opts.cwd.clone(), local_platform: opts.local_platform.clone(), variables, groups, group_index, targets, index, templates };
+    let resolved = Resolved {
+        cwd: opts.cwd.clone(),
+        local_platform: opts.local_platform.clone(),
+        variables,
+        groups,
+        group_index,
+        targets,
+        index,
+        templates,
+    };
     // Group cycles, whether or not the group is requested.
     for g in &resolved.groups {
         if let Err(d) = select(&resolved, std::slice::from_ref(&g.name.v)) {
@@ -188,14 +291,29 @@ pub fn resolve(files: &[FileDecls], sources: &mut Sources, opts: &ResolveOptions
     diags.into_result(resolved)
 }
 
-fn unknown_target(n: &Sp<String>, what: &str, index: &HashMap<String, usize>, templates: &BTreeMap<String, Vec<usize>>) -> Diag {
-    Diag::new("mybake::resolve::unknown-target", format!("unknown {what} `{}`", n.v))
-        .label(n.span, format!("no {what} of this name"))
-        .help_opt(suggest(&n.v, index.keys().chain(templates.keys()).map(String::as_str)))
+fn unknown_target(
+    n: &Sp<String>,
+    what: &str,
+    index: &HashMap<String, usize>,
+    templates: &BTreeMap<String, Vec<usize>>,
+) -> Diag {
+    Diag::new(
+        "mybake::resolve::unknown-target",
+        format!("unknown {what} `{}`", n.v),
+    )
+    .label(n.span, format!("no {what} of this name"))
+    .help_opt(suggest(
+        &n.v,
+        index.keys().chain(templates.keys()).map(String::as_str),
+    ))
 }
 
 fn describe(bindings: &[(String, String)]) -> String {
-    bindings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    bindings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A target after merging its declarations across files.
@@ -232,7 +350,12 @@ fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarg
             }
             None => {
                 index.insert(d.name.v.clone(), out.len());
-                out.push(RawTarget { name: d.name.clone(), inherits: d.inherits.clone(), matrix: d.matrix.clone(), attrs: d.attrs.clone() });
+                out.push(RawTarget {
+                    name: d.name.clone(),
+                    inherits: d.inherits.clone(),
+                    matrix: d.matrix.clone(),
+                    attrs: d.attrs.clone(),
+                });
             }
         }
     }
@@ -249,12 +372,18 @@ fn merge_attrs(into: &mut [Option<Value>], later: &[Option<Value>]) {
     }
 }
 
-fn merge_groups<'a>(decls: impl Iterator<Item = &'a GroupDecl>) -> (Vec<Group>, HashMap<String, usize>) {
+fn merge_groups<'a>(
+    decls: impl Iterator<Item = &'a GroupDecl>,
+) -> (Vec<Group>, HashMap<String, usize>) {
     let mut out: Vec<Group> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     for d in decls {
         let i = *index.entry(d.name.v.clone()).or_insert_with(|| {
-            out.push(Group { name: d.name.clone(), targets: Vec::new(), description: None });
+            out.push(Group {
+                name: d.name.clone(),
+                targets: Vec::new(),
+                description: None,
+            });
             out.len() - 1
         });
         if let Some(t) = &d.targets {
@@ -270,8 +399,20 @@ fn merge_groups<'a>(decls: impl Iterator<Item = &'a GroupDecl>) -> (Vec<Group>, 
 /// Most targets one matrix may expand to.
 pub const MAX_EXPANSIONS: usize = 10_000;
 
-fn expand_axes(axes: &[load::target::Axis], at: Span, vars: &Variables, builtins: &Builtins, sources: &Sources, diags: &mut Diagnostics) -> Vec<Vec<(String, String)>> {
-    let scope = TargetScope { vars, builtins, bindings: &[], target: None };
+fn expand_axes(
+    axes: &[load::target::Axis],
+    at: Span,
+    vars: &Variables,
+    builtins: &Builtins,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> Vec<Vec<(String, String)>> {
+    let scope = TargetScope {
+        vars,
+        builtins,
+        bindings: &[],
+        target: None,
+    };
     let mut all_vals = Vec::new();
     let mut total: usize = 1;
     for (_, values) in axes {
@@ -287,16 +428,34 @@ fn expand_axes(axes: &[load::target::Axis], at: Span, vars: &Variables, builtins
         all_vals.push(vals);
     }
     if total > MAX_EXPANSIONS {
-        diags.push(Diag::new("mybake::resolve::matrix-too-large", format!("matrix expands to {} targets, more than {MAX_EXPANSIONS}", if total == usize::MAX { "too many".to_string() } else { total.to_string() })).label(at, "this matrix"));
+        diags.push(
+            Diag::new(
+                "mybake::resolve::matrix-too-large",
+                format!(
+                    "matrix expands to {} targets, more than {MAX_EXPANSIONS}",
+                    if total == usize::MAX {
+                        "too many".to_string()
+                    } else {
+                        total.to_string()
+                    }
+                ),
+            )
+            .label(at, "this matrix"),
+        );
         return Vec::new();
     }
     let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
     for ((axis, _), vals) in axes.iter().zip(all_vals) {
-        combos = combos.into_iter().flat_map(|c| vals.iter().map(move |v| {
-            let mut c = c.clone();
-            c.push((axis.v.clone(), v.clone()));
-            c
-        })).collect();
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                vals.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((axis.v.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
     }
     combos
 }
@@ -311,9 +470,16 @@ struct Builtins<'a> {
 impl Builtins<'_> {
     fn git(&self) -> &(String, String) {
         self.git.get_or_init(|| {
-            let out = std::process::Command::new("git").arg("-C").arg(self.git_dir).args(["rev-parse", "HEAD"]).stderr(std::process::Stdio::null()).output();
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(self.git_dir)
+                .args(["rev-parse", "HEAD"])
+                .stderr(std::process::Stdio::null())
+                .output();
             let sha = match out {
-                Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                Ok(o) if o.status.success() => {
+                    String::from_utf8_lossy(&o.stdout).trim().to_string()
+                }
                 _ => String::new(),
             };
             let short = sha.chars().take(7).collect();
@@ -322,7 +488,12 @@ impl Builtins<'_> {
     }
 }
 
-pub const BUILTINS: &[&str] = &["MYBAKE_LOCAL_PLATFORM", "MYBAKE_TARGET", "MYBAKE_GIT_SHA", "MYBAKE_GIT_SHORT_SHA"];
+pub const BUILTINS: &[&str] = &[
+    "MYBAKE_LOCAL_PLATFORM",
+    "MYBAKE_TARGET",
+    "MYBAKE_GIT_SHA",
+    "MYBAKE_GIT_SHORT_SHA",
+];
 
 struct TargetScope<'a> {
     vars: &'a Variables,
@@ -347,7 +518,13 @@ impl Scope for TargetScope<'_> {
             "MYBAKE_LOCAL_PLATFORM" => Some(Val::Text(self.builtins.local_platform.to_string())),
             "MYBAKE_TARGET" => match self.target {
                 Some(t) => Some(Val::Text(t.to_string())),
-                None => return Err(Diag::new("mybake::resolve::builtin", "`MYBAKE_TARGET` cannot be used in a target name or matrix").label(at, "not available here")),
+                None => {
+                    return Err(Diag::new(
+                        "mybake::resolve::builtin",
+                        "`MYBAKE_TARGET` cannot be used in a target name or matrix",
+                    )
+                    .label(at, "not available here"))
+                }
             },
             "MYBAKE_GIT_SHA" => Some(Val::Text(self.builtins.git().0.clone())),
             "MYBAKE_GIT_SHORT_SHA" => Some(Val::Text(self.builtins.git().1.clone())),
@@ -355,7 +532,12 @@ impl Scope for TargetScope<'_> {
         })
     }
     fn names(&self) -> Vec<String> {
-        self.bindings.iter().map(|(k, _)| k.clone()).chain(self.vars.names().map(String::from)).chain(BUILTINS.iter().map(|s| s.to_string())).collect()
+        self.bindings
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(self.vars.names().map(String::from))
+            .chain(BUILTINS.iter().map(|s| s.to_string()))
+            .collect()
     }
 }
 
@@ -383,7 +565,12 @@ impl Inheritance<'_> {
         let raw = &self.raws[c.raw];
         let mut acc: Vec<Option<Value>> = vec![None; ATTRS.len()];
         for parent in raw.inherits.iter().flatten() {
-            let scope = TargetScope { vars: self.vars, builtins: self.builtins, bindings: &c.bindings, target: None };
+            let scope = TargetScope {
+                vars: self.vars,
+                builtins: self.builtins,
+                bindings: &c.bindings,
+                target: None,
+            };
             let pname = match interp::interpolate(parent, &scope, self.sources, false) {
                 Ok(v) => v.to_text(),
                 Err(d) => {
@@ -393,19 +580,31 @@ impl Inheritance<'_> {
             };
             let Some(&p) = self.index.get(&pname) else {
                 diags.push(
-                    Diag::new("mybake::resolve::unknown-target", format!("`{}` inherits from unknown target `{pname}`", c.name.v))
-                        .label(parent.span, "no target of this name")
-                        .help_opt(suggest(&pname, self.index.keys().map(String::as_str))),
+                    Diag::new(
+                        "mybake::resolve::unknown-target",
+                        format!("`{}` inherits from unknown target `{pname}`", c.name.v),
+                    )
+                    .label(parent.span, "no target of this name")
+                    .help_opt(suggest(&pname, self.index.keys().map(String::as_str))),
                 );
                 continue;
             };
             let on_stack = self.stack.iter().position(|(s, _)| *s == p);
             if p == i || on_stack.is_some() {
-                let chain: Vec<(usize, Span)> = on_stack.map(|k| self.stack[k..].to_vec()).unwrap_or_default();
-                let mut names: Vec<String> = chain.iter().map(|(s, _)| self.concrete[*s].name.v.clone()).collect();
+                let chain: Vec<(usize, Span)> = on_stack
+                    .map(|k| self.stack[k..].to_vec())
+                    .unwrap_or_default();
+                let mut names: Vec<String> = chain
+                    .iter()
+                    .map(|(s, _)| self.concrete[*s].name.v.clone())
+                    .collect();
                 names.push(c.name.v.clone());
                 names.push(pname.clone());
-                let mut d = Diag::new("mybake::resolve::inherit-cycle", format!("inheritance cycle: {}", names.join(" -> "))).label(parent.span, "inherits");
+                let mut d = Diag::new(
+                    "mybake::resolve::inherit-cycle",
+                    format!("inheritance cycle: {}", names.join(" -> ")),
+                )
+                .label(parent.span, "inherits");
                 for (_, span) in &chain {
                     d = d.label(*span, "inherits");
                 }
@@ -418,14 +617,20 @@ impl Inheritance<'_> {
             merge_attrs(&mut acc, &pattrs);
         }
         merge_attrs(&mut acc, &raw.attrs);
-        if self.parents.contains(c.name.v.as_str()) || self.parents.iter().any(|p| p.contains('$')) {
+        if self.parents.contains(c.name.v.as_str()) || self.parents.iter().any(|p| p.contains('$'))
+        {
             self.memo[i] = Some(acc.clone());
         }
         acc
     }
 }
 
-fn interpolate_attrs(mut attrs: Vec<Option<Value>>, scope: &dyn Scope, sources: &Sources, diags: &mut Diagnostics) -> Vec<Option<Value>> {
+fn interpolate_attrs(
+    mut attrs: Vec<Option<Value>>,
+    scope: &dyn Scope,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> Vec<Option<Value>> {
     for (i, slot) in attrs.iter_mut().enumerate() {
         let Some(v) = slot else { continue };
         if let Value::List(items) = v {
@@ -457,17 +662,43 @@ fn interpolate_attrs(mut attrs: Vec<Option<Value>>, scope: &dyn Scope, sources: 
     attrs
 }
 
-const OUTPUT_TYPES: &[&str] = &["registry", "image", "docker", "oci", "local", "tar", "cacheonly"];
+const OUTPUT_TYPES: &[&str] = &[
+    "registry",
+    "image",
+    "docker",
+    "oci",
+    "local",
+    "tar",
+    "cacheonly",
+];
 const ATTEST_TYPES: &[&str] = &["provenance", "sbom"];
 const NETWORKS: &[&str] = &["default", "none", "host"];
 
 /// Validate values and make paths absolute.
 #[allow(clippy::too_many_arguments)]
-fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Value>>, decl_dir: &Path, sources: &Sources, cwd: &Path, env: &HashMap<String, String>, diags: &mut Diagnostics) -> Target {
-    let dir_of = |span: Span| -> PathBuf { sources.get(span.file).map(|f| f.dir.clone()).unwrap_or_else(|| cwd.to_path_buf()) };
+fn finish(
+    name: Sp<String>,
+    template: Option<String>,
+    mut attrs: Vec<Option<Value>>,
+    decl_dir: &Path,
+    sources: &Sources,
+    cwd: &Path,
+    env: &HashMap<String, String>,
+    diags: &mut Diagnostics,
+) -> Target {
+    let dir_of = |span: Span| -> PathBuf {
+        sources
+            .get(span.file)
+            .map(|f| f.dir.clone())
+            .unwrap_or_else(|| cwd.to_path_buf())
+    };
     let home = env.get("HOME").cloned().unwrap_or_default();
     let abs = |s: &Sp<String>| -> String {
-        let p = if let Some(rest) = s.v.strip_prefix("~/") { PathBuf::from(&home).join(rest) } else { load::absolute(&dir_of(s.span), Path::new(&s.v)) };
+        let p = if let Some(rest) = s.v.strip_prefix("~/") {
+            PathBuf::from(&home).join(rest)
+        } else {
+            load::absolute(&dir_of(s.span), Path::new(&s.v))
+        };
         p.to_string_lossy().into_owned()
     };
     for (i, def) in ATTRS.iter().enumerate() {
@@ -483,7 +714,8 @@ fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Valu
                 if let Value::Map(m) = v {
                     for e in m.values_mut() {
                         let s = &e.value.v;
-                        if !(s.starts_with("target:") || s.contains("://") || s.starts_with("git@")) {
+                        if !(s.starts_with("target:") || s.contains("://") || s.starts_with("git@"))
+                        {
                             e.value.v = abs(&e.value);
                         }
                     }
@@ -506,18 +738,32 @@ fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Valu
                 // An empty value after an earlier error is that error's
                 // echo (a variable whose value was rejected).
                 if s.v != "true" && s.v != "false" && (!s.v.is_empty() || diags.is_empty()) {
-                    diags.push(Diag::new("mybake::resolve::bad-value", format!("`{}` must be true or false, found {:?}", def.name, s.v)).label(s.span, "not a boolean"));
+                    diags.push(
+                        Diag::new(
+                            "mybake::resolve::bad-value",
+                            format!("`{}` must be true or false, found {:?}", def.name, s.v),
+                        )
+                        .label(s.span, "not a boolean"),
+                    );
                 }
             }
         }
     }
     if attrs[A::Context.index()].is_none() {
-        attrs[A::Context.index()] = Some(Value::Str(Sp::none(decl_dir.to_string_lossy().into_owned())));
+        attrs[A::Context.index()] = Some(Value::Str(Sp::none(
+            decl_dir.to_string_lossy().into_owned(),
+        )));
     }
     if attrs[A::Dockerfile.index()].is_none() {
         attrs[A::Dockerfile.index()] = Some(Value::Str(Sp::none("Dockerfile".into())));
     }
-    let mut t = Target { is_abstract: name.v.starts_with('_'), name, template, attrs, deps: Vec::new() };
+    let mut t = Target {
+        is_abstract: name.v.starts_with('_'),
+        name,
+        template,
+        attrs,
+        deps: Vec::new(),
+    };
     for p in t.platforms() {
         if let Err(d) = platform::validate(&p.v, p.span) {
             diags.push(d);
@@ -526,7 +772,13 @@ fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Valu
     let mut seen: Vec<&str> = Vec::new();
     for p in t.platforms() {
         if seen.contains(&p.v.as_str()) {
-            diags.push(Diag::new("mybake::resolve::duplicate-platform", format!("platform `{}` is listed twice in `{}`", p.v, t.name.v)).label(p.span, "again here"));
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::duplicate-platform",
+                    format!("platform `{}` is listed twice in `{}`", p.v, t.name.v),
+                )
+                .label(p.span, "again here"),
+            );
         }
         seen.push(&p.v);
     }
@@ -535,23 +787,54 @@ fn finish(name: Sp<String>, template: Option<String>, mut attrs: Vec<Option<Valu
     for o in t.objects(A::Output) {
         let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
         if matches!(ty, "oci" | "local" | "tar") && o.get("dest").is_none() {
-            diags.push(Diag::new("mybake::resolve::missing-dest", format!("output `{ty}` of `{}` needs `dest=`", t.name.v)).label(o.span, "no destination"));
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::missing-dest",
+                    format!("output `{ty}` of `{}` needs `dest=`", t.name.v),
+                )
+                .label(o.span, "no destination"),
+            );
         }
     }
     for s in t.objects(A::Secret) {
         if s.get("src").is_some() == s.get("env").is_some() {
-            diags.push(Diag::new("mybake::resolve::secret-source", format!("secret of `{}` needs exactly one of `src=` or `env=`", t.name.v)).label(s.span, "here"));
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::secret-source",
+                    format!(
+                        "secret of `{}` needs exactly one of `src=` or `env=`",
+                        t.name.v
+                    ),
+                )
+                .label(s.span, "here"),
+            );
         }
     }
     if let Some(n) = t.str(A::Network) {
         if !NETWORKS.contains(&n.v.as_str()) {
-            diags.push(Diag::new("mybake::resolve::bad-value", format!("unknown network mode `{}`", n.v)).label(n.span, "unknown").help(format!("use one of: {}", NETWORKS.join(", "))));
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::bad-value",
+                    format!("unknown network mode `{}`", n.v),
+                )
+                .label(n.span, "unknown")
+                .help(format!("use one of: {}", NETWORKS.join(", "))),
+            );
         }
     }
     let deps: Vec<(String, Sp<String>)> = t
         .get(A::Contexts)
         .and_then(Value::as_map)
-        .map(|m| m.iter().filter_map(|(k, e)| e.value.v.strip_prefix("target:").map(|d| (k.clone(), Sp::new(d.to_string(), e.value.span)))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, e)| {
+                    e.value
+                        .v
+                        .strip_prefix("target:")
+                        .map(|d| (k.clone(), Sp::new(d.to_string(), e.value.span)))
+                })
+                .collect()
+        })
         .unwrap_or_default();
     t.deps = deps;
     t
@@ -562,9 +845,15 @@ fn check_types(t: &Target, a: A, known: &[&str], diags: &mut Diagnostics) {
         if let Some(ty) = o.get("type") {
             if !known.contains(&ty.v.as_str()) {
                 diags.push(
-                    Diag::new("mybake::resolve::bad-value", format!("unknown {} type `{}`", a.def().name, ty.v))
-                        .label(ty.span, "unknown type")
-                        .help_opt(suggest(&ty.v, known.iter().copied()).or_else(|| Some(format!("use one of: {}", known.join(", "))))),
+                    Diag::new(
+                        "mybake::resolve::bad-value",
+                        format!("unknown {} type `{}`", a.def().name, ty.v),
+                    )
+                    .label(ty.span, "unknown type")
+                    .help_opt(
+                        suggest(&ty.v, known.iter().copied())
+                            .or_else(|| Some(format!("use one of: {}", known.join(", ")))),
+                    ),
                 );
             }
         }

@@ -37,10 +37,19 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
     let mut sel = Selection::default();
     let names: Vec<Sp<String>> = if names.is_empty() {
         if r.group("default").is_none() {
-            let targets: Vec<&str> = r.targets.iter().filter(|t| !t.is_abstract).map(|t| t.name.v.as_str()).collect();
+            let targets: Vec<&str> = r
+                .targets
+                .iter()
+                .filter(|t| !t.is_abstract)
+                .map(|t| t.name.v.as_str())
+                .collect();
             let groups: Vec<&str> = r.groups.iter().map(|g| g.name.v.as_str()).collect();
-            let mut d = Diag::new("mybake::select::no-default", "no target named and no group `default` to build");
-            d = d.help(format!(
+            let mut d = Diag::new(
+                "mybake::select::no-default",
+                "no target named and no group `default` to build",
+            );
+            d =
+                d.help(format!(
                 "name a target or group, or declare `group \"default\"`; targets: {}; groups: {}",
                 if targets.is_empty() { "(none)".to_string() } else { targets.join(", ") },
                 if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") }
@@ -71,19 +80,34 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
     diags.into_result(sel)
 }
 
-fn expand(r: &Resolved, name: &Sp<String>, sel: &mut Selection, stack: &mut Vec<(String, Span)>, diags: &mut Diagnostics) {
+fn expand(
+    r: &Resolved,
+    name: &Sp<String>,
+    sel: &mut Selection,
+    stack: &mut Vec<(String, Span)>,
+    diags: &mut Diagnostics,
+) {
     if let Some(g) = r.group(&name.v) {
         if let Some(k) = stack.iter().position(|(s, _)| *s == name.v) {
             let mut path: Vec<&str> = stack[k..].iter().map(|(s, _)| s.as_str()).collect();
             path.push(&name.v);
-            let mut d = Diag::new("mybake::select::group-cycle", format!("groups include each other in a cycle: {}", path.join(" -> ")));
+            let mut d = Diag::new(
+                "mybake::select::group-cycle",
+                format!(
+                    "groups include each other in a cycle: {}",
+                    path.join(" -> ")
+                ),
+            );
             for (_, span) in &stack[k + 1..] {
                 d = d.label(*span, "includes");
             }
             diags.push(d.label(name.span, "includes"));
             return;
         }
-        sel.groups.insert(g.name.v.clone(), g.targets.iter().map(|t| t.v.clone()).collect());
+        sel.groups.insert(
+            g.name.v.clone(),
+            g.targets.iter().map(|t| t.v.clone()).collect(),
+        );
         stack.push((name.v.clone(), name.span));
         for t in &g.targets {
             expand(r, t, sel, stack, diags);
@@ -98,7 +122,20 @@ fn expand(r: &Resolved, name: &Sp<String>, sel: &mut Selection, stack: &mut Vec<
     } else if name.span.is_none() {
         // Names in groups were checked by `resolve`; this one is from the
         // command line.
-        let candidates = r.index.keys().chain(r.group_index.keys()).chain(r.templates.keys());
-        diags.push(Diag::new("mybake::select::unknown", format!("no target or group named `{}`", name.v)).help_opt(suggest(&name.v, candidates.map(String::as_str)).or_else(|| Some("`mybake list targets` shows what exists".into()))));
+        let candidates = r
+            .index
+            .keys()
+            .chain(r.group_index.keys())
+            .chain(r.templates.keys());
+        diags.push(
+            Diag::new(
+                "mybake::select::unknown",
+                format!("no target or group named `{}`", name.v),
+            )
+            .help_opt(
+                suggest(&name.v, candidates.map(String::as_str))
+                    .or_else(|| Some("`mybake list targets` shows what exists".into())),
+            ),
+        );
     }
 }

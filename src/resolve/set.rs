@@ -32,7 +32,12 @@ impl SetOverride {
 
 /// Parse every `--set` flag. The flags are registered as a pseudo-file
 /// `--set` so errors point into them.
-pub fn parse(flags: &[String], sources: &mut Sources, cwd: &Path, diags: &mut Diagnostics) -> Vec<SetOverride> {
+pub fn parse(
+    flags: &[String],
+    sources: &mut Sources,
+    cwd: &Path,
+    diags: &mut Diagnostics,
+) -> Vec<SetOverride> {
     if flags.is_empty() {
         return Vec::new();
     }
@@ -44,16 +49,30 @@ pub fn parse(flags: &[String], sources: &mut Sources, cwd: &Path, diags: &mut Di
         text.push('\n');
     }
     let file = sources.add_virtual("--set".into(), text, cwd.to_path_buf());
-    flags.iter().zip(offsets).filter_map(|(f, off)| parse_one(f, file, off, diags)).collect()
+    flags
+        .iter()
+        .zip(offsets)
+        .filter_map(|(f, off)| parse_one(f, file, off, diags))
+        .collect()
 }
 
 fn parse_one(flag: &str, file: FileId, off: usize, diags: &mut Diagnostics) -> Option<SetOverride> {
     let whole = Span::new(file, off, off + flag.len());
     let Some(eq) = flag.find('=') else {
-        diags.push(Diag::new("mybake::set::syntax", format!("--set {flag}: expected PATTERN.ATTRIBUTE=VALUE")).label(whole, "no `=`"));
+        diags.push(
+            Diag::new(
+                "mybake::set::syntax",
+                format!("--set {flag}: expected PATTERN.ATTRIBUTE=VALUE"),
+            )
+            .label(whole, "no `=`"),
+        );
         return None;
     };
-    let (lhs, append) = if flag[..eq].ends_with('+') { (&flag[..eq - 1], true) } else { (&flag[..eq], false) };
+    let (lhs, append) = if flag[..eq].ends_with('+') {
+        (&flag[..eq - 1], true)
+    } else {
+        (&flag[..eq], false)
+    };
     let value = &flag[eq + 1..];
     // PATTERN may itself contain dots: take the first split whose
     // remainder starts with a known attribute.
@@ -72,8 +91,14 @@ fn parse_one(flag: &str, file: FileId, off: usize, diags: &mut Diagnostics) -> O
     let Some((pattern, a, key, dot)) = found else {
         let attr = lhs.rsplit('.').next().unwrap_or(lhs);
         let at = Span::new(file, off + lhs.len() - attr.len(), off + lhs.len());
-        let mut d = Diag::new("mybake::set::unknown-attribute", format!("--set {flag}: `{attr}` is not a target attribute")).label(at, "unknown attribute");
-        d = d.help_opt(suggest(attr, ATTRS.iter().map(|a| a.name)).or_else(|| Some("the form is PATTERN.ATTRIBUTE=VALUE, e.g. `*.platforms=linux/arm64`".into())));
+        let mut d = Diag::new(
+            "mybake::set::unknown-attribute",
+            format!("--set {flag}: `{attr}` is not a target attribute"),
+        )
+        .label(at, "unknown attribute");
+        d = d.help_opt(suggest(attr, ATTRS.iter().map(|a| a.name)).or_else(|| {
+            Some("the form is PATTERN.ATTRIBUTE=VALUE, e.g. `*.platforms=linux/arm64`".into())
+        }));
         diags.push(d);
         return None;
     };
@@ -86,18 +111,45 @@ fn parse_one(flag: &str, file: FileId, off: usize, diags: &mut Diagnostics) -> O
         _ => false,
     };
     if !key_ok {
-        let msg = if needs_key { format!("--set {flag}: `{}` needs a key: PATTERN.{}.KEY=VALUE", def.name, def.name) } else { format!("--set {flag}: `{}` takes no key", def.name) };
+        let msg = if needs_key {
+            format!(
+                "--set {flag}: `{}` needs a key: PATTERN.{}.KEY=VALUE",
+                def.name, def.name
+            )
+        } else {
+            format!("--set {flag}: `{}` takes no key", def.name)
+        };
         diags.push(Diag::new("mybake::set::syntax", msg).label(whole, "here"));
         return None;
     }
-    if append && !matches!(def.shape, Shape::List | Shape::CsvList | Shape::Typed | Shape::Props) {
-        diags.push(Diag::new("mybake::set::syntax", format!("--set {flag}: `+=` appends to lists; `{}` is not a list", def.name)).label(whole, "use `=`"));
+    if append
+        && !matches!(
+            def.shape,
+            Shape::List | Shape::CsvList | Shape::Typed | Shape::Props
+        )
+    {
+        diags.push(
+            Diag::new(
+                "mybake::set::syntax",
+                format!(
+                    "--set {flag}: `+=` appends to lists; `{}` is not a list",
+                    def.name
+                ),
+            )
+            .label(whole, "use `=`"),
+        );
         return None;
     }
     let matcher = match Glob::new(pattern) {
         Ok(g) if !pattern.is_empty() => g.compile_matcher(),
         _ => {
-            diags.push(Diag::new("mybake::set::pattern", format!("--set {flag}: invalid target pattern `{pattern}`")).label(pattern_span, "invalid pattern"));
+            diags.push(
+                Diag::new(
+                    "mybake::set::pattern",
+                    format!("--set {flag}: invalid target pattern `{pattern}`"),
+                )
+                .label(pattern_span, "invalid pattern"),
+            );
             return None;
         }
     };
@@ -107,7 +159,10 @@ fn parse_one(flag: &str, file: FileId, off: usize, diags: &mut Diagnostics) -> O
         attr: a,
         key: key.map(String::from),
         append,
-        value: Sp::new(value.to_string(), Span::new(file, off + eq + 1, off + flag.len())),
+        value: Sp::new(
+            value.to_string(),
+            Span::new(file, off + eq + 1, off + flag.len()),
+        ),
         span: whole,
         pattern_span,
     })
@@ -123,7 +178,13 @@ pub fn apply(o: &SetOverride, attrs: &mut [Option<Value>], diags: &mut Diagnosti
             let items: Vec<Sp<String>> = if def.shape == Shape::CsvList {
                 vec![o.value.clone()]
             } else {
-                o.value.v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Sp::new(s.to_string(), o.value.span)).collect()
+                o.value
+                    .v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| Sp::new(s.to_string(), o.value.span))
+                    .collect()
             };
             match (o.append, slot.as_mut()) {
                 (true, Some(Value::List(l))) => l.extend(items),
@@ -132,7 +193,10 @@ pub fn apply(o: &SetOverride, attrs: &mut [Option<Value>], diags: &mut Diagnosti
         }
         Shape::KeyValue | Shape::ChildMap => {
             let key = o.key.clone().unwrap_or_default();
-            let entry = Entry { key_span: o.span, value: o.value.clone() };
+            let entry = Entry {
+                key_span: o.span,
+                value: o.value.clone(),
+            };
             match slot.as_mut() {
                 Some(Value::Map(m)) => {
                     m.insert(key, entry);
@@ -141,7 +205,9 @@ pub fn apply(o: &SetOverride, attrs: &mut [Option<Value>], diags: &mut Diagnosti
             }
         }
         Shape::Typed | Shape::Props => {
-            let Some(obj) = csv_object(&o.value, def.shape == Shape::Typed, diags) else { return };
+            let Some(obj) = csv_object(&o.value, def.shape == Shape::Typed, diags) else {
+                return;
+            };
             match (o.append, slot.as_mut()) {
                 (true, Some(Value::Objects(l))) => l.push(obj),
                 _ => *slot = Some(Value::Objects(vec![obj])),
@@ -155,23 +221,37 @@ pub fn csv_object(v: &Sp<String>, typed: bool, diags: &mut Diagnostics) -> Optio
     let mut fields = Vec::new();
     for part in v.v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('=') {
-            Some((k, val)) => fields.push((k.trim().to_string(), Sp::new(val.trim().to_string(), v.span))),
-            None if typed && fields.is_empty() => fields.push(("type".to_string(), Sp::new(part.to_string(), v.span))),
+            Some((k, val)) => fields.push((
+                k.trim().to_string(),
+                Sp::new(val.trim().to_string(), v.span),
+            )),
+            None if typed && fields.is_empty() => {
+                fields.push(("type".to_string(), Sp::new(part.to_string(), v.span)))
+            }
             None => {
-                diags.push(Diag::new("mybake::set::syntax", format!("`{part}` is not key=value")).label(v.span, "in this value"));
+                diags.push(
+                    Diag::new("mybake::set::syntax", format!("`{part}` is not key=value"))
+                        .label(v.span, "in this value"),
+                );
                 return None;
             }
         }
     }
     if typed && !fields.iter().any(|(k, _)| k == "type") {
-        diags.push(Diag::new("mybake::set::syntax", "expected `type=…`".to_string()).label(v.span, "no type"));
+        diags.push(
+            Diag::new("mybake::set::syntax", "expected `type=…`".to_string())
+                .label(v.span, "no type"),
+        );
         return None;
     }
     if let Some(i) = fields.iter().position(|(k, _)| k == "type") {
         let t = fields.remove(i);
         fields.insert(0, t);
     }
-    Some(Obj { span: v.span, fields })
+    Some(Obj {
+        span: v.span,
+        fields,
+    })
 }
 
 #[cfg(test)]
@@ -190,7 +270,10 @@ mod tests {
     fn parses_forms() {
         let (o, _) = one("*.platforms=linux/arm64");
         let o = o.unwrap();
-        assert_eq!((o.pattern.as_str(), o.attr, o.append), ("*", A::Platforms.index(), false));
+        assert_eq!(
+            (o.pattern.as_str(), o.attr, o.append),
+            ("*", A::Platforms.index(), false)
+        );
         let o = one("svc-*.tags+=x:1").0.unwrap();
         assert!(o.append && o.matches("svc-api") && !o.matches("base"));
         let o = one("api.arg.GO_VERSION=1.22").0.unwrap();
@@ -201,10 +284,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        assert_eq!(one("api.platfroms=x").1.items[0].help.as_deref(), Some("did you mean `platforms`?"));
+        assert_eq!(
+            one("api.platfroms=x").1.items[0].help.as_deref(),
+            Some("did you mean `platforms`?")
+        );
         assert!(one("api.arg=x").1.items[0].message.contains("needs a key"));
-        assert!(one("api.context+=x").1.items[0].message.contains("appends to lists"));
-        assert!(one("api.context").1.items[0].message.contains("expected PATTERN"));
+        assert!(one("api.context+=x").1.items[0]
+            .message
+            .contains("appends to lists"));
+        assert!(one("api.context").1.items[0]
+            .message
+            .contains("expected PATTERN"));
     }
 
     #[test]
@@ -213,12 +303,40 @@ mod tests {
         let mut d = Diagnostics::default();
         apply(&one("a.tags=x,y").0.unwrap(), &mut attrs, &mut d);
         apply(&one("a.tags+=z").0.unwrap(), &mut attrs, &mut d);
-        assert_eq!(attrs[A::Tags.index()].as_ref().unwrap().as_list().unwrap().len(), 3);
-        apply(&one("a.output=type=local,dest=out").0.unwrap(), &mut attrs, &mut d);
-        let o = &attrs[A::Output.index()].as_ref().unwrap().as_objects().unwrap()[0];
+        assert_eq!(
+            attrs[A::Tags.index()]
+                .as_ref()
+                .unwrap()
+                .as_list()
+                .unwrap()
+                .len(),
+            3
+        );
+        apply(
+            &one("a.output=type=local,dest=out").0.unwrap(),
+            &mut attrs,
+            &mut d,
+        );
+        let o = &attrs[A::Output.index()]
+            .as_ref()
+            .unwrap()
+            .as_objects()
+            .unwrap()[0];
         assert_eq!(o.get("dest").unwrap().v, "out");
-        apply(&one("a.cache-from=type=registry,ref=r").0.unwrap(), &mut attrs, &mut d);
-        assert_eq!(attrs[A::CacheFrom.index()].as_ref().unwrap().as_list().unwrap().len(), 1);
+        apply(
+            &one("a.cache-from=type=registry,ref=r").0.unwrap(),
+            &mut attrs,
+            &mut d,
+        );
+        assert_eq!(
+            attrs[A::CacheFrom.index()]
+                .as_ref()
+                .unwrap()
+                .as_list()
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(d.is_empty());
     }
 }

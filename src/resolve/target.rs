@@ -42,6 +42,8 @@ impl Target {
     }
     /// Absolute context directory.
     pub fn context_dir(&self) -> PathBuf {
-        self.str(A::Context).map(|s| PathBuf::from(&s.v)).unwrap_or_default()
+        self.str(A::Context)
+            .map(|s| PathBuf::from(&s.v))
+            .unwrap_or_default()
     }
 }

@@ -1,7 +1,11 @@
 use super::*;
 use crate::attrs::A;
 
-pub(crate) fn run(text: &str, sets: &[&str], vars: &[(&str, &str)]) -> Result<Resolved, Diagnostics> {
+pub(crate) fn run(
+    text: &str,
+    sets: &[&str],
+    vars: &[(&str, &str)],
+) -> Result<Resolved, Diagnostics> {
     let mut src = Sources::default();
     let f = src.add("mybake.kdl".into(), "/w/mybake.kdl".into(), text.into());
     let mut d = Diagnostics::default();
@@ -9,7 +13,10 @@ pub(crate) fn run(text: &str, sets: &[&str], vars: &[(&str, &str)]) -> Result<Re
     assert!(d.is_empty(), "load: {d:?}");
     let opts = ResolveOptions {
         cwd: "/w".into(),
-        vars: vars.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+        vars: vars
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
         env: HashMap::from([("HOME".to_string(), "/home/u".to_string())]),
         sets: sets.iter().map(|s| s.to_string()).collect(),
         local_platform: "linux/amd64".into(),
@@ -38,7 +45,10 @@ target "app" { inherits "_a" "_b"; arg "Z" "own" }
     .unwrap();
     let t = r.target("app").unwrap();
     let args = t.get(A::Arg).unwrap().as_map().unwrap();
-    let v: Vec<_> = args.iter().map(|(k, e)| format!("{k}={}", e.value.v)).collect();
+    let v: Vec<_> = args
+        .iter()
+        .map(|(k, e)| format!("{k}={}", e.value.v))
+        .collect();
     assert_eq!(v, ["X=a", "Y=b", "Z=own"]);
     assert_eq!(t.list(A::Tags)[0].v, "b");
     assert_eq!(t.platforms()[0].v, "linux/amd64");
@@ -66,7 +76,15 @@ group "default" { targets "svc-${svc}-${v}"; }
     )
     .unwrap();
     let names: Vec<_> = r.targets.iter().map(|t| t.name.v.as_str()).collect();
-    assert_eq!(names, ["svc-api-release", "svc-api-debug", "svc-worker-release", "svc-worker-debug"]);
+    assert_eq!(
+        names,
+        [
+            "svc-api-release",
+            "svc-api-debug",
+            "svc-worker-release",
+            "svc-worker-debug"
+        ]
+    );
     let t = r.target("svc-worker-debug").unwrap();
     assert_eq!(t.str(A::Context).unwrap().v, "/w/services/worker");
     assert_eq!(t.list(A::Tags)[0].v, "r/svc-worker-debug:dev");
@@ -79,15 +97,33 @@ fn list_variable_expands_in_list_position() {
     let r = run("variable \"P\" type=\"list\" default=\"linux/amd64,linux/arm64\"\ntarget \"a\" { platforms \"${P}\"; label \"p\" \"${P}\"; }\n", &[], &[]).unwrap();
     let t = r.target("a").unwrap();
     assert_eq!(t.platforms().len(), 2);
-    assert_eq!(t.get(A::Label).unwrap().as_map().unwrap()["p"].value.v, "linux/amd64,linux/arm64");
+    assert_eq!(
+        t.get(A::Label).unwrap().as_map().unwrap()["p"].value.v,
+        "linux/amd64,linux/arm64"
+    );
 }
 
 #[test]
 fn set_overrides_with_globs() {
-    let r = run("target \"svc-a\" { tags \"x\"; }\ntarget \"b\" { tags \"y\"; }\n", &["svc-*.tags+=z", "*.platforms=linux/arm64", "b.arg.K=V"], &[]).unwrap();
+    let r = run(
+        "target \"svc-a\" { tags \"x\"; }\ntarget \"b\" { tags \"y\"; }\n",
+        &["svc-*.tags+=z", "*.platforms=linux/arm64", "b.arg.K=V"],
+        &[],
+    )
+    .unwrap();
     assert_eq!(r.target("svc-a").unwrap().list(A::Tags).len(), 2);
     assert_eq!(r.target("b").unwrap().platforms()[0].v, "linux/arm64");
-    assert_eq!(r.target("b").unwrap().get(A::Arg).unwrap().as_map().unwrap()["K"].value.v, "V");
+    assert_eq!(
+        r.target("b")
+            .unwrap()
+            .get(A::Arg)
+            .unwrap()
+            .as_map()
+            .unwrap()["K"]
+            .value
+            .v,
+        "V"
+    );
     let e = run("target \"a\" {}\n", &["zzz.tags=x"], &[]).unwrap_err();
     assert!(e.items[0].message.contains("no target matches"));
 }
@@ -114,7 +150,10 @@ group "default" { targets "a" "zz"; }
 #[test]
 fn inherit_cycle_prints_path() {
     let e = errs("target \"a\" { inherits \"b\"; }\ntarget \"b\" { inherits \"a\"; }\n");
-    assert!(e.iter().any(|m| m == "inheritance cycle: a -> b -> a"), "{e:?}");
+    assert!(
+        e.iter().any(|m| m == "inheritance cycle: a -> b -> a"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -129,7 +168,10 @@ fn group_cycle_and_duplicate_expansion() {
 fn unset_variable_and_bad_bool() {
     let e = errs("variable \"R\"\ntarget \"a\" { tags \"${R}/a\"; no-cache \"maybe\"; }\n");
     assert!(e.iter().any(|m| m.contains("`R` has no value")), "{e:?}");
-    assert!(e.iter().any(|m| m.contains("must be true or false")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("must be true or false")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -137,7 +179,10 @@ fn paths_resolve_against_declaring_file() {
     let r = run("target \"a\" { context \"sub/../app\"; secret id=\"n\" src=\"~/.npmrc\"; output \"local\" dest=\"out\"; contexts { x \"./assets\"; y \"docker-image://r/i\"; }; }\n", &[], &[]).unwrap();
     let t = r.target("a").unwrap();
     assert_eq!(t.str(A::Context).unwrap().v, "/w/app");
-    assert_eq!(t.objects(A::Secret)[0].get("src").unwrap().v, "/home/u/.npmrc");
+    assert_eq!(
+        t.objects(A::Secret)[0].get("src").unwrap().v,
+        "/home/u/.npmrc"
+    );
     assert_eq!(t.objects(A::Output)[0].get("dest").unwrap().v, "/w/out");
     let c = t.get(A::Contexts).unwrap().as_map().unwrap();
     assert_eq!(c["x"].value.v, "/w/assets");

@@ -88,7 +88,13 @@ impl Variables {
 }
 
 /// Merge declarations (later attributes replace earlier ones) and evaluate.
-pub fn evaluate(decls: Vec<&VariableDecl>, flags: &[(String, String)], env: &HashMap<String, String>, sources: &Sources, diags: &mut Diagnostics) -> Variables {
+pub fn evaluate(
+    decls: Vec<&VariableDecl>,
+    flags: &[(String, String)],
+    env: &HashMap<String, String>,
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> Variables {
     // Merge by name, attribute by attribute.
     let mut merged: Vec<VariableDecl> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
@@ -115,8 +121,14 @@ pub fn evaluate(decls: Vec<&VariableDecl>, flags: &[(String, String)], env: &Has
     for (name, _) in flags {
         if !index.contains_key(name) {
             diags.push(
-                Diag::new("mybake::resolve::unknown-variable", format!("--var {name}: no variable `{name}` is declared"))
-                    .help_opt(suggest(name, merged.iter().map(|m| m.name.v.as_str())).or_else(|| Some(format!("declare it with `variable \"{name}\"`")))),
+                Diag::new(
+                    "mybake::resolve::unknown-variable",
+                    format!("--var {name}: no variable `{name}` is declared"),
+                )
+                .help_opt(
+                    suggest(name, merged.iter().map(|m| m.name.v.as_str()))
+                        .or_else(|| Some(format!("declare it with `variable \"{name}\"`"))),
+                ),
             );
         }
     }
@@ -125,7 +137,14 @@ pub fn evaluate(decls: Vec<&VariableDecl>, flags: &[(String, String)], env: &Has
         .map(|m| match &m.ty {
             None => VarType::String,
             Some(t) => VarType::parse(&t.v).unwrap_or_else(|| {
-                diags.push(Diag::new("mybake::resolve::bad-type", format!("unknown variable type `{}`", t.v)).label(t.span, "unknown type").help("use one of: string, bool, int, list"));
+                diags.push(
+                    Diag::new(
+                        "mybake::resolve::bad-type",
+                        format!("unknown variable type `{}`", t.v),
+                    )
+                    .label(t.span, "unknown type")
+                    .help("use one of: string, bool, int, list"),
+                );
                 VarType::String
             }),
         })
@@ -133,7 +152,16 @@ pub fn evaluate(decls: Vec<&VariableDecl>, flags: &[(String, String)], env: &Has
 
     // Values given as text (flag/env) are literal; defaults may interpolate
     // other variables, evaluated on demand with cycle detection.
-    let ev = Evaluator { decls: &merged, types: &types, index: &index, flags, env, sources, memo: RefCell::new(vec![None; merged.len()]), stack: RefCell::new(Vec::new()) };
+    let ev = Evaluator {
+        decls: &merged,
+        types: &types,
+        index: &index,
+        flags,
+        env,
+        sources,
+        memo: RefCell::new(vec![None; merged.len()]),
+        stack: RefCell::new(Vec::new()),
+    };
     let mut vars = Variables::default();
     for i in 0..merged.len() {
         let (origin, value, failed) = match ev.eval(i) {
@@ -145,7 +173,15 @@ pub fn evaluate(decls: Vec<&VariableDecl>, flags: &[(String, String)], env: &Has
         };
         let m = &merged[i];
         vars.index.insert(m.name.v.clone(), i);
-        vars.list.push(Variable { name: m.name.clone(), ty: types[i], description: m.description.as_ref().map(|d| d.v.clone()), origin, value, failed, default: m.default.clone() });
+        vars.list.push(Variable {
+            name: m.name.clone(),
+            ty: types[i],
+            description: m.description.as_ref().map(|d| d.v.clone()),
+            origin,
+            value,
+            failed,
+            default: m.default.clone(),
+        });
     }
     vars
 }
@@ -170,8 +206,21 @@ impl Evaluator<'_> {
         }
         if self.stack.borrow().contains(&i) {
             let d = &self.decls[i];
-            let path: Vec<String> = self.stack.borrow().iter().chain(std::iter::once(&i)).map(|&j| self.decls[j].name.v.clone()).collect();
-            return Err(Diag::new("mybake::resolve::variable-cycle", format!("variables refer to each other in a cycle: {}", path.join(" -> "))).label(d.name.span, "part of the cycle"));
+            let path: Vec<String> = self
+                .stack
+                .borrow()
+                .iter()
+                .chain(std::iter::once(&i))
+                .map(|&j| self.decls[j].name.v.clone())
+                .collect();
+            return Err(Diag::new(
+                "mybake::resolve::variable-cycle",
+                format!(
+                    "variables refer to each other in a cycle: {}",
+                    path.join(" -> ")
+                ),
+            )
+            .label(d.name.span, "part of the cycle"));
         }
         self.stack.borrow_mut().push(i);
         let r = self.compute(i);
@@ -185,17 +234,29 @@ impl Evaluator<'_> {
         let ty = self.types[i];
         let name = &d.name.v;
         if let Some((_, v)) = self.flags.iter().rev().find(|(n, _)| n == name) {
-            return parse_text(v, ty).map(|v| (Origin::Flag, Some(v))).map_err(|why| bad_value(d, ty, &format!("--var {name}={v}"), why));
+            return parse_text(v, ty)
+                .map(|v| (Origin::Flag, Some(v)))
+                .map_err(|why| bad_value(d, ty, &format!("--var {name}={v}"), why));
         }
         if let Some(v) = self.env.get(name) {
-            return parse_text(v, ty).map(|v| (Origin::Env, Some(v))).map_err(|why| bad_value(d, ty, &format!("environment variable {name}={v}"), why));
+            return parse_text(v, ty)
+                .map(|v| (Origin::Env, Some(v)))
+                .map_err(|why| bad_value(d, ty, &format!("environment variable {name}={v}"), why));
         }
-        let Some(def) = &d.default else { return Ok((Origin::Unset, None)) };
+        let Some(def) = &d.default else {
+            return Ok((Origin::Unset, None));
+        };
         let origin = Origin::Default(def.span);
         let wrong = |found: &str| {
-            Diag::new("mybake::resolve::bad-value", format!("variable `{name}` is of type {} but its default is {found}", ty.name()))
-                .label(def.span, format!("not a {}", ty.name()))
-                .label(d.name.span, "declared here")
+            Diag::new(
+                "mybake::resolve::bad-value",
+                format!(
+                    "variable `{name}` is of type {} but its default is {found}",
+                    ty.name()
+                ),
+            )
+            .label(def.span, format!("not a {}", ty.name()))
+            .label(d.name.span, "declared here")
         };
         let v = match (&def.v, ty) {
             (DefaultValue::Bool(b), VarType::Bool) => Val::Text(b.to_string()),
@@ -204,9 +265,16 @@ impl Evaluator<'_> {
             (DefaultValue::Bool(_), _) => return Err(wrong("a boolean")),
             (DefaultValue::Int(_), _) => return Err(wrong("an integer")),
             (DefaultValue::Str(s), _) => {
-                let text = interp::interpolate(&Sp::new(s.clone(), def.span), self, self.sources, false)?.to_text();
+                let text =
+                    interp::interpolate(&Sp::new(s.clone(), def.span), self, self.sources, false)?
+                        .to_text();
                 parse_text(&text, ty).map_err(|why| {
-                    Diag::new("mybake::resolve::bad-value", format!("variable `{name}`: default {text:?} {why}")).label(def.span, format!("not a {}", ty.name())).label(d.name.span, "declared here")
+                    Diag::new(
+                        "mybake::resolve::bad-value",
+                        format!("variable `{name}`: default {text:?} {why}"),
+                    )
+                    .label(def.span, format!("not a {}", ty.name()))
+                    .label(d.name.span, "declared here")
                 })?
             }
         };
@@ -216,7 +284,9 @@ impl Evaluator<'_> {
 
 impl Scope for Evaluator<'_> {
     fn lookup(&self, name: &str, at: Span) -> Result<Option<Val>, Diag> {
-        let Some(&j) = self.index.get(name) else { return Ok(None) };
+        let Some(&j) = self.index.get(name) else {
+            return Ok(None);
+        };
         match self.eval(j)? {
             (_, Some(v)) => Ok(Some(v)),
             (_, None) => Err(unset(&self.decls[j].name, at)),
@@ -228,14 +298,24 @@ impl Scope for Evaluator<'_> {
 }
 
 pub fn unset(name: &Sp<String>, at: Span) -> Diag {
-    Diag::new("mybake::resolve::unset-variable", format!("variable `{}` has no value", name.v))
-        .label(at, "used here")
-        .label(name.span, "declared without a default")
-        .help(format!("give it a default, set the environment variable {0}, or pass --var {0}=VALUE", name.v))
+    Diag::new(
+        "mybake::resolve::unset-variable",
+        format!("variable `{}` has no value", name.v),
+    )
+    .label(at, "used here")
+    .label(name.span, "declared without a default")
+    .help(format!(
+        "give it a default, set the environment variable {0}, or pass --var {0}=VALUE",
+        name.v
+    ))
 }
 
 fn bad_value(d: &VariableDecl, ty: VarType, source: &str, why: String) -> Diag {
-    Diag::new("mybake::resolve::bad-value", format!("variable `{}` ({}): {source} {why}", d.name.v, ty.name())).label(d.name.span, "declared here")
+    Diag::new(
+        "mybake::resolve::bad-value",
+        format!("variable `{}` ({}): {source} {why}", d.name.v, ty.name()),
+    )
+    .label(d.name.span, "declared here")
 }
 
 /// Parse text (from a flag, the environment or a default) as `ty`.
@@ -247,8 +327,18 @@ pub fn parse_text(s: &str, ty: VarType) -> Result<Val, String> {
             "false" | "0" => Ok(Val::Text("false".into())),
             _ => Err("is not a boolean (true, false, 1, 0)".into()),
         },
-        VarType::Int => s.trim().parse::<i64>().map(|n| Val::Text(n.to_string())).map_err(|_| "is not an integer".into()),
-        VarType::List => Ok(Val::List(s.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect())),
+        VarType::Int => s
+            .trim()
+            .parse::<i64>()
+            .map(|n| Val::Text(n.to_string()))
+            .map_err(|_| "is not an integer".into()),
+        VarType::List => Ok(Val::List(
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect(),
+        )),
     }
 }
 
@@ -263,8 +353,14 @@ mod tests {
         let mut d = Diagnostics::default();
         let decls = decode_file(f, "t.kdl", text, &mut d);
         assert!(d.is_empty(), "{d:?}");
-        let flags: Vec<_> = flags.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        let env: HashMap<_, _> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let flags: Vec<_> = flags
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let env: HashMap<_, _> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         let v = evaluate(decls.variables.iter().collect(), &flags, &env, &src, &mut d);
         (v, d)
     }
@@ -272,8 +368,18 @@ mod tests {
     #[test]
     fn precedence_flag_env_default() {
         let kdl = "variable \"TAG\" default=\"dev\"\n";
-        assert_eq!(eval(kdl, &[], &[]).0.get("TAG").unwrap().value, Some(Val::Text("dev".into())));
-        assert_eq!(eval(kdl, &[], &[("TAG", "env")]).0.get("TAG").unwrap().value, Some(Val::Text("env".into())));
+        assert_eq!(
+            eval(kdl, &[], &[]).0.get("TAG").unwrap().value,
+            Some(Val::Text("dev".into()))
+        );
+        assert_eq!(
+            eval(kdl, &[], &[("TAG", "env")])
+                .0
+                .get("TAG")
+                .unwrap()
+                .value,
+            Some(Val::Text("env".into()))
+        );
         let (v, _) = eval(kdl, &[("TAG", "flag")], &[("TAG", "env")]);
         assert_eq!(v.get("TAG").unwrap().value, Some(Val::Text("flag".into())));
         assert_eq!(v.get("TAG").unwrap().origin, Origin::Flag);
@@ -284,19 +390,38 @@ mod tests {
         let kdl = "variable \"B\" type=\"bool\" default=false\nvariable \"N\" type=\"int\" default=4\nvariable \"L\" type=\"list\" default=\"a, b,\"\n";
         let (v, d) = eval(kdl, &[], &[]);
         assert!(d.is_empty());
-        assert_eq!(v.get("L").unwrap().value, Some(Val::List(vec!["a".into(), "b".into()])));
+        assert_eq!(
+            v.get("L").unwrap().value,
+            Some(Val::List(vec!["a".into(), "b".into()]))
+        );
         let (_, d) = eval(kdl, &[("N", "four")], &[]);
-        assert!(d.items[0].message.contains("--var N=four is not an integer"), "{d:?}");
+        assert!(
+            d.items[0]
+                .message
+                .contains("--var N=four is not an integer"),
+            "{d:?}"
+        );
         let (_, d) = eval(kdl, &[], &[("B", "yes")]);
-        assert!(d.items[0].message.contains("environment variable B=yes"), "{d:?}");
+        assert!(
+            d.items[0].message.contains("environment variable B=yes"),
+            "{d:?}"
+        );
     }
 
     #[test]
     fn defaults_interpolate_and_cycles_are_errors() {
-        let (v, d) = eval("variable \"R\" default=\"reg\"\nvariable \"I\" default=\"${R}/x\"\n", &[], &[]);
+        let (v, d) = eval(
+            "variable \"R\" default=\"reg\"\nvariable \"I\" default=\"${R}/x\"\n",
+            &[],
+            &[],
+        );
         assert!(d.is_empty());
         assert_eq!(v.get("I").unwrap().value, Some(Val::Text("reg/x".into())));
-        let (_, d) = eval("variable \"A\" default=\"${B}\"\nvariable \"B\" default=\"${A}\"\n", &[], &[]);
+        let (_, d) = eval(
+            "variable \"A\" default=\"${B}\"\nvariable \"B\" default=\"${A}\"\n",
+            &[],
+            &[],
+        );
         assert!(d.items.iter().any(|d| d.message.contains("cycle")), "{d:?}");
     }
 

@@ -23,7 +23,13 @@ pub struct Output {
 
 impl Test {
     pub fn new() -> Test {
-        Test { dir: tempfile::tempdir().expect("tempdir"), args: Vec::new(), env: Vec::new(), cwd: None, stdin: None }
+        Test {
+            dir: tempfile::tempdir().expect("tempdir"),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            stdin: None,
+        }
     }
 
     /// Write `mybake.kdl`.
@@ -65,28 +71,48 @@ impl Test {
 
     pub fn run(&self) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_mybake"));
-        c.args(&self.args).current_dir(self.cwd.as_deref().unwrap_or(self.dir.path())).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("HOME", self.dir.path()).env("NO_COLOR", "1");
+        c.args(&self.args)
+            .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("NO_COLOR", "1");
         for (k, v) in &self.env {
             c.env(k, v);
         }
         let out = if let Some(input) = &self.stdin {
             use std::io::Write;
-            c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            c.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
             let mut child = c.spawn().expect("spawn mybake");
-            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
             child.wait_with_output().expect("wait")
         } else {
             c.output().expect("run mybake")
         };
         let tmp = self.dir.path().to_string_lossy().into_owned();
         let redact = |b: &[u8]| String::from_utf8_lossy(b).replace(&tmp, "[TMP]");
-        Output { code: out.status.code().unwrap_or(-1), stdout: redact(&out.stdout), stderr: redact(&out.stderr) }
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: redact(&out.stdout),
+            stderr: redact(&out.stderr),
+        }
     }
 
     /// Run and expect exit code `code`.
     pub fn expect(&self, code: i32) -> Output {
         let o = self.run();
-        assert_eq!(o.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+        assert_eq!(
+            o.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            o.stdout, o.stderr
+        );
         o
     }
 }
