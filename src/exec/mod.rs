@@ -515,7 +515,7 @@ async fn solve_node(
             let msg = if e.is_cancelled() {
                 format!("{id}: cancelled")
             } else {
-                format!("{id}: {e}")
+                format!("{id} (builder {builder}): {e}")
             };
             let _ = events.send(Event::Failed {
                 node: id.into(),
