@@ -1326,7 +1326,8 @@ fn dockerfile_syntax_error() {
         .unwrap_or_else(|| panic!("the daemon's parse error is shown:\n{}", o.stderr));
     assert!(
         BOTH.iter()
-            .any(|p| line.starts_with(&format!("[t@{p}]")) && line.contains(&format!("t@{p}: "))),
+            .any(|p| line.starts_with(&format!("[t@{p}]"))
+                && line.contains(&format!("t@{p} (builder "))),
         "the error names the node [target@platform]: {line}"
     );
     assert!(o.stderr.contains("nothing was published"), "{}", o.stderr);
