@@ -594,13 +594,12 @@ fn failure_message(events: &str, other: &str) -> Option<String> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|v| v["type"] == "failed")
         .filter_map(|v| v["error"].as_str().map(String::from))
-        .last();
+        .next_back();
     from_events.or_else(|| {
         events
             .lines()
             .chain(other.lines())
-            .filter(|l| l.trim_start().starts_with("ERROR"))
-            .last()
+            .rfind(|l| l.trim_start().starts_with("ERROR"))
             .map(|l| l.trim().to_string())
     })
 }

@@ -38,6 +38,14 @@ pub enum Event {
         at: SystemTime,
         error: String,
     },
+    /// The solve was stopped because the run was cancelled (another node
+    /// failed under fail-fast, or Ctrl-C).
+    Cancelled {
+        node: String,
+        at: SystemTime,
+        /// How long it had been running.
+        duration: Duration,
+    },
     /// Not run because something it needs failed or the run was cancelled.
     Skipped { node: String, reason: String },
 }

@@ -15,14 +15,16 @@
 pub mod builders;
 pub mod event;
 pub mod preflight;
+pub mod priority;
 pub mod request;
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use petgraph::graph::NodeIndex;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 pub use event::Event;
 use mybake_buildkit::{CancellationToken, Client, Descriptor, Endpoint, StatusEvent};
@@ -89,9 +91,20 @@ pub enum ExecError {
     Unsupported(String),
 }
 
-/// A node's result as its dependents see it: `None` until it finishes.
-type Shared = Option<Result<Arc<NodeResult>, ()>>;
-type Slot = watch::Receiver<Shared>;
+/// Why a solve did not produce a result.
+#[derive(Debug)]
+enum NodeError {
+    /// The run was cancelled (another node failed, or Ctrl-C) while it ran.
+    Cancelled,
+    /// The message names the node (and the builder, for solve errors).
+    Failed(String),
+}
+
+impl From<String> for NodeError {
+    fn from(e: String) -> Self {
+        NodeError::Failed(e)
+    }
+}
 
 /// Whether node `n`'s result is pushed by digest, and where.
 fn push_target(
@@ -244,164 +257,184 @@ pub async fn run(
         });
     };
     let assigned: HashMap<NodeIndex, usize> = build_nodes.iter().copied().zip(assignment).collect();
-    let global = opts.jobs.map(|j| Arc::new(Semaphore::new(j.max(1))));
-    let node_sems: Vec<Arc<Semaphore>> = nodes
+    let native: Vec<Vec<String>> = nodes
         .iter()
-        .map(|n| Arc::new(Semaphore::new(n.jobs.max(1))))
+        .zip(&supported_by)
+        .map(|(spec, supported)| {
+            if spec.native.is_empty() {
+                supported.first().cloned().into_iter().collect()
+            } else {
+                spec.native.clone()
+            }
+        })
         .collect();
-    let mut senders: HashMap<NodeIndex, watch::Sender<Shared>> = HashMap::new();
-    let mut slots: HashMap<NodeIndex, Slot> = HashMap::new();
-    for &n in &plan.order {
-        let (tx, rx) = watch::channel(None);
-        senders.insert(n, tx);
-        slots.insert(n, rx);
-    }
+    let rank = priority::ranks(plan, |n| {
+        let p = plan.node(n).platform.as_deref().unwrap_or_default();
+        if platform_supported(p, &native[assigned[&n]]) {
+            priority::NATIVE_WEIGHT
+        } else {
+            priority::EMULATED_WEIGHT
+        }
+    });
+    let position: HashMap<NodeIndex, usize> = plan
+        .order
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (n, i))
+        .collect();
     let req_opts = RequestOptions {
         no_cache: opts.no_cache,
         pull: opts.pull,
         ssh_auth_sock: opts.ssh_auth_sock.clone(),
     };
-    let (done_tx, mut done_rx) =
-        mpsc::unbounded_channel::<(NodeIndex, Result<Arc<NodeResult>, Option<String>>)>();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut builds = 0usize;
-    for &n in &plan.order {
-        let node = plan.node(n).clone();
-        if node.kind != NodeKind::Build {
-            continue;
-        }
-        builds += 1;
-        let needs: Vec<(NodeIndex, Slot)> = plan
-            .needs(n)
-            .into_iter()
-            .map(|d| (d, slots[&d].clone()))
-            .collect();
-        let t = r.targets[node.target].clone();
-        let platform = node.platform.clone().unwrap_or_default();
-        let push = pushes[&n].clone();
-        let id = node.id.clone();
-        let events = events.clone();
-        let cancel = cancel.clone();
-        let node_ix = assigned[&n];
-        let sem = node_sems[node_ix].clone();
-        let global = global.clone();
-        let client = clients[node_ix].clone();
-        let builder_name = nodes[node_ix].name.clone();
-        let tx = senders.remove(&n).expect("one sender per node");
-        let done = done_tx.clone();
-        let names: HashMap<NodeIndex, String> = needs
-            .iter()
-            .map(|(d, _)| (*d, plan.node(*d).target_name.clone()))
-            .collect();
-        let req_opts = req_opts.clone();
-        let _ = events.send(Event::Queued { node: id.clone() });
-        tasks.spawn(async move {
-            // Wait for what this node needs.
-            let mut deps: HashMap<String, String> = HashMap::new();
-            for (d, mut rx) in needs {
-                let res = tokio::select! {
-                    _ = cancel.cancelled() => None,
-                    r = rx.wait_for(Option::is_some) => r.ok().and_then(|v| v.clone()),
-                };
-                match res {
-                    Some(Ok(result)) => {
-                        let dep_target = &names[&d];
-                        for (ctx, dep) in &t.deps {
-                            if &dep.v == dep_target {
-                                if let Some(reference) = &result.reference {
-                                    deps.insert(ctx.clone(), reference.clone());
-                                }
-                            }
-                        }
-                    }
-                    _ => {
-                        let reason = if cancel.is_cancelled() {
-                            "run cancelled".to_string()
-                        } else {
-                            format!("{} failed", names[&d])
-                        };
-                        let _ = events.send(Event::Skipped {
-                            node: id.clone(),
-                            reason,
-                        });
-                        let _ = tx.send(Some(Err(())));
-                        let _ = done.send((n, Err(None)));
-                        return;
-                    }
-                }
-            }
-            // A global slot (-j) first, then one on the node.
-            let permits = tokio::select! {
-                _ = cancel.cancelled() => None,
-                p = async {
-                    let g = match &global {
-                        Some(g) => Some(g.clone().acquire_owned().await.ok()?),
-                        None => None,
-                    };
-                    let n = sem.acquire_owned().await.ok()?;
-                    Some((g, n))
-                } => p,
-            };
-            let Some(_permits) = permits else {
-                let _ = events.send(Event::Skipped {
-                    node: id.clone(),
-                    reason: "run cancelled".into(),
-                });
-                let _ = tx.send(Some(Err(())));
-                let _ = done.send((n, Err(None)));
-                return;
-            };
-            let result = solve_node(
-                &client,
-                &builder_name,
-                &t,
-                &platform,
-                &deps,
-                push.as_ref(),
-                &req_opts,
-                &id,
-                &events,
-                cancel.clone(),
-            )
-            .await;
-            match result {
-                Ok(res) => {
-                    let res = Arc::new(res);
-                    let _ = tx.send(Some(Ok(res.clone())));
-                    let _ = done.send((n, Ok(res)));
-                }
-                Err(e) => {
-                    let _ = tx.send(Some(Err(())));
-                    let _ = done.send((n, Err(Some(e))));
-                }
-            }
+
+    // The run state lives in this task alone. Solves run as spawned tasks
+    // and report back through the JoinSet; a node is dispatched the moment
+    // the build nodes it needs have finished and both its builder node and
+    // the run (`-j`) have a free slot. Among ready nodes, the highest rank
+    // (longest remaining chain, see `priority`) goes first.
+    let global_cap = opts.jobs.map_or(usize::MAX, |j| j.max(1));
+    let caps: Vec<usize> = nodes.iter().map(|n| n.jobs.max(1)).collect();
+    let mut running = vec![0usize; nodes.len()];
+    let mut running_total = 0usize;
+    type ReadyEntry = (u64, std::cmp::Reverse<usize>, NodeIndex);
+    let mut ready: Vec<BinaryHeap<ReadyEntry>> = vec![BinaryHeap::new(); nodes.len()];
+    let mut waiting: HashMap<NodeIndex, usize> = HashMap::new();
+    for &n in &build_nodes {
+        let _ = events.send(Event::Queued {
+            node: plan.node(n).id.clone(),
         });
+        let needs = plan.needs(n).len();
+        if needs == 0 {
+            ready[assigned[&n]].push((rank[&n], std::cmp::Reverse(position[&n]), n));
+        } else {
+            waiting.insert(n, needs);
+        }
     }
-    drop(done_tx);
+    let mut results: HashMap<NodeIndex, Arc<NodeResult>> = HashMap::new();
+    let mut ended: HashSet<NodeIndex> = HashSet::new();
     let mut out = ExecOutcome::default();
-    let mut seen = 0usize;
-    while seen < builds {
-        let Some((n, res)) = done_rx.recv().await else {
+    let mut tasks: JoinSet<(NodeIndex, Result<NodeResult, NodeError>)> = JoinSet::new();
+    loop {
+        while !cancel.is_cancelled() && running_total < global_cap {
+            let best = (0..nodes.len())
+                .filter(|&b| running[b] < caps[b])
+                .filter_map(|b| ready[b].peek().map(|e| (*e, b)))
+                .max();
+            let Some((_, b)) = best else { break };
+            let (_, _, n) = ready[b].pop().expect("peeked");
+            running[b] += 1;
+            running_total += 1;
+            let node = plan.node(n);
+            let t = r.targets[node.target].clone();
+            let mut deps: HashMap<String, String> = HashMap::new();
+            for d in plan.needs(n) {
+                let dep_target = &plan.node(d).target_name;
+                let Some(reference) = results.get(&d).and_then(|res| res.reference.clone()) else {
+                    continue;
+                };
+                for (ctx, dep) in &t.deps {
+                    if &dep.v == dep_target {
+                        deps.insert(ctx.clone(), reference.clone());
+                    }
+                }
+            }
+            let platform = node.platform.clone().unwrap_or_default();
+            let push = pushes[&n].clone();
+            let id = node.id.clone();
+            let events = events.clone();
+            let cancel = cancel.clone();
+            let client = clients[b].clone();
+            let builder_name = nodes[b].name.clone();
+            let req_opts = req_opts.clone();
+            tasks.spawn(async move {
+                let res = solve_node(
+                    &client,
+                    &builder_name,
+                    &t,
+                    &platform,
+                    &deps,
+                    push.as_ref(),
+                    &req_opts,
+                    &id,
+                    &events,
+                    cancel,
+                )
+                .await;
+                (n, res)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
             break;
         };
-        seen += 1;
+        let (n, res) = match joined {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        let b = assigned[&n];
+        running[b] -= 1;
+        running_total -= 1;
+        ended.insert(n);
         match res {
-            Ok(r) => {
-                out.results.insert(n, (*r).clone());
+            Ok(result) => {
+                let result = Arc::new(result);
+                out.results.insert(n, (*result).clone());
+                results.insert(n, result);
+                for d in plan
+                    .graph
+                    .neighbors_directed(n, petgraph::Direction::Incoming)
+                {
+                    if let Some(w) = waiting.get_mut(&d) {
+                        *w -= 1;
+                        if *w == 0 {
+                            waiting.remove(&d);
+                            ready[assigned[&d]].push((
+                                rank[&d],
+                                std::cmp::Reverse(position[&d]),
+                                d,
+                            ));
+                        }
+                    }
+                }
             }
-            Err(Some(e)) if cancel.is_cancelled() && e.ends_with(": cancelled") => {
-                out.cancelled.push(n)
-            }
-            Err(Some(e)) => {
+            Err(NodeError::Cancelled) => out.cancelled.push(n),
+            Err(NodeError::Failed(e)) => {
                 out.failures.push((n, e));
+                // Everything that needs this node, directly or not, will not run.
+                let failed = plan.node(n).target_name.clone();
+                let mut stack = vec![n];
+                while let Some(x) = stack.pop() {
+                    for d in plan
+                        .graph
+                        .neighbors_directed(x, petgraph::Direction::Incoming)
+                    {
+                        if waiting.remove(&d).is_some() {
+                            ended.insert(d);
+                            out.skipped.push(d);
+                            let _ = events.send(Event::Skipped {
+                                node: plan.node(d).id.clone(),
+                                reason: format!("{failed} failed"),
+                            });
+                            stack.push(d);
+                        }
+                    }
+                }
                 if !opts.keep_going {
                     cancel.cancel();
                 }
             }
-            Err(None) => out.skipped.push(n),
         }
     }
-    while tasks.join_next().await.is_some() {}
+    // What never started: the run was cancelled (fail-fast or Ctrl-C).
+    for &n in &build_nodes {
+        if !ended.contains(&n) {
+            out.skipped.push(n);
+            let _ = events.send(Event::Skipped {
+                node: plan.node(n).id.clone(),
+                reason: "run cancelled".into(),
+            });
+        }
+    }
     Ok(out)
 }
 
@@ -426,7 +459,7 @@ async fn solve_node(
     id: &str,
     events: &mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
-) -> Result<NodeResult, String> {
+) -> Result<NodeResult, NodeError> {
     let nr = request::build(t, platform, deps, push, opts).map_err(|e| format!("{id}: {e}"))?;
     let session = nr.session().map_err(|e| format!("{id}: {e}"))?;
     let handle = session
@@ -475,7 +508,7 @@ async fn solve_node(
         Ok(resp) => {
             let descriptor = match resp.image_descriptor() {
                 Some(Ok(d)) => Some(d),
-                Some(Err(e)) => return Err(format!("{id}: {e}")),
+                Some(Err(e)) => return Err(format!("{id}: {e}").into()),
                 None => resp.image_digest().map(|d| Descriptor {
                     media_type: String::new(),
                     digest: d.to_string(),
@@ -488,7 +521,8 @@ async fn solve_node(
                 (Some(_), None) => {
                     return Err(format!(
                         "{id}: the builder returned no image digest for the pushed result"
-                    ))
+                    )
+                    .into())
                 }
                 _ => None,
             };
@@ -511,18 +545,22 @@ async fn solve_node(
                 builder: builder.to_string(),
             })
         }
+        Err(e) if e.is_cancelled() => {
+            let _ = events.send(Event::Cancelled {
+                node: id.into(),
+                at: SystemTime::now(),
+                duration: started.elapsed(),
+            });
+            Err(NodeError::Cancelled)
+        }
         Err(e) => {
-            let msg = if e.is_cancelled() {
-                format!("{id}: cancelled")
-            } else {
-                format!("{id} (builder {builder}): {e}")
-            };
+            let msg = format!("{id} (builder {builder}): {e}");
             let _ = events.send(Event::Failed {
                 node: id.into(),
                 at: SystemTime::now(),
                 error: msg.clone(),
             });
-            Err(msg)
+            Err(NodeError::Failed(msg))
         }
     }
 }

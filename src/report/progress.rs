@@ -142,6 +142,15 @@ impl Plain {
                 out.push(format!("[{node}] FAILED: {error}"));
                 out
             }
+            Event::Cancelled { node, duration, .. } => {
+                // Unfinished steps are dropped: their output is partial and
+                // not what the user needs to read.
+                self.steps.retain(|(n, _), _| n != node);
+                vec![format!(
+                    "[{node}] cancelled after {:.1}s",
+                    duration.as_secs_f64()
+                )]
+            }
             Event::Skipped { node, reason } => vec![format!("[{node}] skipped: {reason}")],
         }
     }
@@ -239,6 +248,9 @@ pub fn json_line(e: &Event) -> Option<String> {
         }
         Event::Failed { node, at, error } => {
             json!({ "type": "failed", "time": ms(at), "node": node, "error": error })
+        }
+        Event::Cancelled { node, at, duration } => {
+            json!({ "type": "cancelled", "time": ms(at), "node": node, "duration_ms": duration.as_millis() as u64 })
         }
         Event::Skipped { node, reason } => {
             json!({ "type": "skipped", "time": now, "node": node, "reason": reason })

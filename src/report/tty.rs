@@ -126,6 +126,16 @@ impl Tty {
                     }
                 }
             }
+            Event::Cancelled { node, duration, .. } => {
+                if let Some(b) = self.bars.remove(node) {
+                    b.finish_and_clear();
+                }
+                self.tails.remove(node);
+                self.println(format!(
+                    "- {node}: cancelled after {:.1}s",
+                    duration.as_secs_f64()
+                ));
+            }
             Event::Skipped { node, reason } => {
                 if let Some(b) = self.bars.remove(node) {
                     b.finish_and_clear();
