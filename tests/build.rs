@@ -27,225 +27,20 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::testbed::*;
 use common::{Output, Test};
 use serde_json::Value;
 
-const BUSYBOX: &str = "localhost:5000/busybox:latest";
-const REGISTRY: &str = "http://127.0.0.1:5000";
-const SOCK_PATH: &str = "/run/mybake-buildkitd.sock";
-const SOCK: &str = "unix:///run/mybake-buildkitd.sock";
 const BOTH: [&str; 2] = ["linux/amd64", "linux/arm64"];
 const NO_TAG: &str = "no tag was written";
 
 // ---------------------------------------------------------------- test bed
 
-/// Fail (never skip) when the test bed is not up.
-fn testbed() {
-    static UP: OnceLock<()> = OnceLock::new();
-    UP.get_or_init(|| {
-        let info = Command::new("docker")
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .output()
-            .expect("run `docker` (is the docker CLI installed?)");
-        assert!(
-            info.status.success(),
-            "the Docker daemon is not reachable (scripts/testbed/setup.sh): {}",
-            String::from_utf8_lossy(&info.stderr)
-        );
-        let (code, _) = http_get("/v2/", None);
-        assert_eq!(
-            code, 200,
-            "the registry at {REGISTRY} is not up (scripts/testbed/setup.sh)"
-        );
-        let (code, body) = http_get("/v2/busybox/manifests/latest", Some(OCI_ACCEPT));
-        assert_eq!(
-            code,
-            200,
-            "{BUSYBOX} is missing from the registry (scripts/testbed/setup.sh): {}",
-            String::from_utf8_lossy(&body)
-        );
-    });
-}
-
-/// The standalone-buildkitd socket must be there too.
-fn splice() {
-    testbed();
-    assert!(
-        Path::new(SOCK_PATH).exists(),
-        "{SOCK_PATH} is missing: start it with scripts/testbed/start-splice.sh"
-    );
-}
-
-/// `localhost:5000/mybake-it/<name>-<pid>-<nanos>`: unique per test and run.
-fn unique_repo(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!(
-        "localhost:5000/mybake-it/{name}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
-
-/// `localhost:5000/a/b` → `a/b` (the registry API's name).
-fn api_name(repo: &str) -> &str {
-    repo.strip_prefix("localhost:5000/")
-        .unwrap_or_else(|| panic!("{repo} is not on localhost:5000"))
-}
-
 // ---------------------------------------------------------------- commands
 
-fn cmd(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    Output {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Run docker, expect success, return stdout.
-fn docker(args: &[&str]) -> String {
-    let o = cmd("docker", args);
-    assert_eq!(
-        o.code,
-        0,
-        "docker {}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        o.stdout,
-        o.stderr
-    );
-    o.stdout
-}
-
-/// Runs images with `docker run`; when the test ends, removes every image
-/// record of the test's repositories from the Docker image store (the
-/// images it pulled, and the `<repo>` record that Docker's BuildKit leaves
-/// for each push by digest; see `concurrent_platform_exports_do_not_race`).
-/// Those records have no tag, so the docker CLI cannot remove them by
-/// name; hence `ctr`.
-#[derive(Default)]
-struct Pulled(Vec<String>);
-
-impl Pulled {
-    fn new(repos: &[&str]) -> Pulled {
-        Pulled(repos.iter().map(|r| r.to_string()).collect())
-    }
-
-    /// `docker run --rm --platform P [--entrypoint E] REF ARGS...` → stdout.
-    fn run(
-        &mut self,
-        platform: &str,
-        reference: &str,
-        entrypoint: Option<&str>,
-        args: &[&str],
-    ) -> String {
-        let mut a = vec!["run", "--rm", "--platform", platform];
-        if let Some(e) = entrypoint {
-            a.extend(["--entrypoint", e]);
-        }
-        a.push(reference);
-        a.extend(args);
-        let repo = reference.split('@').next().unwrap_or(reference).to_string();
-        if !self.0.contains(&repo) {
-            self.0.push(repo);
-        }
-        docker(&a)
-    }
-}
-
-/// Image records in the Docker (containerd) image store for `repo`.
-fn store_records(repo: &str) -> Vec<String> {
-    let o = cmd("ctr", &["-n", "moby", "images", "ls", "-q"]);
-    o.stdout
-        .lines()
-        .filter(|n| {
-            *n == repo || n.starts_with(&format!("{repo}@")) || n.starts_with(&format!("{repo}:"))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-impl Drop for Pulled {
-    fn drop(&mut self) {
-        for r in &self.0 {
-            let names = store_records(r);
-            if !names.is_empty() {
-                let mut a = vec!["-n", "moby", "images", "rm"];
-                a.extend(names.iter().map(String::as_str));
-                let _ = Command::new("ctr").args(&a).output();
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------- registry
-
-const OCI_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// GET `REGISTRY + path` with curl → (HTTP status, body).
-fn http_get(path: &str, accept: Option<&str>) -> (u16, Vec<u8>) {
-    let body = tempfile::NamedTempFile::new().expect("temp file");
-    let url = format!("{REGISTRY}{path}");
-    let mut args = vec![
-        "-sS",
-        "-o",
-        body.path().to_str().expect("utf-8 path"),
-        "-w",
-        "%{http_code}",
-    ];
-    let header;
-    if let Some(a) = accept {
-        header = format!("Accept: {a}");
-        args.extend(["-H", header.as_str()]);
-    }
-    args.push(&url);
-    let o = cmd("curl", &args);
-    assert_eq!(o.code, 0, "curl {url}: {}", o.stderr);
-    (
-        o.stdout
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("curl {url}: status {:?}", o.stdout)),
-        fs::read(body.path()).expect("read body"),
-    )
-}
-
-fn http_json(path: &str, accept: Option<&str>) -> Value {
-    let (code, body) = http_get(path, accept);
-    assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
-}
-
-/// The manifest `reference` (`repo@sha256:…`) points at, from the registry.
-fn manifest(reference: &str) -> Value {
-    let (repo, digest) = reference
-        .split_once('@')
-        .unwrap_or_else(|| panic!("{reference} is not by digest"));
-    http_json(
-        &format!("/v2/{}/manifests/{digest}", api_name(repo)),
-        Some(OCI_ACCEPT),
-    )
-}
-
-fn blob(repo: &str, digest: &str) -> Vec<u8> {
-    let (code, body) = http_get(&format!("/v2/{}/blobs/{digest}", api_name(repo)), None);
-    assert_eq!(
-        code,
-        200,
-        "blob {repo}@{digest}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    body
-}
 
 /// The image config of a by-digest reference, read from the registry.
 fn image_config(reference: &str) -> Value {
@@ -257,28 +52,10 @@ fn image_config(reference: &str) -> Value {
     serde_json::from_slice(&blob(repo, digest)).expect("config is JSON")
 }
 
-/// No tag was written to `repo`: `tags/list` is 404 NAME_UNKNOWN or empty.
-fn assert_no_tags(repo: &str) {
-    let (code, body) = http_get(&format!("/v2/{}/tags/list", api_name(repo)), None);
-    let text = String::from_utf8_lossy(&body);
-    match code {
-        404 => assert!(
-            text.contains("NAME_UNKNOWN"),
-            "tags/list of {repo}: 404 without NAME_UNKNOWN: {text}"
-        ),
-        200 => {
-            let v: Value = serde_json::from_slice(&body).expect("tags/list JSON");
-            let empty = v["tags"].is_null() || v["tags"].as_array().is_some_and(Vec::is_empty);
-            assert!(empty, "{repo} has tags: {v}");
-        }
-        _ => panic!("tags/list of {repo}: HTTP {code}: {text}"),
-    }
-}
-
 /// Nothing at all was pushed to `repo`: no tags, and the registry does not
 /// know the repository (no manifest and no layer was ever uploaded).
 fn assert_untouched(repo: &str) {
-    assert_no_tags(repo);
+    assert_no_tags(repo, "nothing may be published");
     assert!(
         !catalog().iter().any(|n| n == api_name(repo)),
         "{repo} exists in the registry (something was pushed)"
@@ -454,7 +231,7 @@ fn assert_published(
     platforms: &[&str],
 ) {
     if o.code != 0 {
-        assert_no_tags(repo);
+        assert_no_tags(repo, "nothing may be published");
         return;
     }
     let index = http_json(
@@ -568,7 +345,7 @@ fn hello(builder: Option<&str>) {
     if let Some(b) = builder {
         args.extend(["--builder", b]);
     }
-    let mut pulled = Pulled::new(&[&repo]);
+    let mut pulled = StoreCleanup::new(&[&repo]);
     let (o, meta) = build_push(t, &args);
     assert_progress(&o.stderr, "hello");
     if let Some(b) = builder {
@@ -608,7 +385,7 @@ fn hello_both_platforms_standalone_buildkitd() {
 fn build_without_push_stays_in_the_builder_cache() {
     testbed();
     let repo = unique_repo("no-push");
-    let _cleanup = Pulled::new(&[&repo]);
+    let _cleanup = StoreCleanup::new(&[&repo]);
     let nonce = api_name(&repo)
         .rsplit('/')
         .next()
@@ -660,7 +437,7 @@ fn concurrent_platform_exports_do_not_race() {
         }
         repos.push(repo);
     }
-    let _cleanup = Pulled(repos);
+    let _cleanup = StoreCleanup(repos);
     assert!(
         failures.is_empty(),
         "{} of 8 two-platform pushes to a new repository failed:\n{}",
@@ -704,7 +481,7 @@ target "app" {{
     if let Some(b) = builder {
         args.extend(["--builder", b]);
     }
-    let mut pulled = Pulled::new(&[&base_repo, &app_repo]);
+    let mut pulled = StoreCleanup::new(&[&base_repo, &app_repo]);
     let (o, meta) = build_push(t, &args);
     assert_progress(&o.stderr, "base");
     assert_progress(&o.stderr, "app");
@@ -720,7 +497,7 @@ target "app" {{
     }
     // The dependency went through its repository by digest, and is not
     // published: it was not requested.
-    assert_no_tags(&base_repo);
+    assert_no_tags(&base_repo, "nothing may be published");
     assert_published(&o, &meta, "app", &app_repo, "dev", &BOTH);
 }
 
@@ -866,7 +643,7 @@ fn context_fidelity() {
         assert!(want.contains_key(must), "fixture: {must} expected");
     }
 
-    let mut pulled = Pulled::new(&[&repo]);
+    let mut pulled = StoreCleanup::new(&[&repo]);
     let (o, meta) = build_push(t, &["ctx"]);
     let script = "find /ctx -mindepth 1 | while IFS= read -r p; do \
                     if [ -L \"$p\" ]; then l=$(readlink \"$p\"); else l=-; fi; \
@@ -938,7 +715,7 @@ fn context_changes_between_runs_are_seen() {
     chmod(&w.join("ctx/mode.sh"), 0o644);
     let dir = w.to_str().expect("utf-8 path");
     let list = "cd /ctx && find . -mindepth 1 | sort | while IFS= read -r p; do if [ -f \"$p\" ]; then echo \"$p $(stat -c %a \"$p\") $(head -n 1 \"$p\")\"; else echo \"$p/\"; fi; done";
-    let mut pulled = Pulled::new(&[&repo]);
+    let mut pulled = StoreCleanup::new(&[&repo]);
 
     let (_o, meta) = build_push(Test::new(), &["-C", dir, "t"]);
     let first = pulled.run(
@@ -999,7 +776,7 @@ target "inline" {{
          FROM {BUSYBOX} AS last\nRUN echo 'the last stage must not be built' > /last\n"
     );
     let t = Test::new().kdl(&kdl).file("Dockerfile", &dockerfile);
-    let mut pulled = Pulled::new(&[&repo, &inline_repo]);
+    let mut pulled = StoreCleanup::new(&[&repo, &inline_repo]);
     let (o, meta) = build_push(t, &["args", "inline", "--var", "VER=1.2.3"]);
     for p in BOTH {
         let r = meta.reference("args", p, &repo);
@@ -1091,7 +868,7 @@ target "sec" {{
     );
     // An unset variable is refused before anything runs (exit 2, located).
     let unset_repo = unique_repo("secrets-unset");
-    let _cleanup = Pulled::new(&[&unset_repo]);
+    let _cleanup = StoreCleanup::new(&[&unset_repo]);
     let set = format!("sec.tags={unset_repo}:dev");
     let t = Test::new()
         .kdl(&kdl)
@@ -1152,7 +929,7 @@ target "sec" {{
         .file("Dockerfile", &dockerfile)
         .file("secret.txt", FILE_SECRET)
         .env("MYBAKE_TEST_SECRET", ENV_SECRET);
-    let mut pulled = Pulled::new(&[&repo]);
+    let mut pulled = StoreCleanup::new(&[&repo]);
     let (o, meta) = build_push(t, &["sec"]);
     let leaks = |what: &str, text: &str| {
         for s in [ENV_SECRET, FILE_SECRET] {
@@ -1313,7 +1090,7 @@ fn missing_context_directory() {
 fn dockerfile_syntax_error() {
     testbed();
     let repo = unique_repo("syntax");
-    let _cleanup = Pulled::new(&[&repo]);
+    let _cleanup = StoreCleanup::new(&[&repo]);
     let o = expect(
         one_target(&repo, Some(&format!("FROMM {BUSYBOX}\n"))),
         &["build", "t", "--push", "--progress", "plain"],
@@ -1345,7 +1122,7 @@ fn failing_run_in_one_platform_stops_the_run() {
         api_name(&repo).rsplit('/').next().expect("name")
     );
     let dockerfile = format!("FROM {BUSYBOX}\nARG TARGETARCH\nRUN if [ \"$TARGETARCH\" = arm64 ]; then echo boom on $TARGETARCH >&2; exit 3; fi; sleep 60; echo {marker}\n");
-    let _cleanup = Pulled::new(&[&repo]);
+    let _cleanup = StoreCleanup::new(&[&repo]);
     let started = Instant::now();
     let o = expect(
         one_target(&repo, Some(&dockerfile)),

@@ -5,7 +5,7 @@
 //!
 //! These tests never skip: when the daemon, the registry or the splice
 //! socket is down they fail and say what is missing. Every test pushes to
-//! its own repositories `localhost:5000/mybake-sched/<test>-<nonce>` and
+//! its own repositories `localhost:5000/mybake-it/<test>-<nonce>` and
 //! puts a fresh nonce into every `RUN` step so nothing is cached from a
 //! previous run. Timings come from `--progress json` (`time` in ms).
 
@@ -15,195 +15,17 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::testbed::*;
 use common::{Output, Test};
 use serde_json::Value;
 
-const BUSYBOX: &str = "localhost:5000/busybox:latest";
-const REGISTRY: &str = "http://127.0.0.1:5000";
-const SOCK_PATH: &str = "/run/mybake-buildkitd.sock";
 const AMD: &str = "linux/amd64";
 const ARM: &str = "linux/arm64";
-const OCI_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-
-// ---------------------------------------------------------------- test bed
-
-/// Fail (never skip) when the test bed is not up.
-fn testbed() {
-    static UP: OnceLock<()> = OnceLock::new();
-    UP.get_or_init(|| {
-        let info = Command::new("docker")
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .output()
-            .expect("run `docker` (is the docker CLI installed?)");
-        assert!(
-            info.status.success(),
-            "the Docker daemon is not reachable (scripts/testbed/setup.sh): {}",
-            String::from_utf8_lossy(&info.stderr)
-        );
-        let (code, _) = http_get("/v2/", None);
-        assert_eq!(
-            code, 200,
-            "the registry at {REGISTRY} is not up (scripts/testbed/setup.sh)"
-        );
-        let (code, body) = http_get("/v2/busybox/manifests/latest", Some(OCI_ACCEPT));
-        assert_eq!(
-            code,
-            200,
-            "{BUSYBOX} is missing from the registry (scripts/testbed/setup.sh): {}",
-            String::from_utf8_lossy(&body)
-        );
-        assert!(
-            Path::new(SOCK_PATH).exists(),
-            "{SOCK_PATH} is missing: start it with scripts/testbed/start-splice.sh"
-        );
-    });
-}
-
-/// Unique per call, process and run.
-fn nonce() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!(
-        "{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// `localhost:5000/mybake-sched/<test>-<nonce>`.
-fn unique_repo(test: &str) -> String {
-    format!("localhost:5000/mybake-sched/{test}-{}", nonce())
-}
-
-fn api_name(repo: &str) -> &str {
-    repo.strip_prefix("localhost:5000/")
-        .unwrap_or_else(|| panic!("{repo} is not on localhost:5000"))
-}
-
-/// Removes, when the test ends, every record the builder left in the Docker
-/// (containerd) image store for the test's repositories (pushing by digest
-/// through Docker's BuildKit also names an image there).
-struct StoreCleanup(Vec<String>);
-
-impl Drop for StoreCleanup {
-    fn drop(&mut self) {
-        let Ok(o) = Command::new("ctr")
-            .args(["-n", "moby", "images", "ls", "-q"])
-            .output()
-        else {
-            return;
-        };
-        let names: Vec<String> = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter(|n| {
-                self.0.iter().any(|r| {
-                    *n == r || n.starts_with(&format!("{r}@")) || n.starts_with(&format!("{r}:"))
-                })
-            })
-            .map(str::to_string)
-            .collect();
-        if !names.is_empty() {
-            let _ = Command::new("ctr")
-                .args(["-n", "moby", "images", "rm"])
-                .args(&names)
-                .output();
-        }
-    }
-}
 
 // ---------------------------------------------------------------- registry
-
-/// GET `REGISTRY + path` with curl → (HTTP status, body).
-fn http_get(path: &str, accept: Option<&str>) -> (u16, Vec<u8>) {
-    let body = tempfile::NamedTempFile::new().expect("temp file");
-    let url = format!("{REGISTRY}{path}");
-    let mut c = Command::new("curl");
-    c.args([
-        "-sS",
-        "-o",
-        body.path().to_str().expect("utf-8 path"),
-        "-w",
-        "%{http_code}",
-    ]);
-    if let Some(a) = accept {
-        c.args(["-H", &format!("Accept: {a}")]);
-    }
-    let o = c.arg(&url).output().expect("run curl");
-    assert!(
-        o.status.success(),
-        "curl {url}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let code = String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| {
-            panic!(
-                "curl {url}: status {:?}",
-                String::from_utf8_lossy(&o.stdout)
-            )
-        });
-    (code, std::fs::read(body.path()).expect("read body"))
-}
-
-fn http_json(path: &str, accept: Option<&str>) -> Value {
-    let (code, body) = http_get(path, accept);
-    assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
-}
-
-/// The tags of `repo` (none when the registry does not know it).
-fn tags(repo: &str) -> Vec<String> {
-    let (code, body) = http_get(&format!("/v2/{}/tags/list", api_name(repo)), None);
-    let text = String::from_utf8_lossy(&body);
-    match code {
-        404 => {
-            assert!(
-                text.contains("NAME_UNKNOWN"),
-                "tags/list of {repo}: 404 without NAME_UNKNOWN: {text}"
-            );
-            Vec::new()
-        }
-        200 => {
-            let v: Value = serde_json::from_slice(&body).expect("tags/list JSON");
-            v["tags"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        }
-        _ => panic!("tags/list of {repo}: HTTP {code}: {text}"),
-    }
-}
-
-fn assert_no_tags(repo: &str, ctx: &str) {
-    let t = tags(repo);
-    assert!(t.is_empty(), "{repo} must have no tag ({ctx}), has {t:?}");
-}
-
-/// The manifest that `reference` (`repo@sha256:…`) names.
-fn manifest(reference: &str) -> Value {
-    let (repo, digest) = reference
-        .split_once('@')
-        .unwrap_or_else(|| panic!("{reference} is not by digest"));
-    http_json(
-        &format!("/v2/{}/manifests/{digest}", api_name(repo)),
-        Some(OCI_ACCEPT),
-    )
-}
 
 fn layers(m: &Value) -> Vec<String> {
     m["layers"]
@@ -1000,7 +822,7 @@ fn builder_disappearing_fails_the_run_naming_the_node() {
 
 #[test]
 fn two_nodes_with_disjoint_platforms() {
-    testbed();
+    splice();
     let n = nonce();
     let base_repo = unique_repo("pair-base");
     let app_repo = unique_repo("pair-app");
