@@ -1050,6 +1050,11 @@ fn wrong_tls_settings() {
         "the message names the endpoint:\n{}",
         o.stderr
     );
+    assert!(
+        o.stderr.contains("did not answer with TLS"),
+        "the message says the port does not speak TLS:\n{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("nothing was built"), "{}", o.stderr);
     assert_untouched(&repo);
 }

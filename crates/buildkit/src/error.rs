@@ -162,6 +162,13 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         current = source.source();
     }
+    // rustls' words for a peer that answered without TLS.
+    if out.contains("InvalidContentType") {
+        out.push_str(
+            " (the endpoint did not answer with TLS: if it is a plain port, \
+             drop ca=, cert= and key=)",
+        );
+    }
     out
 }
 
