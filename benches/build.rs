@@ -8,7 +8,9 @@
 //! or pushes the wrong thing.
 //!
 //! Cold runs start with `docker builder prune -af`, which empties the
-//! daemon's whole build cache (other users of the daemon included).
+//! daemon's whole build cache (other users of the daemon included), or with
+//! `--salt`, by writing new content into the base image's context so that
+//! every step of the DAG misses the cache.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -39,10 +41,12 @@ struct Opts {
     keep: Option<PathBuf>,
     /// `jobs=` of a one-node builder on `docker` (mybake's default per node otherwise).
     node_jobs: Option<usize>,
+    /// Cold runs rewrite `base/base.txt` instead of pruning the daemon's cache.
+    salt: bool,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: cargo bench --bench build -- [--services 16] [--libs 4] [--rounds 1] [--no-cold] [--no-warm] [--no-peer] [--attempts 3] [--node-jobs N] [--keep DIR]");
+    eprintln!("usage: cargo bench --bench build -- [--services 16] [--libs 4] [--rounds 1] [--no-cold] [--no-warm] [--no-peer] [--attempts 3] [--node-jobs N] [--salt] [--keep DIR]");
     std::process::exit(2)
 }
 
@@ -57,6 +61,7 @@ fn parse_args() -> Opts {
         attempts: 3,
         keep: None,
         node_jobs: None,
+        salt: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -82,6 +87,7 @@ fn parse_args() -> Opts {
             "--no-cold" => o.cold = false,
             "--no-warm" => o.warm = false,
             "--no-peer" => o.peer = false,
+            "--salt" => o.salt = true,
             "--keep" => o.keep = Some(PathBuf::from(val())),
             "-h" | "--help" => usage(),
             other => {
@@ -336,17 +342,28 @@ fn command(tool: Tool, dir: &Path, registry: &str) -> Command {
 
 /// One timed run (retried, up to `attempts`, when mybake hits the known
 /// export race; each retry of a cold run is cold again).
+#[allow(clippy::too_many_arguments)]
 fn run(
     tool: Tool,
     dir: &Path,
     registry: &str,
     cold: bool,
+    salt: bool,
     attempts: usize,
     scratch: &Path,
     label: &str,
 ) -> Run {
     for attempt in 1..=attempts {
-        if cold {
+        if cold && salt {
+            // New content in the base's context: every COPY and RUN of every
+            // image misses the cache (only the busybox base is resolved from
+            // cache), and nobody else's cache is touched.
+            std::fs::write(
+                dir.join("base/base.txt"),
+                format!("salt {label} {attempt} {}\n", epoch_ms(SystemTime::now())),
+            )
+            .expect("write base/base.txt");
+        } else if cold {
             prune();
         }
         let out = scratch.join(format!("{label}-{attempt}.out"));
@@ -694,7 +711,7 @@ fn main() {
     println!(
         "  mybake builder: {}",
         o.node_jobs.map_or(
-            "docker (default: at most 16 solves at once per node)".to_string(),
+            "docker (default: at most 64 solves at once per node)".to_string(),
             |j| format!("one node on docker with jobs={j} (mybake.builders.kdl)")
         )
     );
@@ -735,6 +752,7 @@ fn main() {
                         &dir,
                         &registry,
                         false,
+                        false,
                         o.attempts,
                         scratch.path(),
                         &format!("{}-prewarm", tool.name()),
@@ -746,6 +764,7 @@ fn main() {
                     &dir,
                     &registry,
                     cold,
+                    o.salt,
                     o.attempts,
                     scratch.path(),
                     &label.replace(' ', "-"),

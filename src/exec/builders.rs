@@ -16,10 +16,18 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Solves one node runs at once unless `jobs=` says otherwise. BuildKit
-/// schedules steps inside a solve itself; this only bounds how many solves
-/// (sessions, context uploads) a node has in flight.
-pub const DEFAULT_NODE_JOBS: usize = 16;
+/// Solves one node runs at once unless `jobs=` says otherwise.
+///
+/// BuildKit shares the machine among all steps of all solves itself, so
+/// this cap is not a throughput knob: it is a guard against flooding a
+/// builder with sessions, context uploads and in-memory solver state when a
+/// monorepo has hundreds of ready images. It is set high enough that a
+/// graph of a few dozen images per level never waits for a slot (with 16,
+/// the 32 ready service builds of the build bench queued for up to 20 s
+/// while the builder was no faster for it), and low enough that a
+/// thousand-image run keeps a bounded number of solves in flight. `-j`
+/// caps the whole run.
+pub const DEFAULT_NODE_JOBS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
