@@ -47,6 +47,12 @@ pub struct ExecOptions {
     pub insecure_registries: Vec<String>,
     /// `$SSH_AUTH_SOCK` for `ssh "default"`.
     pub ssh_auth_sock: Option<std::path::PathBuf>,
+    /// `--load`: requested targets also get `output "docker"`.
+    pub load: bool,
+    /// File exports (`local`, `tar`, `oci`, `docker`) per requested
+    /// target name, with their staging directories; the publish phase
+    /// moves or loads what they received (`publish::outputs`).
+    pub files: HashMap<String, Vec<request::FileExport>>,
 }
 
 /// One successful build node.
@@ -153,8 +159,11 @@ pub async fn run(
     {
         for o in t.objects(A::Output) {
             let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-            if !matches!(ty, "registry" | "image" | "cacheonly") {
-                return Err(ExecError::Unsupported(format!("target `{}`: output `{ty}` is not supported by this version yet (registry and cacheonly are)", t.name.v)));
+            if !matches!(
+                ty,
+                "registry" | "image" | "cacheonly" | "docker" | "oci" | "local" | "tar"
+            ) {
+                return Err(ExecError::Unsupported(format!("target `{}`: output `{ty}` is not supported (registry, docker, oci, local, tar and cacheonly are)", t.name.v)));
             }
         }
     }
@@ -260,6 +269,7 @@ pub async fn run(
         no_cache: opts.no_cache,
         pull: opts.pull,
         ssh_auth_sock: opts.ssh_auth_sock.clone(),
+        files: opts.files.clone(),
     };
     let (done_tx, mut done_rx) =
         mpsc::unbounded_channel::<(NodeIndex, Result<Arc<NodeResult>, Option<String>>)>();
