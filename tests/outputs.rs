@@ -190,10 +190,14 @@ fn check_layout(layout: &Path, name: &str, platforms: &[&str]) -> String {
 #[test]
 fn oci_layout_tarball_and_directory() {
     testbed();
-    let tag = format!("localhost:5000/mybake-it/{}:v1", unique("oci"));
+    let repo = format!("localhost:5000/mybake-it/{}", unique("oci"));
+    let tag = format!("{repo}:v1");
+    // Pushed too: one solve per platform with the push exporter and the
+    // oci exporter, and the same merged index in the registry and the
+    // layouts.
     let t = Test::new()
         .kdl(&format!(
-            "target \"img\" {{\n    platforms \"linux/amd64\" \"linux/arm64\"\n    tags \"{tag}\" \"localhost:5000/mybake-it/other:v2\"\n    attest \"provenance\" mode=\"min\"\n    output \"oci\" dest=\"dist/img.tar\"\n    output \"oci\" dest=\"dist/layout\" tar=\"false\"\n}}\n"
+            "target \"img\" {{\n    platforms \"linux/amd64\" \"linux/arm64\"\n    tags \"{tag}\" \"{repo}:v2\"\n    attest \"provenance\" mode=\"min\"\n    annotation \"index:org.opencontainers.image.description\" \"oci test\"\n    output \"registry\"\n    output \"oci\" dest=\"dist/img.tar\"\n    output \"oci\" dest=\"dist/layout\" tar=false\n}}\n"
         ))
         .file(
             "Dockerfile",
@@ -224,6 +228,28 @@ fn oci_layout_tarball_and_directory() {
     let outs = meta["img"]["mybake.outputs"].as_array().expect("outputs");
     assert_eq!(outs.len(), 2, "{meta}");
     assert!(outs.iter().all(|o| o["type"] == "oci" && o["digest"] == d1));
+    // The pushed index has the same image manifests; its attestation
+    // manifests come from the push export's own provenance (a second
+    // export of the same solve result), so only those may differ.
+    let pushed: Vec<Value> = meta["img"]["mybake.platforms"]
+        .as_array()
+        .expect("pushed platforms")
+        .clone();
+    let images: Vec<&str> = idx
+        .manifests
+        .iter()
+        .filter(|m| !m.is_attestation())
+        .map(|m| m.digest.as_str())
+        .collect();
+    let pushed: Vec<&str> = pushed
+        .iter()
+        .map(|p| p["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(images, pushed, "the same image manifests as pushed");
+    assert_eq!(
+        idx.annotations["org.opencontainers.image.description"],
+        "oci test"
+    );
     // No staging left beside the destinations.
     let mut left: Vec<String> = fs::read_dir(t.path().join("dist"))
         .unwrap()

@@ -185,6 +185,11 @@ impl Staging {
                     OutputKind::Tar => FileExportKind::Tar,
                     OutputKind::Oci { .. } | OutputKind::Docker => FileExportKind::Oci,
                 };
+                // One OCI archive per platform serves every `oci` and
+                // `docker` output of the target (see [`prepare`]).
+                if kind == FileExportKind::Oci && list.iter().any(|e: &FileExport| e.kind == kind) {
+                    continue;
+                }
                 list.push(FileExport { kind, dir });
             }
             s.dirs.insert(name.clone(), dirs);
@@ -913,9 +918,11 @@ mod tests {
             b.append_data(&mut h, "etc/x", &b"hi"[..]).unwrap();
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Link);
+            h.set_size(0);
             b.append_link(&mut h, "etc/y", "etc/x").unwrap();
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
             b.append_link(&mut h, "sh", "/bin/busybox").unwrap();
             b.into_inner().unwrap().flush().unwrap();
             parts.push((p.to_string(), path));
