@@ -15,8 +15,12 @@
 //! Each call carries the index of the exporter in the solve's `Exporters`
 //! list in the gRPC metadata `buildkit-attachable-exporter-id` (0 when
 //! missing, as with a single pre-v0.13 exporter), and a file stream the
-//! exporter's response as `exporter-md-<key>` values. The client maps
-//! exporter ids to a [`Target`]: a directory (fsutil) or a file (bytes).
+//! exporter's response as `exporter-md-<key>` values (not used here: the
+//! solve's response carries the same). The client maps exporter ids to a
+//! [`Target`]: a directory (fsutil) or a file (bytes). A file target must
+//! not exist yet (`AlreadyExists` otherwise, as the Go client answers when
+//! its writer function returns none); the call ends with OK once the
+//! daemon closed its side and everything is written and synced.
 //!
 //! Because the two message types differ on the wire, the service decodes
 //! raw frames itself ([`FileSendServer`]) and picks the protobuf type from
