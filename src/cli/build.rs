@@ -9,6 +9,7 @@ use super::args::{BuildArgs, Progress, Publish};
 use super::{exit, Outcome};
 use crate::exec::{self, Event, ExecOptions};
 use crate::plan::{NodeKind, Plan};
+use crate::publish::outputs::{self, FileOutput};
 use crate::report::progress::Plain;
 use crate::resolve::Resolved;
 use mybake_buildkit::CancellationToken;
@@ -19,9 +20,6 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         stdout: String::new(),
         stderr: msg,
     };
-    if b.load {
-        return err(exit::FAILED, "mybake: --load (output \"docker\") is not supported by this version yet; nothing was built\n".into());
-    }
     let insecure: Vec<String> = env
         .get("MYBAKE_INSECURE_REGISTRIES")
         .map(|s| s.split(',').map(str::to_string).collect())
@@ -35,8 +33,35 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         Ok(n) => n,
         Err(e) => return err(exit::INVALID, format!("mybake: {e}\n")),
     };
+    // File outputs (`local`, `tar`, `oci`, `docker`/--load) of the
+    // requested targets: staged next to their destinations while the
+    // builds run, placed only in the publish phase.
+    let mut file_targets: Vec<(String, Vec<FileOutput>)> = Vec::new();
+    for m in plan
+        .graph
+        .node_indices()
+        .filter(|&n| plan.node(n).kind == NodeKind::Merge)
+    {
+        let t = &r.targets[plan.node(m).target];
+        match outputs::target_outputs(t, b.load) {
+            Ok(o) if o.is_empty() => {}
+            Ok(o) => file_targets.push((t.name.v.clone(), o)),
+            Err(e) => return err(exit::FAILED, format!("mybake: {e}; nothing was built\n")),
+        }
+    }
+    let (staging, files) = match outputs::Staging::create(&file_targets) {
+        Ok(s) => s,
+        Err(e) => {
+            return err(
+                exit::FAILED,
+                format!("mybake: outputs: {e}; nothing was built\n"),
+            )
+        }
+    };
     let opts = ExecOptions {
         nodes,
+        load: b.load,
+        files,
         jobs: b.jobs,
         push: b.push,
         keep_going: b.keep_going,
@@ -208,6 +233,27 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             &outcome,
             b.publish == Publish::PerTarget || !failed,
         );
+        // File outputs: build the final artifacts in staging before any
+        // tag is written; place them after the registry publish.
+        let allowed = b.publish == Publish::PerTarget || !failed;
+        let file_plan = file_outputs(r, plan, &outcome, allowed, &file_targets);
+        let ready = if file_plan.is_empty() {
+            Vec::new()
+        } else {
+            let prepared = {
+                let staging = &staging;
+                tokio::task::block_in_place(|| outputs::prepare(&file_plan, staging))
+            };
+            match prepared {
+                Ok(r) => r,
+                Err(e) => {
+                    msg.push_str(&format!(
+                        "mybake: preparing outputs failed: {e}\nmybake: nothing was written, loaded or published\n"
+                    ));
+                    return err(exit::FAILED, msg);
+                }
+            }
+        };
         let mut published = None;
         if !targets.is_empty() {
             let opts = crate::publish::PublishOptions {
@@ -253,6 +299,32 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 }
             }
         }
+        let mut written = None;
+        if !ready.is_empty() {
+            let docker = match mybake_buildkit::Endpoint::parse_with_env("docker", |k| {
+                env.get(k).cloned()
+            }) {
+                Ok(mybake_buildkit::Endpoint::Docker(d)) => Some(d),
+                _ => None,
+            };
+            match outputs::commit(ready, docker.as_ref(), staging.run_id()).await {
+                Ok(rep) => {
+                    if progress != Progress::Quiet && progress != Progress::Json {
+                        for line in &rep.lines {
+                            eprintln!("{line}");
+                        }
+                    }
+                    for line in &rep.lines {
+                        msg.push_str(&format!("  {line}\n"));
+                    }
+                    written = Some(rep);
+                }
+                Err(e) => {
+                    msg.push_str(&format!("mybake: writing outputs failed: {e}\n"));
+                    return err(exit::FAILED, msg);
+                }
+            }
+        }
         if let Some(path) = &b.metadata_file {
             let mut doc = match &published {
                 Some(rep) => crate::publish::metadata_json(rep),
@@ -264,6 +336,14 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                     .map(|o| o.entry(name).or_insert_with(|| serde_json::json!({})));
                 if let Some(serde_json::Value::Object(o)) = entry {
                     o.insert("mybake.results".into(), v["platforms"].clone());
+                }
+            }
+            for (name, v) in written.iter().flat_map(|w| w.metadata.iter()) {
+                let entry = doc
+                    .as_object_mut()
+                    .map(|o| o.entry(name.clone()).or_insert_with(|| serde_json::json!({})));
+                if let Some(serde_json::Value::Object(o)) = entry {
+                    o.insert("mybake.outputs".into(), serde_json::json!(v));
                 }
             }
             let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -283,7 +363,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 "mybake: {} build{} failed{extra}; {}\n",
                 outcome.failures.len(),
                 if outcome.failures.len() == 1 { "" } else { "s" },
-                if published.is_some() {
+                if published.is_some() || written.is_some() {
                     "complete targets were published (--publish per-target)"
                 } else {
                     "nothing was published"
@@ -388,4 +468,60 @@ fn outcome_pushed(plan: &Plan, o: &exec::ExecOutcome, target: usize) -> bool {
             && plan.node(n).publish
             && o.results.get(&n).is_some_and(|r| r.reference.is_some())
     })
+}
+
+/// Requested targets with file outputs whose every platform was built
+/// (`allowed`: the run may publish), with what their placement needs.
+fn file_outputs(
+    r: &Resolved,
+    plan: &Plan,
+    o: &exec::ExecOutcome,
+    allowed: bool,
+    file_targets: &[(String, Vec<FileOutput>)],
+) -> Vec<outputs::TargetFiles> {
+    let mut out = Vec::new();
+    if !allowed {
+        return out;
+    }
+    for m in plan
+        .graph
+        .node_indices()
+        .filter(|&n| plan.node(n).kind == NodeKind::Merge)
+    {
+        let t = &r.targets[plan.node(m).target];
+        let Some((_, outs)) = file_targets.iter().find(|(n, _)| n == &t.name.v) else {
+            continue;
+        };
+        let needs = plan.needs(m);
+        if !needs.iter().all(|n| o.results.contains_key(n)) {
+            continue;
+        }
+        out.push(outputs::TargetFiles {
+            name: t.name.v.clone(),
+            tags: t
+                .list(crate::attrs::A::Tags)
+                .iter()
+                .map(|s| s.v.clone())
+                .collect(),
+            annotations: t
+                .get(crate::attrs::A::Annotation)
+                .and_then(crate::value::Value::as_map)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, e)| (k.clone(), e.value.v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            platforms: needs
+                .iter()
+                .map(|&n| plan.node(n).platform.clone().unwrap_or_default())
+                .collect(),
+            descriptors: needs
+                .iter()
+                .map(|n| o.results.get(n).and_then(|res| res.descriptor.clone()))
+                .collect(),
+            outputs: outs.clone(),
+        });
+    }
+    out
 }

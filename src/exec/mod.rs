@@ -49,6 +49,12 @@ pub struct ExecOptions {
     pub insecure_registries: Vec<String>,
     /// `$SSH_AUTH_SOCK` for `ssh "default"`.
     pub ssh_auth_sock: Option<std::path::PathBuf>,
+    /// `--load`: requested targets also get `output "docker"`.
+    pub load: bool,
+    /// File exports (`local`, `tar`, `oci`, `docker`) per requested
+    /// target name, with their staging directories; the publish phase
+    /// moves or loads what they received (`publish::outputs`).
+    pub files: HashMap<String, Vec<request::FileExport>>,
 }
 
 /// One successful build node.
@@ -166,8 +172,11 @@ pub async fn run(
     {
         for o in t.objects(A::Output) {
             let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-            if !matches!(ty, "registry" | "image" | "cacheonly") {
-                return Err(ExecError::Unsupported(format!("target `{}`: output `{ty}` is not supported by this version yet (registry and cacheonly are)", t.name.v)));
+            if !matches!(
+                ty,
+                "registry" | "image" | "cacheonly" | "docker" | "oci" | "local" | "tar"
+            ) {
+                return Err(ExecError::Unsupported(format!("target `{}`: output `{ty}` is not supported (registry, docker, oci, local, tar and cacheonly are)", t.name.v)));
             }
         }
     }
@@ -286,6 +295,7 @@ pub async fn run(
         no_cache: opts.no_cache,
         pull: opts.pull,
         ssh_auth_sock: opts.ssh_auth_sock.clone(),
+        files: opts.files.clone(),
     };
 
     // The run state lives in this task alone. Solves run as spawned tasks
@@ -460,6 +470,90 @@ async fn solve_node(
     events: &mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
 ) -> Result<NodeResult, NodeError> {
+    // BuildKit merges the responses of a solve's exporters, so with the
+    // push exporter and the `oci` exporter in one solve
+    // `containerimage.descriptor` may be either's, and they differ when
+    // attestations are on (each export gets its own provenance). The OCI
+    // archive then comes from a second solve of the same (cached) build.
+    let files = opts.files.get(&t.name.v);
+    let oci = |e: &&request::FileExport| e.kind == request::FileExportKind::Oci;
+    if push.is_none() || !files.is_some_and(|f| f.iter().any(|e| oci(&e))) {
+        return solve_once(
+            client, builder, t, platform, deps, push, opts, id, events, cancel, true, true,
+        )
+        .await;
+    }
+    let split = |keep_oci: bool| {
+        let mut o = opts.clone();
+        let list: Vec<request::FileExport> = files
+            .into_iter()
+            .flatten()
+            .filter(|e| oci(e) == keep_oci)
+            .cloned()
+            .collect();
+        o.files.insert(t.name.v.clone(), list);
+        o
+    };
+    let first = solve_once(
+        client,
+        builder,
+        t,
+        platform,
+        deps,
+        push,
+        &split(false),
+        id,
+        events,
+        cancel.clone(),
+        true,
+        false,
+    )
+    .await?;
+    let second = solve_once(
+        client,
+        builder,
+        t,
+        platform,
+        deps,
+        None,
+        &split(true),
+        id,
+        events,
+        cancel,
+        false,
+        false,
+    )
+    .await?;
+    let duration = first.duration + second.duration;
+    let _ = events.send(Event::Finished {
+        node: id.into(),
+        at: SystemTime::now(),
+        duration,
+        digest: first.descriptor.as_ref().map(|d| d.digest.clone()),
+        reference: first.reference.clone(),
+        cached_steps: first.cached_steps,
+        steps: first.steps,
+    });
+    Ok(NodeResult { duration, ..first })
+}
+
+/// One solve of a node; `started`/`finished` say whether to emit those
+/// events (a node solved twice reports one of each).
+#[allow(clippy::too_many_arguments)]
+async fn solve_once(
+    client: &Client,
+    builder: &str,
+    t: &crate::resolve::Target,
+    platform: &str,
+    deps: &HashMap<String, String>,
+    push: Option<&PushTo>,
+    opts: &RequestOptions,
+    id: &str,
+    events: &mpsc::UnboundedSender<Event>,
+    cancel: CancellationToken,
+    started_event: bool,
+    finished_event: bool,
+) -> Result<NodeResult, NodeError> {
     let nr = request::build(t, platform, deps, push, opts).map_err(|e| format!("{id}: {e}"))?;
     let session = nr.session().map_err(|e| format!("{id}: {e}"))?;
     let handle = session
@@ -469,11 +563,13 @@ async fn solve_node(
     let mut req = nr.request.clone();
     req.session_id = handle.id().to_owned();
     let started = Instant::now();
-    let _ = events.send(Event::Started {
-        node: id.into(),
-        builder: builder.into(),
-        at: SystemTime::now(),
-    });
+    if started_event {
+        let _ = events.send(Event::Started {
+            node: id.into(),
+            builder: builder.into(),
+            at: SystemTime::now(),
+        });
+    }
     let (stx, mut srx) = mpsc::channel::<StatusEvent>(256);
     let ev = events.clone();
     let node = id.to_string();
@@ -526,15 +622,17 @@ async fn solve_node(
                 }
                 _ => None,
             };
-            let _ = events.send(Event::Finished {
-                node: id.into(),
-                at: SystemTime::now(),
-                duration: started.elapsed(),
-                digest: descriptor.as_ref().map(|d| d.digest.clone()),
-                reference: reference.clone(),
-                cached_steps,
-                steps,
-            });
+            if finished_event {
+                let _ = events.send(Event::Finished {
+                    node: id.into(),
+                    at: SystemTime::now(),
+                    duration: started.elapsed(),
+                    digest: descriptor.as_ref().map(|d| d.digest.clone()),
+                    reference: reference.clone(),
+                    cached_steps,
+                    steps,
+                });
+            }
             Ok(NodeResult {
                 exporter_response: resp.exporter_response,
                 descriptor,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use mybake_buildkit::filesend::{FileSendService, Target as SendTarget};
 use mybake_buildkit::filesync::{FileSyncService, LocalDir};
 use mybake_buildkit::secrets::{SecretSource, SecretsService};
 use mybake_buildkit::{CacheEntry, Exporter, SolveRequest};
@@ -27,6 +28,9 @@ pub struct NodeRequest {
     pub secrets: Vec<(String, SecretSource)>,
     /// SSH agents to forward: id → socket.
     pub ssh: Vec<(String, PathBuf)>,
+    /// Where the daemon streams file exports back (exporter index →
+    /// staging path), served by the session's FileSend.
+    pub files: Vec<(u32, SendTarget)>,
     /// Keeps a generated Dockerfile directory alive for the solve.
     pub _inline: Option<tempfile::TempDir>,
 }
@@ -59,6 +63,9 @@ impl NodeRequest {
         if !self.ssh.is_empty() {
             b = b
                 .add_service(mybake_buildkit::ssh::SshService::new(self.ssh.clone()).into_server());
+        }
+        if !self.files.is_empty() {
+            b = b.add_service(FileSendService::new(self.files.clone()).into_server());
         }
         Ok(b.build())
     }
@@ -104,6 +111,58 @@ pub struct RequestOptions {
     pub pull: bool,
     /// `$SSH_AUTH_SOCK`, for `ssh "default"`.
     pub ssh_auth_sock: Option<PathBuf>,
+    /// File exports per target name (requested targets with `local`,
+    /// `tar`, `oci` or `docker` outputs).
+    pub files: HashMap<String, Vec<FileExport>>,
+}
+
+/// What a file exporter streams back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileExportKind {
+    /// The result's filesystem as a tree (BuildKit `local` exporter).
+    Local,
+    /// The result's filesystem as a tarball (`tar` exporter).
+    Tar,
+    /// An OCI image layout tarball (`oci` exporter), merged later.
+    Oci,
+}
+
+/// One file exporter of a target: each platform's solve streams its result
+/// into the target's staging directory `dir` (see [`FileExport::path_for`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileExport {
+    pub kind: FileExportKind,
+    pub dir: PathBuf,
+}
+
+impl FileExport {
+    /// Where `platform`'s result goes: `DIR/linux_amd64` (local),
+    /// `DIR/linux_amd64.tar` (tar), `DIR/linux_amd64.oci.tar` (oci).
+    pub fn path_for(&self, platform: &str) -> PathBuf {
+        let p = platform_dir(platform);
+        match self.kind {
+            FileExportKind::Local => self.dir.join(p),
+            FileExportKind::Tar => self.dir.join(format!("{p}.tar")),
+            FileExportKind::Oci => self.dir.join(format!("{p}.oci.tar")),
+        }
+    }
+
+    fn exporter(&self) -> (Exporter, bool) {
+        match self.kind {
+            FileExportKind::Local => (Exporter::new("local"), true),
+            FileExportKind::Tar => (Exporter::new("tar"), false),
+            FileExportKind::Oci => (Exporter::new("oci").attr("tar", "true"), false),
+        }
+    }
+}
+
+/// The per-platform directory name buildx uses (`linux/arm/v7` →
+/// `linux_arm_v7`), from the normalized platform.
+pub fn platform_dir(platform: &str) -> String {
+    let p = crate::publish::Platform::parse(platform)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| platform.to_string());
+    p.replace('/', "_")
 }
 
 /// `ssh` entries: `default` (the user's agent), `ID=/path/to/socket`.
@@ -280,6 +339,22 @@ pub fn build(
         }
         exporters.push(e);
     }
+    // File exporters after the push: the daemon names each FileSend call
+    // with the exporter's index in this list.
+    let mut files = Vec::new();
+    for f in opts.files.get(&t.name.v).into_iter().flatten() {
+        let (e, dir) = f.exporter();
+        let path = f.path_for(platform);
+        files.push((
+            exporters.len() as u32,
+            if dir {
+                SendTarget::Dir(path)
+            } else {
+                SendTarget::File(path)
+            },
+        ));
+        exporters.push(e);
+    }
     let ssh = ssh_agents(t, opts.ssh_auth_sock.as_deref())?;
     Ok(NodeRequest {
         request: SolveRequest {
@@ -294,6 +369,7 @@ pub fn build(
         dirs,
         secrets,
         ssh,
+        files,
         _inline: inline,
     })
 }
@@ -318,5 +394,20 @@ mod tests {
                 && !is_insecure("ghcr.io", &[])
         );
         assert!(is_insecure("reg.lan:5000", &["reg.lan:5000".into()]));
+    }
+
+    #[test]
+    fn platform_dirs() {
+        assert_eq!(platform_dir("linux/amd64"), "linux_amd64");
+        assert_eq!(platform_dir("linux/arm/v7"), "linux_arm_v7");
+        assert_eq!(platform_dir("linux/arm"), "linux_arm_v7");
+        let f = FileExport {
+            kind: FileExportKind::Oci,
+            dir: PathBuf::from("/s"),
+        };
+        assert_eq!(
+            f.path_for("linux/arm64"),
+            Path::new("/s/linux_arm64.oci.tar")
+        );
     }
 }

@@ -35,6 +35,7 @@
 pub mod copy;
 pub mod index;
 pub mod index_cmd;
+pub mod outputs;
 pub mod registry;
 
 use std::collections::{BTreeMap, HashSet};

@@ -79,6 +79,15 @@ pub enum Error {
     /// The operation was cancelled by the caller.
     #[error("build cancelled")]
     Cancelled,
+
+    /// A Docker Engine API call (not BuildKit's) failed.
+    #[error("{call}: {message}")]
+    Engine {
+        /// The call, e.g. `POST /images/load`.
+        call: String,
+        /// The Engine's message.
+        message: String,
+    },
 }
 
 fn fmt_detail(message: &str) -> String {

@@ -37,12 +37,14 @@
 //! API and session plumbing.
 
 pub mod auth;
+pub mod filesend;
 pub mod filesync;
 pub mod secrets;
 pub mod ssh;
 
 mod control;
 mod endpoint;
+pub mod engine;
 mod error;
 pub mod session;
 mod solve;

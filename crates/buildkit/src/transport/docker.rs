@@ -81,7 +81,7 @@ impl DockerTransport {
     }
 
     /// Opens a new connection to the Engine API socket.
-    async fn dial(&self) -> Result<BoxIo> {
+    pub(crate) async fn dial(&self) -> Result<BoxIo> {
         match &self.host {
             DockerHost::Unix(path) => Ok(Box::new(super::unix::dial(path).await?)),
             DockerHost::Tcp { host, port, .. } => {
