@@ -20,37 +20,15 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::testbed::*;
 use common::Test;
 use mybake::publish::index::{sha256_digest, ManifestDoc, Platform, OCI_INDEX};
 use serde_json::Value;
 
-const BUSYBOX: &str = "localhost:5000/busybox:latest";
-const SOCK: &str = "unix:///run/mybake-buildkitd.sock";
-
-fn testbed() {
-    let info = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .expect("run `docker` (is the docker CLI installed?)");
-    assert!(
-        info.status.success(),
-        "the Docker daemon is not reachable (scripts/testbed/setup.sh): {}",
-        String::from_utf8_lossy(&info.stderr)
-    );
-    assert!(
-        Path::new("/run/mybake-buildkitd.sock").exists(),
-        "the buildkitd socket is missing (scripts/testbed/setup.sh)"
-    );
-}
-
+/// `<name>-<nonce>`: unique per call and run.
 fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+    format!("{name}-{}", nonce())
 }
 
 fn run_build(t: &Test, args: &[&str], code: i32) -> common::Output {
@@ -189,8 +167,8 @@ fn check_layout(layout: &Path, name: &str, platforms: &[&str]) -> String {
 
 #[test]
 fn oci_layout_tarball_and_directory() {
-    testbed();
-    let repo = format!("localhost:5000/mybake-it/{}", unique("oci"));
+    splice();
+    let repo = unique_repo("oci");
     let tag = format!("{repo}:v1");
     // Pushed too: one solve per platform with the push exporter and the
     // oci exporter, and the same merged index in the registry and the
@@ -283,7 +261,7 @@ fn flate_files(layer: &Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn load_two_platforms_from_a_buildkitd_socket() {
-    testbed();
+    splice();
     let name = unique("load");
     let tag = format!("localhost:5000/mybake-it/{name}:dev");
     let t = Test::new()
@@ -344,7 +322,7 @@ fn load_two_platforms_from_a_buildkitd_socket() {
 
 #[test]
 fn local_and_tar_outputs_with_platform_directories() {
-    testbed();
+    splice();
     let t = Test::new()
         .kdl(
             "target \"multi\" {\n    platforms \"linux/amd64\" \"linux/arm64\"\n    output \"local\" dest=\"out/multi\"\n    output \"tar\" dest=\"out/multi.tar\"\n}\ntarget \"single\" {\n    platforms \"linux/arm64\"\n    output \"local\" dest=\"out/single\"\n    output \"tar\" dest=\"out/single.tar\"\n}\ngroup \"default\" { targets \"multi\" \"single\"; }\n",
@@ -419,7 +397,7 @@ fn listing(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn failed_run_leaves_destinations_untouched() {
-    testbed();
+    splice();
     let t = Test::new()
         .kdl(
             "target \"good\" {\n    platforms \"linux/amd64\"\n    output \"local\" dest=\"out/good\"\n    output \"tar\" dest=\"out/good.tar\"\n    output \"oci\" dest=\"out/new-oci.tar\"\n}\ntarget \"bad\" {\n    platforms \"linux/amd64\"\n    dockerfile \"Dockerfile.bad\"\n    output \"local\" dest=\"fresh/dir/bad\"\n}\ngroup \"default\" { targets \"good\" \"bad\"; }\n",
