@@ -102,9 +102,9 @@ pub enum Lit<'a> {
 }
 
 impl Lit<'_> {
-    /// The integer as an `i64` (`None`: not an integer, or out of range),
-    /// converted as knuffel's `TryFrom<&Integer> for i64`.
-    pub fn as_i64(&self) -> Option<Result<i64, ()>> {
+    /// The integer as an `i64` (`None`: not an integer; `Some(None)`: out
+    /// of range), converted as knuffel's `TryFrom<&Integer> for i64`.
+    pub fn as_i64(&self) -> Option<Option<i64>> {
         let Lit::Int(radix, s) = self else {
             return None;
         };
@@ -114,7 +114,7 @@ impl Lit<'_> {
             Radix::Dec => s.parse::<i64>(),
             Radix::Hex => i64::from_str_radix(s, 16),
         };
-        Some(r.map_err(|_| ()))
+        Some(r.ok())
     }
 
     /// Short name of the kind, for "expected X, found Y".
@@ -135,8 +135,12 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Parse a whole document. `Err(())` when knuffel would reject the text.
-pub fn parse(text: &str) -> Result<Document<'_>, ()> {
+/// The text is not valid KDL (as knuffel reads it); knuffel has the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejected;
+
+/// Parse a whole document. `Err` when knuffel would reject the text.
+pub fn parse(text: &str) -> Result<Document<'_>, Rejected> {
     let mut p = Parser {
         s: text,
         b: text.as_bytes(),
@@ -145,9 +149,9 @@ pub fn parse(text: &str) -> Result<Document<'_>, ()> {
         failed_comments: Vec::new(),
         depth: 0,
     };
-    let nodes = p.nodes().ok_or(())?;
+    let nodes = p.nodes().ok_or(Rejected)?;
     if p.i != p.b.len() || p.bad {
-        return Err(());
+        return Err(Rejected);
     }
     Ok(Document { nodes })
 }
@@ -922,7 +926,7 @@ fn kloc(s: &KSpan) -> Loc {
 /// Convert knuffel's document.
 pub fn from_knuffel(doc: &knuffel::ast::Document<KSpan>) -> Document<'static> {
     Document {
-        nodes: doc.nodes.iter().map(|n| node_from_knuffel(n)).collect(),
+        nodes: doc.nodes.iter().map(node_from_knuffel).collect(),
     }
 }
 
@@ -1011,7 +1015,7 @@ mod tests {
         let theirs = knuffel::parse_ast::<KSpan>("t.kdl", text);
         match (&ours, &theirs) {
             (Ok(a), Ok(b)) => assert_eq!(a, &from_knuffel(b), "tree differs for {text:?}"),
-            (Err(()), Err(_)) => {}
+            (Err(Rejected), Err(_)) => {}
             _ => panic!(
                 "verdict differs for {text:?}: ours {:?}, knuffel {:?}",
                 ours.is_ok(),

@@ -1,13 +1,11 @@
 //! Decoding a target body through the attribute table ([`crate::attrs`]).
 
-use std::collections::BTreeMap;
-
 use super::duplicate;
 use super::kdl::{Lit, Node, Value as KValue};
 use crate::attrs::{self, Shape, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::source::{FileId, Sp, Span};
-use crate::value::{Entry, Obj, Value};
+use crate::value::{Entry, EntryMap, Obj, Value};
 
 /// One `matrix` axis: name and values.
 pub type Axis = (Sp<String>, Vec<Sp<String>>);
@@ -22,8 +20,6 @@ pub struct TargetDecl {
     pub matrix: Option<Sp<Vec<Axis>>>,
     /// Indexed like [`ATTRS`].
     pub attrs: Vec<Option<Value>>,
-    /// Where each attribute was first set in this block (duplicate checks).
-    pub attr_spans: Vec<Option<Span>>,
 }
 
 /// Decode a target body (also used when knuffel rejected the file, so
@@ -42,8 +38,9 @@ pub(super) fn decode_body(
         inherits: None,
         matrix: None,
         attrs: vec![None; ATTRS.len()],
-        attr_spans: vec![None; ATTRS.len()],
     };
+    // Where each attribute was first set in this block (duplicate checks).
+    let mut attr_spans: Vec<Option<Span>> = vec![None; ATTRS.len()];
     for node in body {
         let name: &str = &node.name;
         let name_span = node.name_span.span(file);
@@ -115,12 +112,12 @@ pub(super) fn decode_body(
                         (_, None) => {}
                         (slot @ None, Some(v)) => {
                             *slot = Some(v);
-                            out.attr_spans[i] = Some(name_span);
+                            attr_spans[i] = Some(name_span);
                         }
                         (Some(prev), Some(v)) if repeatable => append(prev, v, def.name, diags),
                         (Some(_), Some(_)) => diags.push(duplicate(
                             def.name,
-                            out.attr_spans[i].unwrap_or(Span::NONE),
+                            attr_spans[i].unwrap_or(Span::NONE),
                             name_span,
                         )),
                     }
@@ -333,7 +330,7 @@ impl<'a, 'src> NodeReader<'a, 'src> {
                 }
                 let k = self.string(&node.args[0], "key")?;
                 let v = self.string(&node.args[1], "value")?;
-                let mut m = BTreeMap::new();
+                let mut m = EntryMap::new();
                 m.insert(
                     k.v,
                     Entry {
@@ -347,7 +344,7 @@ impl<'a, 'src> NodeReader<'a, 'src> {
                 self.no_args();
                 self.no_props();
                 let file = self.file;
-                let mut m: BTreeMap<String, Entry> = BTreeMap::new();
+                let mut m = EntryMap::new();
                 for c in self.children() {
                     let key_span = c.name_span.span(file);
                     let mut r = NodeReader {
@@ -417,7 +414,7 @@ impl<'a, 'src> NodeReader<'a, 'src> {
                         Lit::Str(s) => s.to_string(),
                         Lit::Bool(b) => b.to_string(),
                         Lit::Int(..) => match v.lit.as_i64() {
-                            Some(Ok(n)) => n.to_string(),
+                            Some(Some(n)) => n.to_string(),
                             _ => continue,
                         },
                         other => {
