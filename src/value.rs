@@ -1,7 +1,7 @@
 //! Attribute values, before and after interpolation (the same types: strings
 //! are interpolated in place, spans kept).
 
-use std::collections::BTreeMap;
+use std::fmt;
 
 use crate::source::{Sp, Span};
 
@@ -26,6 +26,115 @@ pub struct Entry {
     pub value: Sp<String>,
 }
 
+/// Map entries sorted by key, keys unique: the map of `KeyValue` and
+/// `ChildMap` attributes. It behaves like the `BTreeMap<String, Entry>` it
+/// replaces (same order, `insert` keeps the key and replaces the value), but
+/// is a plain vector: these maps mostly hold one or two entries, and a
+/// one-entry `BTreeMap` allocates a ~900-byte node (with thousands of
+/// targets, the copies made by merging and inheritance added up to tens of
+/// MiB).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct EntryMap {
+    items: Vec<(String, Entry)>,
+}
+
+impl EntryMap {
+    pub fn new() -> EntryMap {
+        EntryMap::default()
+    }
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    fn find(&self, key: &str) -> Result<usize, usize> {
+        self.items.binary_search_by(|(k, _)| k.as_str().cmp(key))
+    }
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.find(key).ok().map(|i| &self.items[i].1)
+    }
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.find(key).is_ok()
+    }
+    /// Insert or replace (an existing key keeps its place; the old value
+    /// is returned).
+    pub fn insert(&mut self, key: String, value: Entry) -> Option<Entry> {
+        match self.find(&key) {
+            Ok(i) => Some(std::mem::replace(&mut self.items[i].1, value)),
+            Err(i) => {
+                self.items.insert(i, (key, value));
+                None
+            }
+        }
+    }
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        self.find(key).ok().map(|i| &mut self.items[i].1)
+    }
+    pub fn iter(&self) -> EntryIter<'_> {
+        self.items.iter().map(|(k, v)| (k, v))
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.items.iter().map(|(k, _)| k)
+    }
+    pub fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.items.iter().map(|(_, v)| v)
+    }
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
+        self.items.iter_mut().map(|(_, v)| v)
+    }
+}
+
+pub type EntryIter<'a> = std::iter::Map<
+    std::slice::Iter<'a, (String, Entry)>,
+    fn(&(String, Entry)) -> (&String, &Entry),
+>;
+
+impl fmt::Debug for EntryMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a EntryMap {
+    type Item = (&'a String, &'a Entry);
+    type IntoIter = EntryIter<'a>;
+    fn into_iter(self) -> EntryIter<'a> {
+        self.iter()
+    }
+}
+
+impl IntoIterator for EntryMap {
+    type Item = (String, Entry);
+    type IntoIter = std::vec::IntoIter<(String, Entry)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
+impl FromIterator<(String, Entry)> for EntryMap {
+    fn from_iter<I: IntoIterator<Item = (String, Entry)>>(iter: I) -> EntryMap {
+        let mut m = EntryMap::new();
+        for (k, v) in iter {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+impl<const N: usize> From<[(String, Entry); N]> for EntryMap {
+    fn from(a: [(String, Entry); N]) -> EntryMap {
+        a.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<&str> for EntryMap {
+    type Output = Entry;
+    fn index(&self, key: &str) -> &Entry {
+        self.get(key).expect("no entry for key")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// `Str` and `Bool` shapes (a bool is `"true"`/`"false"` after
@@ -34,7 +143,7 @@ pub enum Value {
     /// `List` and `CsvList` shapes.
     List(Vec<Sp<String>>),
     /// `KeyValue` and `ChildMap` shapes.
-    Map(BTreeMap<String, Entry>),
+    Map(EntryMap),
     /// `Typed` and `Props` shapes.
     Objects(Vec<Obj>),
 }
@@ -46,7 +155,12 @@ impl Value {
         match (self, later) {
             (Value::Map(a), Value::Map(b)) => {
                 for (k, v) in b {
-                    a.insert(k.clone(), v.clone());
+                    match a.get_mut(k) {
+                        Some(e) => *e = v.clone(),
+                        None => {
+                            a.insert(k.clone(), v.clone());
+                        }
+                    }
                 }
             }
             (a, b) => *a = b.clone(),
@@ -78,7 +192,7 @@ impl Value {
             _ => None,
         }
     }
-    pub fn as_map(&self) -> Option<&BTreeMap<String, Entry>> {
+    pub fn as_map(&self) -> Option<&EntryMap> {
         match self {
             Value::Map(m) => Some(m),
             _ => None,

@@ -4,13 +4,13 @@
 //! Entry point: [`load`]. Output: [`Loaded`] (declarations per file, in file
 //! order) or every problem found in all files.
 
+pub mod kdl;
 mod lenient;
 mod model;
 pub mod target;
 
 use std::path::{Path, PathBuf};
 
-use knuffel::ast::Literal;
 use miette::Diagnostic;
 
 use crate::diag::{suggest, Diag, Diagnostics};
@@ -138,22 +138,102 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
 }
 
 /// Decode one file's text. Public for the fuzz target and unit tests.
+///
+/// The fast path parses with the hand-written parser ([`kdl`]) and decodes
+/// its tree. When that parser rejects the text, or a top-level node is not
+/// in the plain shape the fast decoder handles, the file goes through
+/// knuffel ([`decode_file_knuffel`]), which gives the same result for valid
+/// files and the exact syntax and decode diagnostics for the rest.
 pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) -> FileDecls {
+    if let Some(at) = lenient::unterminated_comment(text) {
+        diags.push(unterminated_comment(id, at));
+        return FileDecls {
+            file: id,
+            ..Default::default()
+        };
+    }
+    let patched = lenient::terminate_inline_blocks(text);
+    let src = patched.as_deref().unwrap_or(text);
+    if let Ok(doc) = kdl::parse(src) {
+        if top_level_is_plain(&doc) {
+            return decode_doc(id, &doc, diags);
+        }
+    }
+    decode_patched_knuffel(id, name, text, src, diags)
+}
+
+/// [`decode_file`] through knuffel only (the reference the fast path is
+/// tested against).
+pub fn decode_file_knuffel(
+    id: FileId,
+    name: &str,
+    text: &str,
+    diags: &mut Diagnostics,
+) -> FileDecls {
+    if let Some(at) = lenient::unterminated_comment(text) {
+        diags.push(unterminated_comment(id, at));
+        return FileDecls {
+            file: id,
+            ..Default::default()
+        };
+    }
+    let patched = lenient::terminate_inline_blocks(text);
+    let src = patched.as_deref().unwrap_or(text);
+    decode_patched_knuffel(id, name, text, src, diags)
+}
+
+/// Differential check (unit tests, `tests/cli.rs` and the `kdl_diff` fuzz
+/// target): the hand-written parser and knuffel accept the same texts and
+/// give the same tree, and [`decode_file`] gives the same declarations and
+/// diagnostics as [`decode_file_knuffel`]. Panics on a difference. Texts with
+/// an unclosed `/*` are skipped (knuffel takes exponential time on them, and
+/// `decode_file` never parses them).
+#[doc(hidden)]
+pub fn check_against_knuffel(text: &str) {
+    if lenient::unterminated_comment(text).is_some() {
+        return;
+    }
+    let ours = kdl::parse(text);
+    let theirs = knuffel::parse_ast::<knuffel::span::Span>("check.kdl", text);
+    match (&ours, &theirs) {
+        (Ok(a), Ok(b)) => assert_eq!(a, &kdl::from_knuffel(b), "tree differs for {text:?}"),
+        (Err(kdl::Rejected), Err(_)) => {}
+        _ => panic!(
+            "parsers disagree on {text:?}: hand parser ok={}, knuffel ok={}",
+            ours.is_ok(),
+            theirs.is_ok()
+        ),
+    }
+    let mut fast = Diagnostics::default();
+    let a = decode_file(0, "check.kdl", text, &mut fast);
+    let mut slow = Diagnostics::default();
+    let b = decode_file_knuffel(0, "check.kdl", text, &mut slow);
+    assert_eq!(
+        format!("{a:?}"),
+        format!("{b:?}"),
+        "declarations differ for {text:?}"
+    );
+    assert_eq!(fast.items, slow.items, "diagnostics differ for {text:?}");
+}
+
+fn unterminated_comment(id: FileId, at: usize) -> Diag {
+    Diag::new("mybake::load::syntax", "unterminated `/*` comment")
+        .label(Span::new(id, at, at + 2), "opened here, never closed")
+        .help("close it with `*/`")
+}
+
+fn decode_patched_knuffel(
+    id: FileId,
+    name: &str,
+    text: &str,
+    src: &str,
+    diags: &mut Diagnostics,
+) -> FileDecls {
     let mut out = FileDecls {
         file: id,
         ..Default::default()
     };
-    if let Some(at) = lenient::unterminated_comment(text) {
-        diags.push(
-            Diag::new("mybake::load::syntax", "unterminated `/*` comment")
-                .label(Span::new(id, at, at + 2), "opened here, never closed")
-                .help("close it with `*/`"),
-        );
-        return out;
-    }
-    let patched = lenient::terminate_inline_blocks(text);
-    let nodes: Vec<model::TopNode> = match knuffel::parse(name, patched.as_deref().unwrap_or(text))
-    {
+    let nodes: Vec<model::TopNode> = match knuffel::parse(name, src) {
         Ok(n) => n,
         Err(e) => {
             for d in knuffel_diags(id, text, &e) {
@@ -161,28 +241,20 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
             }
             // knuffel gives no partial result; when the syntax is fine,
             // still check target bodies so every problem shows at once.
-            if let Ok(doc) =
-                knuffel::parse_ast::<knuffel::span::Span>(name, patched.as_deref().unwrap_or(text))
-            {
+            if let Ok(doc) = knuffel::parse_ast::<knuffel::span::Span>(name, src) {
+                let doc = kdl::from_knuffel(&doc);
                 for node in &doc.nodes {
-                    if &**node.node_name != "target" {
+                    if node.name != "target" {
                         continue;
                     }
-                    let Some(arg) = node.arguments.first() else {
+                    let Some(arg) = node.args.first() else {
                         continue;
                     };
-                    let Literal::String(tn) = &*arg.literal else {
+                    let kdl::Lit::Str(tn) = &arg.lit else {
                         continue;
                     };
-                    let tname = Sp::new(tn.to_string(), Span::from_knuffel(id, arg.literal.span()));
-                    let body = node.children.as_ref().map(|c| c.as_slice()).unwrap_or(&[]);
-                    target::decode_body(
-                        id,
-                        tname,
-                        Span::from_knuffel(id, node.span()),
-                        body,
-                        diags,
-                    );
+                    let tname = Sp::new(tn.to_string(), arg.span.span(id));
+                    target::decode_body(id, tname, node.span.span(id), node.children(), diags);
                 }
             }
             return out;
@@ -192,12 +264,121 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
         match node {
             model::TopNode::Variable(v) => out.variables.push(variable(id, v, diags)),
             model::TopNode::Group(g) => out.groups.push(group(id, g, diags)),
-            model::TopNode::Target(t) => out.targets.push(target::decode(id, t, diags)),
+            model::TopNode::Target(t) => {
+                let body: Vec<kdl::Node> = t.body.iter().map(kdl::node_from_knuffel).collect();
+                out.targets.push(target::decode_body(
+                    id,
+                    sp(id, &t.name),
+                    Span::from_knuffel(id, &t.span),
+                    &body,
+                    diags,
+                ))
+            }
         }
     }
     out
 }
 
+fn plain_str(v: &kdl::Value) -> bool {
+    v.type_name.is_none() && matches!(v.lit, kdl::Lit::Str(_))
+}
+
+/// One untyped string argument, no properties, no type annotation.
+fn named_plain(n: &kdl::Node) -> bool {
+    n.type_name.is_none() && n.args.len() == 1 && plain_str(&n.args[0])
+}
+
+/// Whether every top-level node has the shape knuffel's derive decoder
+/// accepts without a diagnostic and the fast decoder handles (a subset:
+/// anything else, e.g. a type annotation, goes through knuffel).
+fn top_level_is_plain(doc: &kdl::Document) -> bool {
+    doc.nodes.iter().all(|n| match &*n.name {
+        "variable" => {
+            named_plain(n)
+                && n.children.is_none()
+                && n.props.iter().all(|p| match &*p.key {
+                    "default" => p.value.type_name.is_none(),
+                    "type" | "description" => plain_str(&p.value),
+                    _ => false,
+                })
+        }
+        "group" => {
+            named_plain(n)
+                && n.props.is_empty()
+                && n.children().iter().all(|c| {
+                    c.type_name.is_none()
+                        && c.props.is_empty()
+                        && c.children.is_none()
+                        && c.args.iter().all(plain_str)
+                        && match &*c.name {
+                            "targets" => true,
+                            "description" => c.args.len() == 1,
+                            _ => false,
+                        }
+                })
+        }
+        "target" => named_plain(n) && n.props.is_empty(),
+        _ => false,
+    })
+}
+
+fn kstr(file: FileId, v: &kdl::Value) -> Sp<String> {
+    match &v.lit {
+        kdl::Lit::Str(s) => Sp::new(s.to_string(), v.span.span(file)),
+        _ => Sp::new(String::new(), v.span.span(file)),
+    }
+}
+
+/// Decode a document whose top level passed [`top_level_is_plain`].
+fn decode_doc(id: FileId, doc: &kdl::Document, diags: &mut Diagnostics) -> FileDecls {
+    let mut out = FileDecls {
+        file: id,
+        ..Default::default()
+    };
+    for n in &doc.nodes {
+        let name = kstr(id, &n.args[0]);
+        let span = n.span.span(id);
+        match &*n.name {
+            "variable" => {
+                let prop = |k: &str| n.props.iter().find(|p| p.key == k).map(|p| &p.value);
+                out.variables.push(VariableDecl {
+                    name,
+                    span,
+                    default: prop("default")
+                        .and_then(|v| default_value(&v.lit, v.span.span(id), diags)),
+                    ty: prop("type").map(|v| kstr(id, v)),
+                    description: prop("description").map(|v| kstr(id, v)),
+                })
+            }
+            "group" => {
+                let mut g = GroupDecl {
+                    name,
+                    span,
+                    targets: None,
+                    description: None,
+                };
+                for c in n.children() {
+                    if c.name == "targets" {
+                        g.targets
+                            .get_or_insert_with(Vec::new)
+                            .extend(c.args.iter().map(|a| kstr(id, a)));
+                    } else {
+                        let d = kstr(id, &c.args[0]);
+                        if let Some(prev) = &g.description {
+                            diags.push(duplicate("description", prev.span, d.span));
+                        }
+                        g.description = Some(d);
+                    }
+                }
+                out.groups.push(g);
+            }
+            _ => out
+                .targets
+                .push(target::decode_body(id, name, span, n.children(), diags)),
+        }
+    }
+    out
+}
 fn find_files(opts: &LoadOptions) -> Result<Vec<(String, PathBuf)>, LoadError> {
     if opts.files.is_empty() {
         let main = opts.cwd.join(DEFAULT_FILE);
@@ -259,34 +440,7 @@ fn sp(file: FileId, s: &model::KStr) -> Sp<String> {
 fn variable(file: FileId, v: model::VariableNode, diags: &mut Diagnostics) -> VariableDecl {
     let default = v.default.and_then(|val| {
         let span = Span::from_knuffel(file, &val.span);
-        let d = match &val.literal {
-            Literal::String(s) => Some(DefaultValue::Str(s.to_string())),
-            Literal::Bool(b) => Some(DefaultValue::Bool(*b)),
-            Literal::Int(i) => match i64::try_from(i) {
-                Ok(n) => Some(DefaultValue::Int(n)),
-                Err(_) => {
-                    diags.push(
-                        Diag::new("mybake::load::bad-value", "integer out of range")
-                            .label(span, "does not fit in 64 bits"),
-                    );
-                    None
-                }
-            },
-            other => {
-                diags.push(
-                    Diag::new(
-                        "mybake::load::wrong-type",
-                        format!(
-                            "a variable default must be a string, boolean or integer, found {}",
-                            model::kind_of(other)
-                        ),
-                    )
-                    .label(span, "this value"),
-                );
-                None
-            }
-        };
-        d.map(|d| Sp::new(d, span))
+        default_value(&kdl::lit_from_knuffel(&val.literal), span, diags)
     });
     VariableDecl {
         name: sp(file, &v.name),
@@ -295,6 +449,38 @@ fn variable(file: FileId, v: model::VariableNode, diags: &mut Diagnostics) -> Va
         ty: v.ty.as_ref().map(|t| sp(file, t)),
         description: v.description.as_ref().map(|t| sp(file, t)),
     }
+}
+
+/// A variable's `default=`: a string, boolean or integer.
+fn default_value(lit: &kdl::Lit, span: Span, diags: &mut Diagnostics) -> Option<Sp<DefaultValue>> {
+    let d = match lit {
+        kdl::Lit::Str(s) => Some(DefaultValue::Str(s.to_string())),
+        kdl::Lit::Bool(b) => Some(DefaultValue::Bool(*b)),
+        kdl::Lit::Int(..) => match lit.as_i64() {
+            Some(Some(n)) => Some(DefaultValue::Int(n)),
+            _ => {
+                diags.push(
+                    Diag::new("mybake::load::bad-value", "integer out of range")
+                        .label(span, "does not fit in 64 bits"),
+                );
+                None
+            }
+        },
+        other => {
+            diags.push(
+                Diag::new(
+                    "mybake::load::wrong-type",
+                    format!(
+                        "a variable default must be a string, boolean or integer, found {}",
+                        other.kind()
+                    ),
+                )
+                .label(span, "this value"),
+            );
+            None
+        }
+    };
+    d.map(|d| Sp::new(d, span))
 }
 
 fn group(file: FileId, g: model::GroupNode, diags: &mut Diagnostics) -> GroupDecl {
@@ -449,6 +635,141 @@ target "a" { context "." }
         let (_, d) = decode("variable \"A\" defualt=\"x\"\n");
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d.items[0].help.as_deref(), Some("did you mean `default`?"));
+    }
+
+    /// The fast path against knuffel on the repository's build files, the
+    /// fuzz seeds and the snapshot inputs of tests/cli.rs.
+    #[test]
+    fn fast_path_matches_knuffel_on_files() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut n = 0;
+        for dir in [
+            "examples/hello",
+            "examples/monorepo",
+            "examples/release",
+            "fuzz/seeds/pipeline",
+            "fuzz/seeds/lenient",
+        ] {
+            let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "kdl") {
+                    if let Ok(t) = std::fs::read_to_string(&p) {
+                        check_against_knuffel(&t);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n >= 5, "found only {n} files");
+    }
+
+    /// Random token soup (deterministic): both parsers must agree on every
+    /// text, valid or not.
+    #[test]
+    fn fast_path_matches_knuffel_on_token_soup() {
+        const TOKENS: &[&str] = &[
+            "target",
+            "variable",
+            "group",
+            "targets",
+            "description",
+            "context",
+            "tags",
+            "arg",
+            "contexts",
+            "matrix",
+            "output",
+            "secret",
+            "platforms",
+            "inherits",
+            "a",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\r\n",
+            "\r",
+            ";",
+            "{",
+            "}",
+            "\"x\"",
+            "\"a b\"",
+            "\"\\n\"",
+            "\"\\u{41}\"",
+            "\"\\u{}\"",
+            "\"\\q\"",
+            "\"",
+            "r\"raw\"",
+            "r#\"h\"#",
+            "r#\"",
+            "r",
+            "#",
+            "=",
+            "k=",
+            "default=",
+            "type=",
+            "id=",
+            "1",
+            "-1",
+            "+2",
+            "0x1f",
+            "0b10",
+            "0o7",
+            "0x",
+            "1.5",
+            "1e5",
+            "1e",
+            "1_0",
+            ".",
+            "true",
+            "false",
+            "null",
+            "nullx",
+            "(t)",
+            "(",
+            ")",
+            "/-",
+            "//c\n",
+            "// c",
+            "/*c*/",
+            "*/",
+            "\\",
+            "\\\n",
+            "-",
+            "+",
+            "--",
+            "é",
+            "\u{a0}",
+            "\u{feff}",
+            "\u{85}",
+            "\u{2028}",
+            "\u{c}",
+            "!",
+            "_",
+            "x=y",
+            "(\"q\")",
+            "=\"v\"",
+            "2a",
+            "${X}",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..4000 {
+            let len = (rnd() % 16) as usize + 1;
+            let mut s = String::new();
+            for _ in 0..len {
+                s.push_str(TOKENS[(rnd() % TOKENS.len() as u64) as usize]);
+            }
+            check_against_knuffel(&s);
+        }
     }
 
     #[test]

@@ -63,17 +63,6 @@ pub struct TargetNode {
     pub body: Vec<SpannedNode<KSpan>>,
 }
 
-/// Short name of a literal's kind, for "expected X, found Y".
-pub fn kind_of(l: &Literal) -> &'static str {
-    match l {
-        Literal::Null => "null",
-        Literal::Bool(_) => "a boolean",
-        Literal::Int(_) => "an integer",
-        Literal::Decimal(_) => "a number",
-        Literal::String(_) => "a string",
-    }
-}
-
 /// Any scalar with its span (a variable default may be a string, boolean
 /// or integer; its meaning depends on the variable's `type`).
 #[derive(Debug)]

@@ -1,18 +1,11 @@
 //! Decoding a target body through the attribute table ([`crate::attrs`]).
 
-use std::collections::BTreeMap;
-
-use knuffel::ast::{Literal, SpannedNode, Value as KValue};
-use knuffel::span::Span as KSpan;
-
-use super::model::{kind_of, TargetNode};
-use super::{duplicate, sp};
+use super::duplicate;
+use super::kdl::{Lit, Node, Value as KValue};
 use crate::attrs::{self, Shape, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::source::{FileId, Sp, Span};
-use crate::value::{Entry, Obj, Value};
-#[allow(unused_imports)]
-use knuffel::span::Spanned;
+use crate::value::{Entry, EntryMap, Obj, Value};
 
 /// One `matrix` axis: name and values.
 pub type Axis = (Sp<String>, Vec<Sp<String>>);
@@ -27,27 +20,15 @@ pub struct TargetDecl {
     pub matrix: Option<Sp<Vec<Axis>>>,
     /// Indexed like [`ATTRS`].
     pub attrs: Vec<Option<Value>>,
-    /// Where each attribute was first set in this block (duplicate checks).
-    pub attr_spans: Vec<Option<Span>>,
 }
 
-pub(super) fn decode(file: FileId, t: TargetNode, diags: &mut Diagnostics) -> TargetDecl {
-    decode_body(
-        file,
-        sp(file, &t.name),
-        Span::from_knuffel(file, &t.span),
-        &t.body,
-        diags,
-    )
-}
-
-/// Decode a target body from raw nodes (also used when knuffel rejected
-/// the file, so target errors are reported with the others).
+/// Decode a target body (also used when knuffel rejected the file, so
+/// target errors are reported with the others).
 pub(super) fn decode_body(
     file: FileId,
     name: Sp<String>,
     span: Span,
-    body: &[SpannedNode<KSpan>],
+    body: &[Node<'_>],
     diags: &mut Diagnostics,
 ) -> TargetDecl {
     let mut out = TargetDecl {
@@ -57,11 +38,12 @@ pub(super) fn decode_body(
         inherits: None,
         matrix: None,
         attrs: vec![None; ATTRS.len()],
-        attr_spans: vec![None; ATTRS.len()],
     };
+    // Where each attribute was first set in this block (duplicate checks).
+    let mut attr_spans: Vec<Option<Span>> = vec![None; ATTRS.len()];
     for node in body {
-        let name: &str = &node.node_name;
-        let name_span = Span::from_knuffel(file, node.node_name.span());
+        let name: &str = &node.name;
+        let name_span = node.name_span.span(file);
         let mut n = NodeReader {
             file,
             node,
@@ -87,8 +69,8 @@ pub(super) fn decode_body(
                         file,
                         node: c,
                         diags: &mut *n.diags,
-                        name: &c.node_name,
-                        name_span: Span::from_knuffel(file, c.node_name.span()),
+                        name: &c.name,
+                        name_span: c.name_span.span(file),
                     };
                     r.no_props();
                     r.no_children();
@@ -130,12 +112,12 @@ pub(super) fn decode_body(
                         (_, None) => {}
                         (slot @ None, Some(v)) => {
                             *slot = Some(v);
-                            out.attr_spans[i] = Some(name_span);
+                            attr_spans[i] = Some(name_span);
                         }
                         (Some(prev), Some(v)) if repeatable => append(prev, v, def.name, diags),
                         (Some(_), Some(_)) => diags.push(duplicate(
                             def.name,
-                            out.attr_spans[i].unwrap_or(Span::NONE),
+                            attr_spans[i].unwrap_or(Span::NONE),
                             name_span,
                         )),
                     }
@@ -181,26 +163,26 @@ fn append(prev: &mut Value, v: Value, name: &str, diags: &mut Diagnostics) {
     }
 }
 
-struct NodeReader<'a> {
+struct NodeReader<'a, 'src> {
     file: FileId,
-    node: &'a SpannedNode<KSpan>,
+    node: &'a Node<'src>,
     diags: &'a mut Diagnostics,
     name: &'a str,
     name_span: Span,
 }
 
-impl<'a> NodeReader<'a> {
-    fn span_of(&self, v: &KValue<KSpan>) -> Span {
-        Span::from_knuffel(self.file, v.literal.span())
+impl<'a, 'src> NodeReader<'a, 'src> {
+    fn span_of(&self, v: &KValue<'_>) -> Span {
+        v.span.span(self.file)
     }
 
     fn no_props(&mut self) {
-        for k in self.node.properties.keys() {
-            let span = Span::from_knuffel(self.file, k.span());
+        for p in &self.node.props {
+            let span = p.key_span.span(self.file);
             self.diags.push(
                 Diag::new(
                     "mybake::load::unknown",
-                    format!("`{}` takes no property `{}`", self.name, &***k),
+                    format!("`{}` takes no property `{}`", self.name, p.key),
                 )
                 .label(span, "unexpected property"),
             );
@@ -208,7 +190,7 @@ impl<'a> NodeReader<'a> {
     }
 
     fn no_args(&mut self) {
-        for a in &self.node.arguments {
+        for a in &self.node.args {
             let span = self.span_of(a);
             self.diags.push(
                 Diag::new(
@@ -222,7 +204,7 @@ impl<'a> NodeReader<'a> {
 
     fn no_children(&mut self) {
         if let Some(c) = &self.node.children {
-            let span = Span::from_knuffel(self.file, c.span());
+            let span = c.span.span(self.file);
             self.diags.push(
                 Diag::new(
                     "mybake::load::unexpected-children",
@@ -233,9 +215,9 @@ impl<'a> NodeReader<'a> {
         }
     }
 
-    fn children(&mut self) -> &'a [SpannedNode<KSpan>] {
+    fn children(&mut self) -> &'a [Node<'src>] {
         match &self.node.children {
-            Some(c) => c.as_slice(),
+            Some(c) => &c.nodes,
             None => {
                 self.diags.push(
                     Diag::new(
@@ -249,9 +231,9 @@ impl<'a> NodeReader<'a> {
         }
     }
 
-    fn string(&mut self, v: &KValue<KSpan>, what: &str) -> Option<Sp<String>> {
-        match &*v.literal {
-            Literal::String(s) => Some(Sp::new(s.to_string(), self.span_of(v))),
+    fn string(&mut self, v: &KValue<'_>, what: &str) -> Option<Sp<String>> {
+        match &v.lit {
+            Lit::Str(s) => Some(Sp::new(s.to_string(), self.span_of(v))),
             other => {
                 let span = self.span_of(v);
                 self.diags
@@ -264,19 +246,19 @@ impl<'a> NodeReader<'a> {
     /// All arguments as strings.
     fn strings(&mut self) -> Vec<Sp<String>> {
         let node = self.node;
-        node.arguments
+        node.args
             .iter()
             .filter_map(|a| self.string(a, "values"))
             .collect()
     }
 
     fn arity(&mut self, n: usize, what: &str) -> bool {
-        let got = self.node.arguments.len();
+        let got = self.node.args.len();
         if got == n {
             return true;
         }
         let span = if got > n {
-            self.span_of(&self.node.arguments[n])
+            self.span_of(&self.node.args[n])
         } else {
             self.name_span
         };
@@ -310,7 +292,7 @@ impl<'a> NodeReader<'a> {
                 if !self.arity(1, "one string") {
                     return None;
                 }
-                self.string(&node.arguments[0], "value").map(Value::Str)
+                self.string(&node.args[0], "value").map(Value::Str)
             }
             Shape::Bool => {
                 self.no_props();
@@ -318,11 +300,11 @@ impl<'a> NodeReader<'a> {
                 if !self.arity(1, "one boolean") {
                     return None;
                 }
-                let a = &node.arguments[0];
+                let a = &node.args[0];
                 let span = self.span_of(a);
-                match &*a.literal {
-                    Literal::Bool(b) => Some(Value::Str(Sp::new(b.to_string(), span))),
-                    Literal::String(s) => Some(Value::Str(Sp::new(s.to_string(), span))),
+                match &a.lit {
+                    Lit::Bool(b) => Some(Value::Str(Sp::new(b.to_string(), span))),
+                    Lit::Str(s) => Some(Value::Str(Sp::new(s.to_string(), span))),
                     other => {
                         self.diags.push(wrong_type(
                             self.name,
@@ -346,9 +328,9 @@ impl<'a> NodeReader<'a> {
                 if !self.arity(2, "a key and a value") {
                     return None;
                 }
-                let k = self.string(&node.arguments[0], "key")?;
-                let v = self.string(&node.arguments[1], "value")?;
-                let mut m = BTreeMap::new();
+                let k = self.string(&node.args[0], "key")?;
+                let v = self.string(&node.args[1], "value")?;
+                let mut m = EntryMap::new();
                 m.insert(
                     k.v,
                     Entry {
@@ -362,14 +344,14 @@ impl<'a> NodeReader<'a> {
                 self.no_args();
                 self.no_props();
                 let file = self.file;
-                let mut m: BTreeMap<String, Entry> = BTreeMap::new();
+                let mut m = EntryMap::new();
                 for c in self.children() {
-                    let key_span = Span::from_knuffel(file, c.node_name.span());
+                    let key_span = c.name_span.span(file);
                     let mut r = NodeReader {
                         file,
                         node: c,
                         diags: &mut *self.diags,
-                        name: &c.node_name,
+                        name: &c.name,
                         name_span: key_span,
                     };
                     r.no_props();
@@ -377,10 +359,10 @@ impl<'a> NodeReader<'a> {
                     if !r.arity(1, "one string") {
                         continue;
                     }
-                    let Some(v) = r.string(&c.arguments[0], "value") else {
+                    let Some(v) = r.string(&c.args[0], "value") else {
                         continue;
                     };
-                    let key = c.node_name.to_string();
+                    let key = c.name.to_string();
                     if let Some(old) = m.get(&key) {
                         self.diags.push(
                             Diag::new(
@@ -403,13 +385,13 @@ impl<'a> NodeReader<'a> {
                     if !self.arity(1, "one type") {
                         return None;
                     }
-                    fields.push(("type".to_string(), self.string(&node.arguments[0], "type")?));
+                    fields.push(("type".to_string(), self.string(&node.args[0], "type")?));
                 } else {
                     self.no_args();
                 }
-                for (k, v) in &node.properties {
-                    let key: &str = k;
-                    let kspan = Span::from_knuffel(self.file, k.span());
+                for p in &node.props {
+                    let (key, v): (&str, _) = (&p.key, &p.value);
+                    let kspan = p.key_span.span(self.file);
                     if let Some(allowed) = allowed {
                         if !allowed.contains(&key) {
                             self.diags.push(
@@ -428,12 +410,12 @@ impl<'a> NodeReader<'a> {
                         }
                     }
                     let span = self.span_of(v);
-                    let s = match &*v.literal {
-                        Literal::String(s) => s.to_string(),
-                        Literal::Bool(b) => b.to_string(),
-                        Literal::Int(i) => match i64::try_from(i) {
-                            Ok(n) => n.to_string(),
-                            Err(_) => continue,
+                    let s = match &v.lit {
+                        Lit::Str(s) => s.to_string(),
+                        Lit::Bool(b) => b.to_string(),
+                        Lit::Int(..) => match v.lit.as_i64() {
+                            Some(Some(n)) => n.to_string(),
+                            _ => continue,
                         },
                         other => {
                             self.diags.push(wrong_type(
@@ -460,24 +442,24 @@ impl<'a> NodeReader<'a> {
                     );
                     return None;
                 }
-                let span = Span::from_knuffel(self.file, node.span());
+                let span = node.span.span(self.file);
                 Some(Value::Objects(vec![Obj { span, fields }]))
             }
         }
     }
 }
 
-fn wrong_type(node: &str, what: &str, expected: &str, found: &Literal, span: Span) -> Diag {
+fn wrong_type(node: &str, what: &str, expected: &str, found: &Lit<'_>, span: Span) -> Diag {
     let mut d = Diag::new(
         "mybake::load::wrong-type",
         format!(
             "`{node}` {what}: expected {expected}, found {}",
-            kind_of(found)
+            found.kind()
         ),
     )
-    .label(span, format!("this is {}", kind_of(found)));
+    .label(span, format!("this is {}", found.kind()));
     if expected == "a string" {
-        if let Literal::Int(_) | Literal::Bool(_) | Literal::Decimal(_) = found {
+        if let Lit::Int(..) | Lit::Bool(_) | Lit::Decimal(_) = found {
             d = d.help("quote it to make it a string");
         }
     }

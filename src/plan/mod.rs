@@ -76,30 +76,39 @@ impl Plan {
 /// Build the DAG for the selected targets.
 pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let declared = |i: usize| -> Vec<String> {
+    let declared = |i: usize| -> Vec<&str> {
         let p = r.targets[i].platforms();
         if p.is_empty() {
-            vec![r.local_platform.clone()]
+            vec![r.local_platform.as_str()]
         } else {
-            p.iter().map(|s| s.v.clone()).collect()
+            p.iter().map(|s| s.v.as_str()).collect()
         }
     };
 
     let order = target_order(r, sel).map_err(Diagnostics::from)?;
     // Platforms per target: requested targets build what they declare;
     // dependencies build what their dependents need (dependents first).
-    let mut needed: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut needed: HashMap<usize, Vec<String>> = HashMap::with_capacity(sel.all.len());
     for &i in &sel.requested {
-        needed.insert(i, declared(i));
+        needed.insert(i, declared(i).into_iter().map(String::from).collect());
     }
     for &i in order.iter().rev() {
-        let mine = needed.get(&i).cloned().unwrap_or_default();
+        if r.targets[i].deps.is_empty() {
+            continue;
+        }
+        // Taken out while its dependencies are updated (a target is never
+        // its own dependency: cycles were rejected above).
+        let mine = needed.get_mut(&i).map(std::mem::take);
+        let mine_ref: &[String] = mine.as_deref().unwrap_or(&[]);
         for (_, dep) in &r.targets[i].deps {
             let Some(&d) = r.index.get(&dep.v) else {
                 continue;
             };
             let avail = declared(d);
-            let missing: Vec<&String> = mine.iter().filter(|p| !avail.contains(p)).collect();
+            let missing: Vec<&String> = mine_ref
+                .iter()
+                .filter(|p| !avail.contains(&p.as_str()))
+                .collect();
             if !missing.is_empty() {
                 let dt = &r.targets[d];
                 let list = missing
@@ -138,11 +147,14 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
                 diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
             }
             let entry = needed.entry(d).or_default();
-            for p in &mine {
-                if avail.contains(p) && !entry.contains(p) {
+            for p in mine_ref {
+                if avail.contains(&p.as_str()) && !entry.contains(p) {
                     entry.push(p.clone());
                 }
             }
+        }
+        if let Some(m) = mine {
+            needed.insert(i, m);
         }
     }
     if !diags.is_empty() {
@@ -157,20 +169,25 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
     }
 
     let mut g: DiGraph<Node, ()> = DiGraph::new();
-    let mut build_ix: HashMap<(usize, &str), NodeIndex> = HashMap::new();
+    // Build nodes of each target: (platform, node).
+    let mut build_ix: Vec<Vec<(&str, NodeIndex)>> = vec![Vec::new(); r.targets.len()];
     for &i in &sel.all {
         let t = &r.targets[i];
         let publish = sel.is_requested(i);
         for p in needed.get(&i).map(Vec::as_slice).unwrap_or(&[]) {
+            let mut id = String::with_capacity(t.name.v.len() + 1 + p.len());
+            id.push_str(&t.name.v);
+            id.push('@');
+            id.push_str(p);
             let n = g.add_node(Node {
-                id: format!("{}@{}", t.name.v, p),
+                id,
                 kind: NodeKind::Build,
                 target: i,
                 target_name: t.name.v.clone(),
                 platform: Some(p.clone()),
                 publish,
             });
-            build_ix.insert((i, p.as_str()), n);
+            build_ix[i].push((p.as_str(), n));
         }
         if publish {
             g.add_node(Node {
@@ -183,6 +200,7 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
             });
         }
     }
+    let find = |t: usize, p: &str| build_ix[t].iter().find(|(q, _)| *q == p).map(|&(_, n)| n);
     let mut edges = Vec::new();
     for n in g.node_indices() {
         let node = &g[n];
@@ -192,7 +210,7 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
                 let p = node.platform.as_deref().unwrap_or("");
                 for (_, dep) in &t.deps {
                     if let Some(&d) = r.index.get(&dep.v) {
-                        if let Some(&m) = build_ix.get(&(d, p)) {
+                        if let Some(m) = find(d, p) {
                             edges.push((n, m));
                         }
                     }
@@ -200,7 +218,9 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
             }
             NodeKind::Merge => {
                 for p in &needed[&node.target] {
-                    edges.push((n, build_ix[&(node.target, p.as_str())]));
+                    if let Some(m) = find(node.target, p) {
+                        edges.push((n, m));
+                    }
                 }
             }
         }
@@ -229,16 +249,20 @@ fn target_order(r: &Resolved, sel: &Selection) -> Result<Vec<usize>, Diag> {
         Active,
         Done,
     }
-    let mut mark: HashMap<usize, Mark> = sel.all.iter().map(|&i| (i, Mark::New)).collect();
+    // Targets outside the selection count as done.
+    let mut mark: Vec<Mark> = vec![Mark::Done; r.targets.len()];
+    for &i in &sel.all {
+        mark[i] = Mark::New;
+    }
     let mut out = Vec::new();
     // Iterative DFS: (target, next dep index); `path` holds the edge spans.
     for &root in &sel.all {
-        if mark[&root] != Mark::New {
+        if mark[root] != Mark::New {
             continue;
         }
         let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
         let mut path: Vec<Span> = Vec::new();
-        mark.insert(root, Mark::Active);
+        mark[root] = Mark::Active;
         while let Some(&mut (t, ref mut k)) = stack.last_mut() {
             let deps = &r.targets[t].deps;
             if *k < deps.len() {
@@ -247,9 +271,9 @@ fn target_order(r: &Resolved, sel: &Selection) -> Result<Vec<usize>, Diag> {
                 let Some(&d) = r.index.get(&dep.v) else {
                     continue;
                 };
-                match mark.get(&d).copied().unwrap_or(Mark::Done) {
+                match mark[d] {
                     Mark::New => {
-                        mark.insert(d, Mark::Active);
+                        mark[d] = Mark::Active;
                         stack.push((d, 0));
                         path.push(dep.span);
                     }
@@ -279,7 +303,7 @@ fn target_order(r: &Resolved, sel: &Selection) -> Result<Vec<usize>, Diag> {
                     Mark::Done => {}
                 }
             } else {
-                mark.insert(t, Mark::Done);
+                mark[t] = Mark::Done;
                 out.push(t);
                 stack.pop();
                 path.pop();

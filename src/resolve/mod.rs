@@ -12,6 +12,7 @@ pub mod set;
 mod target;
 pub mod vars;
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -188,7 +189,7 @@ pub fn resolve(
     // Inheritance (memoised, cycles reported once).
     let parents = raws
         .iter()
-        .flat_map(|r| r.inherits.iter().flatten())
+        .flat_map(|r| r.inherits.iter().copied().flatten())
         .map(|p| p.v.as_str())
         .collect();
     let mut inh = Inheritance {
@@ -196,6 +197,10 @@ pub fn resolve(
         concrete: &concrete,
         index: &index,
         memo: vec![None; concrete.len()],
+        memo_all: raws
+            .iter()
+            .flat_map(|r| r.inherits.iter().copied().flatten())
+            .any(|p| p.v.contains('$')),
         parents,
         stack: Vec::new(),
         sources,
@@ -284,9 +289,7 @@ pub fn resolve(
     };
     // Group cycles, whether or not the group is requested.
     for g in &resolved.groups {
-        if let Err(d) = select(&resolved, std::slice::from_ref(&g.name.v)) {
-            diags.extend(d);
-        }
+        diags.extend(select::group_cycles(&resolved, &g.name.v));
     }
     diags.into_result(resolved)
 }
@@ -316,13 +319,14 @@ fn describe(bindings: &[(String, String)]) -> String {
         .join(", ")
 }
 
-/// A target after merging its declarations across files.
+/// A target after merging its declarations across files (borrowed from
+/// the declaration while there is only one).
 #[derive(Debug)]
-struct RawTarget {
+struct RawTarget<'a> {
     name: Sp<String>,
-    inherits: Option<Vec<Sp<String>>>,
-    matrix: Option<Sp<Vec<load::target::Axis>>>,
-    attrs: Vec<Option<Value>>,
+    inherits: Option<&'a Vec<Sp<String>>>,
+    matrix: Option<&'a Sp<Vec<load::target::Axis>>>,
+    attrs: Cow<'a, [Option<Value>]>,
 }
 
 /// One concrete target before inheritance.
@@ -333,28 +337,28 @@ struct Concrete {
     bindings: Vec<(String, String)>,
 }
 
-fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarget> {
+fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarget<'a>> {
     let mut out: Vec<RawTarget> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: HashMap<&'a str, usize> = HashMap::new();
     for d in decls {
-        match index.get(&d.name.v) {
+        match index.get(d.name.v.as_str()) {
             Some(&i) => {
                 let t = &mut out[i];
                 if d.inherits.is_some() {
-                    t.inherits = d.inherits.clone();
+                    t.inherits = d.inherits.as_ref();
                 }
                 if d.matrix.is_some() {
-                    t.matrix = d.matrix.clone();
+                    t.matrix = d.matrix.as_ref();
                 }
-                merge_attrs(&mut t.attrs, &d.attrs);
+                merge_attrs(t.attrs.to_mut(), &d.attrs);
             }
             None => {
-                index.insert(d.name.v.clone(), out.len());
+                index.insert(&d.name.v, out.len());
                 out.push(RawTarget {
                     name: d.name.clone(),
-                    inherits: d.inherits.clone(),
-                    matrix: d.matrix.clone(),
-                    attrs: d.attrs.clone(),
+                    inherits: d.inherits.as_ref(),
+                    matrix: d.matrix.as_ref(),
+                    attrs: Cow::Borrowed(&d.attrs),
                 });
             }
         }
@@ -542,12 +546,14 @@ impl Scope for TargetScope<'_> {
 }
 
 struct Inheritance<'a> {
-    raws: &'a [RawTarget],
+    raws: &'a [RawTarget<'a>],
     concrete: &'a [Concrete],
     index: &'a HashMap<String, usize>,
     memo: Vec<Option<Vec<Option<Value>>>>,
     /// Raw names some target inherits from: only those are memoised.
     parents: std::collections::HashSet<&'a str>,
+    /// Some parent name is a template: memoise everything.
+    memo_all: bool,
     stack: Vec<(usize, Span)>,
     sources: &'a Sources,
     vars: &'a Variables,
@@ -564,7 +570,7 @@ impl Inheritance<'_> {
         let c = &self.concrete[i];
         let raw = &self.raws[c.raw];
         let mut acc: Vec<Option<Value>> = vec![None; ATTRS.len()];
-        for parent in raw.inherits.iter().flatten() {
+        for parent in raw.inherits.iter().copied().flatten() {
             let scope = TargetScope {
                 vars: self.vars,
                 builtins: self.builtins,
@@ -611,14 +617,22 @@ impl Inheritance<'_> {
                 diags.push(d);
                 continue;
             }
-            self.stack.push((i, parent.span));
-            let pattrs = self.effective(p, diags);
-            self.stack.pop();
-            merge_attrs(&mut acc, &pattrs);
+            // Merge from the memo without copying the parent's attributes.
+            let computed = if self.memo[p].is_none() {
+                self.stack.push((i, parent.span));
+                let v = self.effective(p, diags);
+                self.stack.pop();
+                Some(v)
+            } else {
+                None
+            };
+            match (&self.memo[p], &computed) {
+                (Some(m), _) | (None, Some(m)) => merge_attrs(&mut acc, m),
+                (None, None) => {}
+            }
         }
         merge_attrs(&mut acc, &raw.attrs);
-        if self.parents.contains(c.name.v.as_str()) || self.parents.iter().any(|p| p.contains('$'))
-        {
+        if self.memo_all || self.parents.contains(c.name.v.as_str()) {
             self.memo[i] = Some(acc.clone());
         }
         acc

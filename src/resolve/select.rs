@@ -65,10 +65,10 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
         expand(r, n, &mut sel, &mut stack, &mut diags);
     }
     // Dependency closure.
-    let mut all: BTreeSet<(String, usize)> = BTreeSet::new();
+    let mut all: BTreeSet<(&str, usize)> = BTreeSet::new();
     let mut todo: Vec<usize> = sel.requested.clone();
     while let Some(i) = todo.pop() {
-        if all.insert((r.targets[i].name.v.clone(), i)) {
+        if all.insert((r.targets[i].name.v.as_str(), i)) {
             for (_, dep) in &r.targets[i].deps {
                 if let Some(&d) = r.index.get(&dep.v) {
                     todo.push(d);
@@ -80,6 +80,52 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
     diags.into_result(sel)
 }
 
+/// The group-cycle diagnostics [`select`] reports for `group`, without
+/// building a selection (resolve checks every group this way).
+pub(super) fn group_cycles(r: &Resolved, group: &str) -> Diagnostics {
+    let mut diags = Diagnostics::default();
+    let mut stack = Vec::new();
+    expand_groups(r, &Sp::none(group.to_string()), &mut stack, &mut diags);
+    diags
+}
+
+/// [`expand`] restricted to groups: the same walk and cycle reports.
+fn expand_groups(
+    r: &Resolved,
+    name: &Sp<String>,
+    stack: &mut Vec<(String, Span)>,
+    diags: &mut Diagnostics,
+) {
+    let Some(g) = r.group(&name.v) else {
+        return;
+    };
+    if let Some(k) = stack.iter().position(|(s, _)| *s == name.v) {
+        diags.push(group_cycle(stack, k, name));
+        return;
+    }
+    stack.push((name.v.clone(), name.span));
+    for t in &g.targets {
+        expand_groups(r, t, stack, diags);
+    }
+    stack.pop();
+}
+
+fn group_cycle(stack: &[(String, Span)], k: usize, name: &Sp<String>) -> Diag {
+    let mut path: Vec<&str> = stack[k..].iter().map(|(s, _)| s.as_str()).collect();
+    path.push(&name.v);
+    let mut d = Diag::new(
+        "mybake::select::group-cycle",
+        format!(
+            "groups include each other in a cycle: {}",
+            path.join(" -> ")
+        ),
+    );
+    for (_, span) in &stack[k + 1..] {
+        d = d.label(*span, "includes");
+    }
+    d.label(name.span, "includes")
+}
+
 fn expand(
     r: &Resolved,
     name: &Sp<String>,
@@ -89,19 +135,7 @@ fn expand(
 ) {
     if let Some(g) = r.group(&name.v) {
         if let Some(k) = stack.iter().position(|(s, _)| *s == name.v) {
-            let mut path: Vec<&str> = stack[k..].iter().map(|(s, _)| s.as_str()).collect();
-            path.push(&name.v);
-            let mut d = Diag::new(
-                "mybake::select::group-cycle",
-                format!(
-                    "groups include each other in a cycle: {}",
-                    path.join(" -> ")
-                ),
-            );
-            for (_, span) in &stack[k + 1..] {
-                d = d.label(*span, "includes");
-            }
-            diags.push(d.label(name.span, "includes"));
+            diags.push(group_cycle(stack, k, name));
             return;
         }
         sel.groups.insert(

@@ -1,7 +1,6 @@
 //! `--set PATTERN.ATTR[.KEY](=|+=)VALUE` overrides, applied to every
 //! concrete target whose name matches PATTERN after files are merged.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use globset::{Glob, GlobMatcher};
@@ -9,7 +8,7 @@ use globset::{Glob, GlobMatcher};
 use crate::attrs::{self, Shape, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::source::{FileId, Sources, Sp, Span};
-use crate::value::{Entry, Obj, Value};
+use crate::value::{Entry, EntryMap, Obj, Value};
 
 #[derive(Debug, Clone)]
 pub struct SetOverride {
@@ -201,7 +200,7 @@ pub fn apply(o: &SetOverride, attrs: &mut [Option<Value>], diags: &mut Diagnosti
                 Some(Value::Map(m)) => {
                     m.insert(key, entry);
                 }
-                _ => *slot = Some(Value::Map(BTreeMap::from([(key, entry)]))),
+                _ => *slot = Some(Value::Map(EntryMap::from([(key, entry)]))),
             }
         }
         Shape::Typed | Shape::Props => {
