@@ -64,10 +64,10 @@ pub enum Command {
 #[derive(Debug, Args, Default)]
 pub struct BuildArgs {
     pub targets: Vec<String>,
-    /// Add `output "registry"` to every built target
+    /// Add `output "registry"` to every requested target (a `target:` dependency that is not requested is built, not published)
     #[arg(long, conflicts_with = "load")]
     pub push: bool,
-    /// Add `output "docker"` to every built target
+    /// Add `output "docker"` to every requested target
     #[arg(long)]
     pub load: bool,
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
