@@ -124,8 +124,8 @@ pub fn execute(
     };
     match command {
         Command::Print { targets } => match select(&targets) {
-            Ok(sel) => match plan::plan(&resolved, &sel) {
-                Ok(_) => ok(report::print::print(&resolved, &sel)),
+            Ok(sel) => match plan::validate(&resolved, &sel) {
+                Ok(()) => ok(report::print::print(&resolved, &sel)),
                 Err(d) => fail(d, &sources),
             },
             Err(d) => fail(d, &sources),

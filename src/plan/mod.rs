@@ -75,6 +75,21 @@ impl Plan {
 
 /// Build the DAG for the selected targets.
 pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
+    let needed = platforms_needed(r, sel)?;
+    Ok(graph(r, sel, needed))
+}
+
+/// Every check [`plan`] makes (cycles, dependencies missing a platform)
+/// without building the graph: what `print` needs.
+pub fn validate(r: &Resolved, sel: &Selection) -> Result<(), Diagnostics> {
+    platforms_needed(r, sel).map(|_| ())
+}
+
+/// The platforms each selected target is built for, or every problem.
+fn platforms_needed(
+    r: &Resolved,
+    sel: &Selection,
+) -> Result<HashMap<usize, Vec<String>>, Diagnostics> {
     let mut diags = Diagnostics::default();
     let declared = |i: usize| -> Vec<&str> {
         let p = r.targets[i].platforms();
@@ -167,7 +182,12 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
             v.sort_by_key(|p| d.iter().position(|x| x == p));
         }
     }
+    Ok(needed)
+}
 
+/// The DAG: a build node per (target, platform), a merge node per
+/// requested target, per-platform edges.
+fn graph(r: &Resolved, sel: &Selection, needed: HashMap<usize, Vec<String>>) -> Plan {
     let mut g: DiGraph<Node, ()> = DiGraph::new();
     // Build nodes of each target: (platform, node).
     let mut build_ix: Vec<Vec<(&str, NodeIndex)>> = vec![Vec::new(); r.targets.len()];
@@ -231,13 +251,13 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
         }
     }
     let (order, levels, critical_path) = analyse(&g);
-    Ok(Plan {
+    Plan {
         graph: g,
         order,
         levels,
         critical_path,
         platforms: needed,
-    })
+    }
 }
 
 /// Targets of the selection in dependency order (dependencies first), or

@@ -147,6 +147,20 @@ fn has_cycle(n: usize, edges: &[(usize, usize)]) -> bool {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
+    /// `validate` (what `print` runs) accepts and rejects exactly what
+    /// `plan` does, with the same diagnostics.
+    #[test]
+    fn validate_agrees_with_plan((n, edges, plats) in arb_graph()) {
+        let text = kdl(n, &edges, &plats);
+        let r = run(&text).expect("the generated file resolves");
+        let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        let sel = select(&r, &names).expect("every name exists");
+        let msgs = |d: Diagnostics| d.items.into_iter().map(|d| d.message).collect::<Vec<_>>();
+        let planned = plan(&r, &sel).map(|_| ()).map_err(msgs);
+        let validated = validate(&r, &sel).map_err(msgs);
+        prop_assert_eq!(planned, validated);
+    }
+
     #[test]
     fn planner_properties((n, edges, plats) in arb_graph()) {
         let text = kdl(n, &edges, &plats);
