@@ -50,7 +50,7 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
     let env: HashMap<String, String> = std::env::vars().collect();
     let color = std::io::stderr().is_terminal() && !env.contains_key("NO_COLOR");
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let out = execute(cli, &cwd, env, RenderOptions { color, width: 100 });
+    let out = execute_with(cli, &cwd, env, RenderOptions { color, width: 100 }, true);
     let _ = std::io::stdout().write_all(out.stdout.as_bytes());
     let _ = std::io::stderr().write_all(out.stderr.as_bytes());
     out.code
@@ -62,6 +62,56 @@ pub fn execute(
     cwd: &std::path::Path,
     env: HashMap<String, String>,
     render: RenderOptions,
+) -> Outcome {
+    execute_with(cli, cwd, env, render, false)
+}
+
+/// Holds a value and, when `leak`, forgets it instead of dropping it: the
+/// binary exits right after a command, and freeing a large configuration's
+/// parse trees and resolved targets one by one is pure cost there.
+struct ExitScoped<T> {
+    value: Option<T>,
+    leak: bool,
+}
+
+impl<T> ExitScoped<T> {
+    fn new(value: T, leak: bool) -> Self {
+        ExitScoped {
+            value: Some(value),
+            leak,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for ExitScoped<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for ExitScoped<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T> Drop for ExitScoped<T> {
+    fn drop(&mut self) {
+        if self.leak {
+            std::mem::forget(self.value.take());
+        }
+    }
+}
+
+/// [`execute`]; `exiting`: the process ends right after, so the run's data
+/// is not freed.
+fn execute_with(
+    cli: Cli,
+    cwd: &std::path::Path,
+    env: HashMap<String, String>,
+    render: RenderOptions,
+    exiting: bool,
 ) -> Outcome {
     if let Some(Command::Index(cmd)) = cli.command {
         return index::run(cmd, &env);
@@ -91,17 +141,18 @@ pub fn execute(
             }
         }
     }
-    let (mut sources, files) = load::load(&LoadOptions {
+    let (sources, files) = load::load(&LoadOptions {
         cwd: cwd.clone(),
         files: g.files.clone(),
     });
+    let mut sources = ExitScoped::new(sources, exiting);
     let fail = |d: Diagnostics, sources: &Sources| Outcome {
         code: exit::INVALID,
         stdout: String::new(),
         stderr: diag::render(&d, sources, render),
     };
     let files = match files {
-        Ok(f) => f,
+        Ok(f) => ExitScoped::new(f, exiting),
         Err(d) => return fail(d, &sources),
     };
     let opts = ResolveOptions {
@@ -112,7 +163,7 @@ pub fn execute(
         local_platform: platform::local(),
     };
     let resolved = match resolve::resolve(&files, &mut sources, &opts) {
-        Ok(r) => r,
+        Ok(r) => ExitScoped::new(r, exiting),
         Err(d) => return fail(d, &sources),
     };
     let command = cli.command.unwrap_or(Command::Build(Default::default()));
