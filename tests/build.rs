@@ -243,22 +243,7 @@ fn assert_published(
         media.contains("index") || media.contains("manifest.list"),
         "{repo}:{tag} is not an index: {index}"
     );
-    let images: Vec<(String, String)> = index["manifests"]
-        .as_array()
-        .expect("index.manifests")
-        .iter()
-        .filter(|m| m["platform"]["os"] != "unknown")
-        .map(|m| {
-            (
-                format!(
-                    "{}/{}",
-                    m["platform"]["os"].as_str().unwrap_or(""),
-                    m["platform"]["architecture"].as_str().unwrap_or("")
-                ),
-                m["digest"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let images = index_images(&index);
     let want: Vec<(String, String)> = platforms
         .iter()
         .map(|p| {

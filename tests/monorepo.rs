@@ -55,20 +55,7 @@ fn by_tag(repo: &str, tag: &str) -> (String, Value) {
 }
 
 fn platforms_of(index: &Value) -> Vec<String> {
-    index["manifests"]
-        .as_array()
-        .expect("index has manifests")
-        .iter()
-        .map(|m| {
-            let p = &m["platform"];
-            format!(
-                "{}/{}",
-                p["os"].as_str().unwrap_or("?"),
-                p["architecture"].as_str().unwrap_or("?")
-            )
-        })
-        .filter(|p| p != "unknown/unknown")
-        .collect()
+    index_images(index).into_iter().map(|(p, _)| p).collect()
 }
 
 #[test]

@@ -904,19 +904,7 @@ target "app" {{
             String::from_utf8_lossy(&inspect.stdout)
         )
     });
-    let mut inspected: Vec<String> = i["manifests"]
-        .as_array()
-        .unwrap_or_else(|| panic!("index inspect: no manifests: {i:#}"))
-        .iter()
-        .filter(|m| m["platform"]["os"] != "unknown")
-        .map(|m| {
-            format!(
-                "{}/{}",
-                m["platform"]["os"].as_str().unwrap_or(""),
-                m["platform"]["architecture"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
+    let mut inspected: Vec<String> = index_images(&i).into_iter().map(|(p, _)| p).collect();
     inspected.sort();
     assert_eq!(
         inspected,
@@ -927,22 +915,7 @@ target "app" {{
         &format!("/v2/{}/manifests/dev", api_name(&app_repo)),
         Some(OCI_ACCEPT),
     );
-    let by_platform: HashMap<String, String> = index["manifests"]
-        .as_array()
-        .expect("index.manifests")
-        .iter()
-        .filter(|m| m["platform"]["os"] != "unknown")
-        .map(|m| {
-            (
-                format!(
-                    "{}/{}",
-                    m["platform"]["os"].as_str().unwrap_or(""),
-                    m["platform"]["architecture"].as_str().unwrap_or("")
-                ),
-                m["digest"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let by_platform: HashMap<String, String> = index_images(&index).into_iter().collect();
     assert_eq!(
         by_platform.len(),
         2,

@@ -261,3 +261,25 @@ pub fn assert_no_tags(repo: &str, ctx: &str) {
     let t = tags(repo);
     assert!(t.is_empty(), "{repo} must have no tag ({ctx}), has {t:?}");
 }
+
+/// The platform images of an index (registry or `mybake index inspect`
+/// JSON): `(os/architecture, digest)` in index order, attestation entries
+/// (`unknown/unknown`) left out.
+pub fn index_images(index: &Value) -> Vec<(String, String)> {
+    index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not an index (no manifests): {index}"))
+        .iter()
+        .filter(|m| m["platform"]["os"] != "unknown")
+        .map(|m| {
+            (
+                format!(
+                    "{}/{}",
+                    m["platform"]["os"].as_str().unwrap_or(""),
+                    m["platform"]["architecture"].as_str().unwrap_or("")
+                ),
+                m["digest"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
