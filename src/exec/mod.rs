@@ -358,19 +358,16 @@ pub async fn run(
             let builder_name = nodes[b].name.clone();
             let req_opts = req_opts.clone();
             tasks.spawn(async move {
-                let res = solve_node(
-                    &client,
-                    &builder_name,
-                    &t,
-                    &platform,
-                    &deps,
-                    push.as_ref(),
-                    &req_opts,
-                    &id,
-                    &events,
-                    cancel,
-                )
-                .await;
+                let node = NodeSolve {
+                    client: &client,
+                    builder: &builder_name,
+                    t: &t,
+                    platform: &platform,
+                    deps: &deps,
+                    id: &id,
+                    events: &events,
+                };
+                let res = solve_node(&node, push.as_ref(), &req_opts, cancel).await;
                 (n, res)
             });
         }
@@ -457,19 +454,26 @@ fn platform_supported(p: &str, supported: &[String]) -> bool {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every solve of one build node shares.
+struct NodeSolve<'a> {
+    client: &'a Client,
+    builder: &'a str,
+    t: &'a crate::resolve::Target,
+    platform: &'a str,
+    /// Context name → image reference of a dependency's result.
+    deps: &'a HashMap<String, String>,
+    /// `target@platform`.
+    id: &'a str,
+    events: &'a mpsc::UnboundedSender<Event>,
+}
+
 async fn solve_node(
-    client: &Client,
-    builder: &str,
-    t: &crate::resolve::Target,
-    platform: &str,
-    deps: &HashMap<String, String>,
+    node: &NodeSolve<'_>,
     push: Option<&PushTo>,
     opts: &RequestOptions,
-    id: &str,
-    events: &mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
 ) -> Result<NodeResult, NodeError> {
+    let (t, id, events) = (node.t, node.id, node.events);
     // BuildKit merges the responses of a solve's exporters, so with the
     // push exporter and the `oci` exporter in one solve
     // `containerimage.descriptor` may be either's, and they differ when
@@ -478,10 +482,7 @@ async fn solve_node(
     let files = opts.files.get(&t.name.v);
     let oci = |e: &&request::FileExport| e.kind == request::FileExportKind::Oci;
     if push.is_none() || !files.is_some_and(|f| f.iter().any(|e| oci(&e))) {
-        return solve_once(
-            client, builder, t, platform, deps, push, opts, id, events, cancel, true, true,
-        )
-        .await;
+        return solve_once(node, push, opts, cancel, true, true).await;
     }
     let split = |keep_oci: bool| {
         let mut o = opts.clone();
@@ -494,36 +495,8 @@ async fn solve_node(
         o.files.insert(t.name.v.clone(), list);
         o
     };
-    let first = solve_once(
-        client,
-        builder,
-        t,
-        platform,
-        deps,
-        push,
-        &split(false),
-        id,
-        events,
-        cancel.clone(),
-        true,
-        false,
-    )
-    .await?;
-    let second = solve_once(
-        client,
-        builder,
-        t,
-        platform,
-        deps,
-        None,
-        &split(true),
-        id,
-        events,
-        cancel,
-        false,
-        false,
-    )
-    .await?;
+    let first = solve_once(node, push, &split(false), cancel.clone(), true, false).await?;
+    let second = solve_once(node, None, &split(true), cancel, false, false).await?;
     let duration = first.duration + second.duration;
     let _ = events.send(Event::Finished {
         node: id.into(),
@@ -539,21 +512,23 @@ async fn solve_node(
 
 /// One solve of a node; `started`/`finished` say whether to emit those
 /// events (a node solved twice reports one of each).
-#[allow(clippy::too_many_arguments)]
 async fn solve_once(
-    client: &Client,
-    builder: &str,
-    t: &crate::resolve::Target,
-    platform: &str,
-    deps: &HashMap<String, String>,
+    node: &NodeSolve<'_>,
     push: Option<&PushTo>,
     opts: &RequestOptions,
-    id: &str,
-    events: &mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
     started_event: bool,
     finished_event: bool,
 ) -> Result<NodeResult, NodeError> {
+    let NodeSolve {
+        client,
+        builder,
+        t,
+        platform,
+        deps,
+        id,
+        events,
+    } = *node;
     let nr = request::build(t, platform, deps, push, opts).map_err(|e| format!("{id}: {e}"))?;
     let session = nr.session().map_err(|e| format!("{id}: {e}"))?;
     let handle = session
