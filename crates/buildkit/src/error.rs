@@ -171,7 +171,13 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         current = source.source();
     }
-    // rustls' words for a peer that answered without TLS.
+    out
+}
+
+/// [`error_chain`] of a failed TLS connection, with a hint when the peer
+/// answered without TLS (rustls calls that `InvalidContentType`).
+pub(crate) fn tls_error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error_chain(err);
     if out.contains("InvalidContentType") {
         out.push_str(
             " (the endpoint did not answer with TLS: if it is a plain port, \

@@ -95,7 +95,7 @@ impl DockerTransport {
                                 .await
                                 .map_err(|e| Error::Tls {
                                     target: self.target.clone(),
-                                    reason: error_chain(&e),
+                                    reason: crate::error::tls_error_chain(&e),
                                 })?;
                         Ok(Box::new(stream))
                     }

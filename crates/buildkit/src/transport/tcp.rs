@@ -53,7 +53,11 @@ pub(crate) async fn control_channel(
         })?;
     }
     endpoint.connect().await.map_err(|e| {
-        let reason = error_chain(&e);
+        let reason = if tls.is_some() {
+            crate::error::tls_error_chain(&e)
+        } else {
+            error_chain(&e)
+        };
         // rustls reports certificate problems as "invalid peer certificate".
         if tls.is_some()
             && (reason.contains("certificate") || reason.contains("tls") || reason.contains("TLS"))
