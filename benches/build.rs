@@ -43,10 +43,12 @@ struct Opts {
     node_jobs: Option<usize>,
     /// Cold runs rewrite `base/base.txt` instead of pruning the daemon's cache.
     salt: bool,
+    /// `mybake build --history`: record every solve in the build history.
+    history: bool,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: cargo bench --bench build -- [--services 16] [--libs 4] [--rounds 1] [--no-cold] [--no-warm] [--no-peer] [--attempts 3] [--node-jobs N] [--salt] [--keep DIR]");
+    eprintln!("usage: cargo bench --bench build -- [--services 16] [--libs 4] [--rounds 1] [--no-cold] [--no-warm] [--no-peer] [--attempts 3] [--node-jobs N] [--salt] [--history] [--keep DIR]");
     std::process::exit(2)
 }
 
@@ -62,6 +64,7 @@ fn parse_args() -> Opts {
         keep: None,
         node_jobs: None,
         salt: false,
+        history: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -88,6 +91,7 @@ fn parse_args() -> Opts {
             "--no-warm" => o.warm = false,
             "--no-peer" => o.peer = false,
             "--salt" => o.salt = true,
+            "--history" => o.history = true,
             "--keep" => o.keep = Some(PathBuf::from(val())),
             "-h" | "--help" => usage(),
             other => {
@@ -303,7 +307,7 @@ struct Run {
     cache: (u64, u64),
 }
 
-fn command(tool: Tool, dir: &Path, registry: &str) -> Command {
+fn command(tool: Tool, dir: &Path, registry: &str, history: bool) -> Command {
     match tool {
         Tool::Mybake => {
             let mut c = Command::new(mybake_bin());
@@ -317,6 +321,9 @@ fn command(tool: Tool, dir: &Path, registry: &str) -> Command {
             ]);
             if dir.join("mybake.builders.kdl").is_file() {
                 c.args(["--builder", "bench"]);
+            }
+            if history {
+                c.arg("--history");
             }
             c
         }
@@ -349,6 +356,7 @@ fn run(
     registry: &str,
     cold: bool,
     salt: bool,
+    history: bool,
     attempts: usize,
     scratch: &Path,
     label: &str,
@@ -368,7 +376,7 @@ fn run(
         }
         let out = scratch.join(format!("{label}-{attempt}.out"));
         let err = scratch.join(format!("{label}-{attempt}.err"));
-        let mut c = command(tool, dir, registry);
+        let mut c = command(tool, dir, registry, history);
         c.stdin(Stdio::null())
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(File::create(&err).expect("stderr file"));
@@ -716,6 +724,14 @@ fn main() {
         )
     );
     println!(
+        "  mybake build history: {}",
+        if o.history {
+            "recorded (--history)"
+        } else {
+            "not recorded (default)"
+        }
+    );
+    println!(
         "  load average: {}",
         std::fs::read_to_string("/proc/loadavg")
             .unwrap_or_default()
@@ -753,6 +769,7 @@ fn main() {
                         &registry,
                         false,
                         false,
+                        o.history,
                         o.attempts,
                         scratch.path(),
                         &format!("{}-prewarm", tool.name()),
@@ -765,6 +782,7 @@ fn main() {
                     &registry,
                     cold,
                     o.salt,
+                    o.history,
                     o.attempts,
                     scratch.path(),
                     &label.replace(' ', "-"),

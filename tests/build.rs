@@ -399,6 +399,80 @@ fn build_without_push_stays_in_the_builder_cache() {
     );
 }
 
+/// Build-history records on the Docker endpoint whose frontend attributes
+/// carry `build-arg:HISTORY_NONCE=<nonce>`.
+fn history_records_with(nonce: &str) -> Vec<String> {
+    use mybake_buildkit::proto::moby::buildkit::v1::BuildHistoryRequest;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let endpoint = mybake_buildkit::Endpoint::parse("docker").expect("endpoint");
+        let client = mybake_buildkit::Client::connect(&endpoint)
+            .await
+            .expect("connect to Docker's BuildKit");
+        let mut stream = client
+            .control()
+            .listen_build_history(BuildHistoryRequest {
+                early_exit: true,
+                ..BuildHistoryRequest::default()
+            })
+            .await
+            .expect("ListenBuildHistory")
+            .into_inner();
+        let mut platforms = Vec::new();
+        while let Ok(Some(event)) = stream.message().await {
+            let Some(r) = event.record else { continue };
+            if r.frontend_attrs
+                .get("build-arg:HISTORY_NONCE")
+                .map(String::as_str)
+                == Some(nonce)
+            {
+                platforms.push(
+                    r.frontend_attrs
+                        .get("platform")
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        platforms.sort();
+        platforms
+    })
+}
+
+/// Solves stay out of the builder's build history unless `--history`
+/// asks for them: then each (target, platform) solve is one record.
+#[test]
+fn build_history_is_opt_in() {
+    testbed();
+    let repo = unique_repo("history");
+    let _cleanup = StoreCleanup::new(&[&repo]);
+    let nonce = nonce();
+    let set = format!("--set=t.arg.HISTORY_NONCE={nonce}");
+    let dockerfile =
+        format!("FROM {BUSYBOX}\nARG HISTORY_NONCE\nRUN echo $HISTORY_NONCE > /nonce\n");
+    expect(
+        one_target(&repo, Some(&dockerfile)),
+        &["build", "t", &set, "--progress", "plain"],
+        0,
+    );
+    assert_eq!(
+        history_records_with(&nonce),
+        Vec::<String>::new(),
+        "no record without --history"
+    );
+    let o = expect(
+        one_target(&repo, Some(&dockerfile)),
+        &["build", "t", &set, "--history", "--progress", "plain"],
+        0,
+    );
+    assert_progress(&o.stderr, "t");
+    assert_eq!(
+        history_records_with(&nonce),
+        BOTH,
+        "one record per platform with --history"
+    );
+}
+
 /// Both platforms of a fully cached build finish at the same moment, and
 /// each solve exports `name=<repo>,push-by-digest=true`. Docker's BuildKit
 /// then records an image named `<repo>` in its image store for each export

@@ -87,6 +87,9 @@ pub struct BuildArgs {
     pub publish: Publish,
     #[arg(long, value_name = "NAME")]
     pub builder: Option<String>,
+    /// Record every solve (one per target and platform) in the builder's build history, as `docker buildx history` lists it (off: recording delays each solve's return)
+    #[arg(long)]
+    pub history: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -67,6 +67,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         keep_going: b.keep_going,
         no_cache: b.no_cache,
         pull: b.pull,
+        history: b.history,
         insecure_registries: insecure.clone(),
         ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
     };

@@ -45,6 +45,8 @@ pub struct ExecOptions {
     pub keep_going: bool,
     pub no_cache: bool,
     pub pull: bool,
+    /// `--history`: record every solve in the builder's build history.
+    pub history: bool,
     /// Registries to reach over plain HTTP besides loopback.
     pub insecure_registries: Vec<String>,
     /// `$SSH_AUTH_SOCK` for `ssh "default"`.
@@ -293,6 +295,7 @@ pub async fn run(
         .collect();
     let req_opts = RequestOptions {
         no_cache: opts.no_cache,
+        history: opts.history,
         pull: opts.pull,
         ssh_auth_sock: opts.ssh_auth_sock.clone(),
         files: opts.files.clone(),

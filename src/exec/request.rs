@@ -108,6 +108,8 @@ pub fn is_insecure(host: &str, extra: &[String]) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct RequestOptions {
     pub no_cache: bool,
+    /// Record each solve in the builder's build history (`--history`).
+    pub history: bool,
     pub pull: bool,
     /// `$SSH_AUTH_SOCK`, for `ssh "default"`.
     pub ssh_auth_sock: Option<PathBuf>,
@@ -364,6 +366,7 @@ pub fn build(
             cache_imports: cache(A::CacheFrom),
             cache_exports: cache(A::CacheTo),
             entitlements,
+            internal: !opts.history,
             ..SolveRequest::default()
         },
         dirs,

@@ -107,6 +107,12 @@ pub struct SolveRequest {
     pub cache_exports: Vec<CacheEntry>,
     /// Entitlements such as `network.host`, `security.insecure`.
     pub entitlements: Vec<String>,
+    /// Keep the solve out of the builder's build history (BuildKit's
+    /// `Internal`). Recording a history record happens before `Solve`
+    /// returns and takes containerd lease and content writes; under many
+    /// concurrent solves it delays each return by seconds
+    /// (moby/buildkit#3726, #4327).
+    pub internal: bool,
 }
 
 impl SolveRequest {
@@ -158,6 +164,7 @@ impl SolveRequest {
             entitlements: self.entitlements.clone(),
             frontend_inputs: self.frontend_inputs.clone(),
             exporters,
+            internal: self.internal,
             ..api::SolveRequest::default()
         }
     }

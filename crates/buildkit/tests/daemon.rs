@@ -297,6 +297,71 @@ async fn cancelling_a_solve_returns_promptly() {
     }
 }
 
+/// `internal: true` keeps a solve out of the build history; the default
+/// records it, finished, by the time `Solve` returns.
+#[tokio::test]
+async fn internal_solves_stay_out_of_build_history() {
+    for endpoint in [docker(), splice()] {
+        let client = connect(&endpoint).await;
+        let mut refs = Vec::new();
+        for internal in [false, true] {
+            let definition = Llb::default()
+                .image(BUSYBOX, "linux/amd64")
+                .run(&["true"], "linux/amd64", true)
+                .definition();
+            let reference = format!(
+                "mybake-history-{internal}-{}",
+                mybake_buildkit::session::new_id()
+            );
+            client
+                .solve(
+                    SolveRequest {
+                        reference: reference.clone(),
+                        definition: Some(definition),
+                        internal,
+                        ..SolveRequest::default()
+                    },
+                    None,
+                )
+                .await
+                .expect("solve");
+            refs.push(reference);
+        }
+        let recorded = history_records(&client, &refs[0]).await;
+        assert_eq!(
+            recorded, 1,
+            "{endpoint}: the default solve is in the history"
+        );
+        let hidden = history_records(&client, &refs[1]).await;
+        assert_eq!(hidden, 0, "{endpoint}: the internal solve is not");
+    }
+}
+
+/// How many finished build-history records `reference` has now.
+async fn history_records(client: &Client, reference: &str) -> usize {
+    use mybake_buildkit::proto::moby::buildkit::v1::BuildHistoryRequest;
+    let mut stream = client
+        .control()
+        .listen_build_history(BuildHistoryRequest {
+            r#ref: reference.to_owned(),
+            early_exit: true,
+            ..BuildHistoryRequest::default()
+        })
+        .await
+        .expect("ListenBuildHistory")
+        .into_inner();
+    let mut n = 0;
+    while let Ok(Some(event)) = stream.message().await {
+        if event
+            .record
+            .is_some_and(|r| r.r#ref == reference && r.completed_at.is_some())
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Waits until the build history shows `reference` as finished and
 /// returns its error message and how long it ran (seconds).
 async fn finished_build(client: &Client, reference: &str) -> (String, i64) {
