@@ -305,6 +305,55 @@ struct Run {
     /// (cached steps, steps): mybake from `finished`, bake from its plain
     /// progress (`#N CACHED` vs `#N DONE` lines).
     cache: (u64, u64),
+    /// CPU time the daemon side spent during the run (see [`daemon_cpu_ticks`]).
+    daemon_cpu: Duration,
+}
+
+/// The daemon processes whose CPU time a run is charged: Docker Engine
+/// (its BuildKit, and through reaped children the runc/qemu of `RUN`
+/// steps), containerd and the registry.
+const DAEMONS: [&str; 3] = ["dockerd", "containerd", "docker-registry"];
+
+/// utime + stime + cutime + cstime of the [`DAEMONS`], in clock ticks
+/// (`/proc/PID/stat` fields 14–17). Steadier than wall time on a shared
+/// machine: both tools drive the same daemon, so this is the work each
+/// makes it do.
+fn daemon_cpu_ticks() -> u64 {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if !DAEMONS.contains(&comm.trim()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // Fields after the `(comm)`: state is field 3, utime field 14.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        ticks += rest
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    ticks
+}
+
+/// Clock ticks per second for [`daemon_cpu_ticks`] (`getconf CLK_TCK`).
+fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
 }
 
 fn command(tool: Tool, dir: &Path, registry: &str, history: bool) -> Command {
@@ -381,9 +430,13 @@ fn run(
             .stdout(File::create(&out).expect("stdout file"))
             .stderr(File::create(&err).expect("stderr file"));
         let spawned_ms = epoch_ms(SystemTime::now());
+        let cpu_before = daemon_cpu_ticks();
         let t = Instant::now();
         let status = c.status().unwrap_or_else(|e| panic!("{label}: spawn: {e}"));
         let wall = t.elapsed();
+        let daemon_cpu = Duration::from_millis(
+            daemon_cpu_ticks().saturating_sub(cpu_before) * 1000 / clock_ticks_per_sec(),
+        );
         let exited_ms = epoch_ms(SystemTime::now());
         let stdout = std::fs::read_to_string(&out).unwrap_or_default();
         let stderr = std::fs::read_to_string(&err).unwrap_or_default();
@@ -476,6 +529,7 @@ fn run(
             exited_ms,
             attempts: attempt,
             cache,
+            daemon_cpu,
         };
     }
     unreachable!()
@@ -577,6 +631,7 @@ struct Measured {
     /// (sum, max, nodes that waited > 1 s), ms.
     waits: (u64, u64, usize),
     cache: (u64, u64),
+    daemon_cpu: Duration,
 }
 
 fn measure(p: &Plan, r: &Run) -> Measured {
@@ -635,6 +690,7 @@ fn measure(p: &Plan, r: &Run) -> Measured {
         last_chain: chain,
         waits,
         cache: r.cache,
+        daemon_cpu: r.daemon_cpu,
     }
 }
 
@@ -802,6 +858,7 @@ fn main() {
                         last_chain: Vec::new(),
                         waits: (0, 0, 0),
                         cache: r.cache,
+                        daemon_cpu: r.daemon_cpu,
                     }
                 };
                 results.entry((tool.name(), kind)).or_default().push(m);
@@ -813,10 +870,11 @@ fn main() {
     // ---- report
     println!();
     println!(
-        "{:<6} {:<7} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "{:<6} {:<7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
         "cache",
         "tool",
         "wall s",
+        "daemon s",
         "cp s",
         "plan-cp s",
         "overhead",
@@ -831,10 +889,11 @@ fn main() {
                 if *tool == Tool::Mybake {
                     let oh = (secs(m.wall) - m.cp_ms as f64 / 1e3) / secs(m.wall);
                     println!(
-                        "{:<6} {:<7} {:>9.1} {:>9.1} {:>9.1} {:>8.1}% {:>10.2} {:>9.2} {:>9} {:>9}",
+                        "{:<6} {:<7} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}% {:>10.2} {:>9.2} {:>9} {:>9}",
                         kind,
                         tool.name(),
                         secs(m.wall),
+                        secs(m.daemon_cpu),
                         m.cp_ms as f64 / 1e3,
                         m.plan_cp_ms as f64 / 1e3,
                         oh * 100.0,
@@ -845,10 +904,11 @@ fn main() {
                     );
                 } else {
                     println!(
-                        "{:<6} {:<7} {:>9.1} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
+                        "{:<6} {:<7} {:>9.1} {:>9.1} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9}",
                         kind,
                         tool.name(),
                         secs(m.wall),
+                        secs(m.daemon_cpu),
                         "-",
                         "-",
                         "-",
@@ -862,6 +922,7 @@ fn main() {
         }
     }
     println!();
+    println!("daemon s  = CPU time of dockerd, containerd and the registry during the run, reaped children (runc, qemu of RUN steps) included: the work the tool made the daemon do, steadier than wall time on a busy machine");
     println!("cp s      = measured critical path: the longest dependency chain of build nodes weighted by their solve durations (duration_ms of `finished`)");
     println!(
         "plan-cp s = sum of the solve durations of the nodes of `mybake plan`'s critical_path ({})",
@@ -942,6 +1003,12 @@ fn main() {
                     "no target".into()
                 };
                 println!("{kind}: mybake {mb_wall:.1} s vs bake {bk_wall:.1} s → ratio mybake/bake {ratio:.2} ({target})");
+                let mb_cpu = median(mb.iter().map(|m| secs(m.daemon_cpu)).collect());
+                let bk_cpu = median(bk.iter().map(|m| secs(m.daemon_cpu)).collect());
+                println!(
+                    "{kind}: daemon CPU mybake {mb_cpu:.1} s vs bake {bk_cpu:.1} s → ratio {:.2}",
+                    mb_cpu / bk_cpu
+                );
             }
             None => println!("{kind}: mybake {mb_wall:.1} s (bake not run)"),
         }
