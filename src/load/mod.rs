@@ -145,15 +145,15 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
 /// knuffel ([`decode_file_knuffel`]), which gives the same result for valid
 /// files and the exact syntax and decode diagnostics for the rest.
 pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) -> FileDecls {
-    if let Some(at) = lenient::unterminated_comment(text) {
+    let scan = lenient::scan(text);
+    if let Some(at) = scan.open_comment {
         diags.push(unterminated_comment(id, at));
         return FileDecls {
             file: id,
             ..Default::default()
         };
     }
-    let patched = lenient::terminate_inline_blocks(text);
-    let src = patched.as_deref().unwrap_or(text);
+    let src = scan.patched.as_deref().unwrap_or(text);
     if let Ok(doc) = kdl::parse(src) {
         if top_level_is_plain(&doc) {
             return decode_doc(id, &doc, diags);
@@ -170,15 +170,15 @@ pub fn decode_file_knuffel(
     text: &str,
     diags: &mut Diagnostics,
 ) -> FileDecls {
-    if let Some(at) = lenient::unterminated_comment(text) {
+    let scan = lenient::scan(text);
+    if let Some(at) = scan.open_comment {
         diags.push(unterminated_comment(id, at));
         return FileDecls {
             file: id,
             ..Default::default()
         };
     }
-    let patched = lenient::terminate_inline_blocks(text);
-    let src = patched.as_deref().unwrap_or(text);
+    let src = scan.patched.as_deref().unwrap_or(text);
     decode_patched_knuffel(id, name, text, src, diags)
 }
 
