@@ -223,13 +223,12 @@ pub fn resolve(
         }
         let decl_dir = sources
             .get(raw.name.span.file)
-            .map(|f| f.dir.clone())
-            .unwrap_or_else(|| opts.cwd.clone());
+            .map_or(opts.cwd.as_path(), |f| &f.dir);
         let t = finish(
             c.name.clone(),
             raw.matrix.as_ref().map(|_| raw.name.v.clone()),
             attrs,
-            &decl_dir,
+            decl_dir,
             sources,
             &opts.cwd,
             &opts.env,
@@ -700,18 +699,13 @@ fn finish(
     env: &HashMap<String, String>,
     diags: &mut Diagnostics,
 ) -> Target {
-    let dir_of = |span: Span| -> PathBuf {
-        sources
-            .get(span.file)
-            .map(|f| f.dir.clone())
-            .unwrap_or_else(|| cwd.to_path_buf())
-    };
+    let dir_of = |span: Span| -> &Path { sources.get(span.file).map_or(cwd, |f| &f.dir) };
     let home = env.get("HOME").cloned().unwrap_or_default();
     let abs = |s: &Sp<String>| -> String {
         let p = if let Some(rest) = s.v.strip_prefix("~/") {
             PathBuf::from(&home).join(rest)
         } else {
-            load::absolute(&dir_of(s.span), Path::new(&s.v))
+            load::absolute(dir_of(s.span), Path::new(&s.v))
         };
         p.to_string_lossy().into_owned()
     };
