@@ -368,3 +368,74 @@ fn csv_json(s: &str) -> J {
     }
     J::Object(m)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::{select, tests_support};
+
+    /// What serializing the whole document as one tree gives.
+    fn as_tree(r: &Resolved, sel: &Selection) -> String {
+        let mut doc = Map::new();
+        if !sel.groups.is_empty() {
+            let mut groups = Map::new();
+            for (name, targets) in &sel.groups {
+                let mut g = Map::new();
+                if let Some(d) = r.group(name).and_then(|g| g.description.clone()) {
+                    g.insert("description".into(), J::String(d));
+                }
+                g.insert("targets".into(), json!(targets));
+                groups.insert(name.clone(), J::Object(g));
+            }
+            doc.insert("group".into(), J::Object(groups));
+        }
+        let targets = sel
+            .all
+            .iter()
+            .map(|&i| {
+                let t = &r.targets[i];
+                (t.name.v.clone(), target_json(t, &r.cwd))
+            })
+            .collect();
+        doc.insert("target".into(), J::Object(targets));
+        serde_json::to_string_pretty(&J::Object(doc)).unwrap() + "\n"
+    }
+
+    #[test]
+    fn same_bytes_as_the_whole_tree() {
+        let mut text = String::from(
+            r#"group "default" { targets "a" "many"; description "all \"of\" it" }
+group "many" { targets "m" }
+group "empty" { targets }
+target "a" {
+    platforms "linux/amd64" "linux/arm64"
+    tags "r/a:1" "r/a:2"
+    arg "K" "v\n\u{e9}"
+    contexts { base "target:b"; assets "./assets" }
+    output "oci" dest="out.tar"
+    cache-from "r/cache" "type=local,src=/tmp/c"
+    annotation "k" "v"
+    no-cache true
+}
+target "b" { context "sub" }
+"#,
+        );
+        for i in 0..2 * TARGETS_PER_PART_MIN {
+            text.push_str(&format!("target \"m{i}\" {{ tags \"r/m{i}\" }}\n"));
+        }
+        text.push_str("target \"m\" { inherits \"m0\" }\n");
+        let r = tests_support::run(&text).unwrap();
+        for names in [
+            &[][..],
+            &["b".to_string()],
+            &["empty".to_string()],
+            &["many".to_string(), "a".to_string()],
+            &(0..2 * TARGETS_PER_PART_MIN)
+                .map(|i| format!("m{i}"))
+                .collect::<Vec<_>>(),
+        ] {
+            let sel = select(&r, names).unwrap();
+            assert_eq!(print(&r, &sel), as_tree(&r, &sel), "{names:?}");
+        }
+    }
+}
