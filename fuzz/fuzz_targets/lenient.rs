@@ -1,5 +1,5 @@
 //! `lenient`: the one-line-block patch that `load` applies before knuffel
-//! (`src/load/lenient.rs`, `terminate_inline_blocks`).
+//! (`src/load/lenient.rs`, `scan(..).patched`).
 //!
 //! The function lives in a private module (`mybake::load::lenient`), so the
 //! harness compiles that very source file into itself with `#[path]`
@@ -69,7 +69,7 @@ fn shape(d: &Document<Span>) -> String {
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Some(p) = lenient::terminate_inline_blocks(text) {
+    if let Some(p) = lenient::scan(text).patched {
         // 1. same length, only ` `/`\t` before `}` → `;`.
         assert_eq!(p.len(), text.len(), "patch changed the length");
         for (i, (a, b)) in text.bytes().zip(p.bytes()).enumerate() {

@@ -141,19 +141,55 @@ pub struct Rejected;
 
 /// Parse a whole document. `Err` when knuffel would reject the text.
 pub fn parse(text: &str) -> Result<Document<'_>, Rejected> {
+    parse_part(text, 0, text.len())
+}
+
+/// Parse the top-level nodes of `text[start..end]`, with spans into the
+/// whole text: one part of a document parsed in parts (see [`cut_points`]).
+///
+/// `start` must be where parsing the whole text reaches a top-level node
+/// (0, or the `end` of a part accepted before). `Ok` means the whole
+/// text's parse reaches `end` the same way, with these nodes in between, so
+/// the parts' nodes put together are the whole document's. `Err` when the
+/// text is rejected, or when `end` is not such a point (it lies inside a
+/// node, string or comment): then only [`parse`] on the whole text tells.
+pub fn parse_part(text: &str, start: usize, end: usize) -> Result<Document<'_>, Rejected> {
     let mut p = Parser {
         s: text,
         b: text.as_bytes(),
-        i: 0,
+        i: start,
+        stop: end,
         bad: false,
         failed_comments: Vec::new(),
         depth: 0,
     };
     let nodes = p.nodes().ok_or(Rejected)?;
-    if p.i != p.b.len() || p.bad {
+    if p.i != end || p.bad {
         return Err(Rejected);
     }
     Ok(Document { nodes })
+}
+
+/// Offsets that probably start a top-level node, cutting `text` into about
+/// `parts` parts of similar size: each is the start of the first line at or
+/// after an even share of the text that begins with neither whitespace,
+/// `}` nor `/` (top-level nodes are usually written so). They are guesses:
+/// [`parse_part`] checks them.
+pub fn cut_points(text: &str, parts: usize) -> Vec<usize> {
+    let b = text.as_bytes();
+    let mut cuts: Vec<usize> = Vec::new();
+    for k in 1..parts.max(1) {
+        let from = (b.len() * k / parts).max(cuts.last().map_or(0, |&c| c + 1));
+        let Some(at) = b.get(from..).and_then(|rest| {
+            rest.windows(2).position(|w| {
+                w[0] == b'\n' && !matches!(w[1], b' ' | b'\t' | b'\r' | b'\n' | b'}' | b'/')
+            })
+        }) else {
+            break;
+        };
+        cuts.push(from + at + 1);
+    }
+    cuts
 }
 
 /// Deepest nesting of `{ }` blocks the parser follows (deeper input is
@@ -164,6 +200,8 @@ struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    /// Where the top level stops: the end of the part being parsed.
+    stop: usize,
     /// knuffel reports an error but goes on (an identifier as an argument,
     /// a bad `\u{…}`): the document is rejected at the end.
     bad: bool,
@@ -381,6 +419,7 @@ impl<'a> Parser<'a> {
             while self.line_space() {}
             match self.byte() {
                 None | Some(b'}') => return Some(out),
+                _ if self.depth == 0 && self.i >= self.stop => return Some(out),
                 _ => {}
             }
             let dashed = if self.starts(b"/-") {
@@ -1131,6 +1170,55 @@ mod tests {
         ] {
             same(t);
         }
+    }
+
+    /// Parsing in parts gives the whole document's nodes, or `Err` for a
+    /// part whose end is not a top-level node boundary.
+    #[test]
+    fn parts_put_together_are_the_document() {
+        let mut text = String::from("variable \"V\" default=\"x\"\n");
+        for i in 0..40 {
+            text.push_str(&format!(
+                "target \"t{i}\" {{\n    tags \"a\" \"b\"\n    arg \"K\" \"\\n{i}\"\n}}\n"
+            ));
+            if i % 7 == 0 {
+                text.push_str("// comment\n/* block\n   comment */\n");
+            }
+            if i % 9 == 0 {
+                text.push_str("string \"two\n lines\"\n/-dashed {\n    x 1\n}\n");
+            }
+        }
+        let whole = parse(&text).unwrap();
+        // The cut points are guesses that hold for this layout.
+        for parts in 1..12 {
+            let cuts = cut_points(&text, parts);
+            assert!(cuts.len() < parts.max(1), "{cuts:?}");
+            let mut nodes = Vec::new();
+            let mut start = 0;
+            for end in cuts.iter().copied().chain([text.len()]) {
+                nodes.extend(parse_part(&text, start, end).unwrap().nodes);
+                start = end;
+            }
+            assert_eq!(nodes, whole.nodes, "{parts} parts cut at {cuts:?}");
+        }
+        // Every offset: a part ends on a node boundary or is refused.
+        for end in 0..text.len() {
+            if !text.is_char_boundary(end) {
+                continue;
+            }
+            let Ok(first) = parse_part(&text, 0, end) else {
+                continue;
+            };
+            let rest = parse_part(&text, end, text.len()).unwrap();
+            let mut nodes = first.nodes;
+            nodes.extend(rest.nodes);
+            assert_eq!(nodes, whole.nodes, "cut at {end}");
+        }
+        // A rejected text is rejected in parts too.
+        let bad = format!("{text}target \"x\" {{ a 1 }}\n");
+        let cut = cut_points(&bad, 2)[0];
+        assert!(parse_part(&bad, 0, cut).is_ok());
+        assert_eq!(parse_part(&bad, cut, bad.len()), Err(Rejected));
     }
 
     #[test]

@@ -6,18 +6,24 @@
 //! every span still points at the user's file, which is what diagnostics
 //! show.
 
-/// Byte offset of a `/*` that is never closed, if any (knuffel's parser
-/// takes exponential time on many of them, so this is checked first).
+/// What one pass over a file's text finds.
+#[derive(Debug)]
+pub struct Scan {
+    /// The text with one-line blocks terminated, or `None` when nothing
+    /// needed patching.
+    pub patched: Option<String>,
+    /// Byte offset of a `/*` that is never closed, if any (knuffel's parser
+    /// takes exponential time on many of them, so this is checked first).
+    pub open_comment: Option<usize>,
+}
+
+/// [`Scan::open_comment`] alone.
 pub fn unterminated_comment(text: &str) -> Option<usize> {
-    scan(text).1
+    scan(text).open_comment
 }
 
-/// Returns the patched text, or `None` when nothing needed patching.
-pub fn terminate_inline_blocks(text: &str) -> Option<String> {
-    scan(text).0
-}
-
-fn scan(text: &str) -> (Option<String>, Option<usize>) {
+/// Both answers in one pass over the text.
+pub fn scan(text: &str) -> Scan {
     let b = text.as_bytes();
     let mut fixes = Vec::new();
     let mut i = 0;
@@ -123,20 +129,29 @@ fn scan(text: &str) -> (Option<String>, Option<usize>) {
             }
         }
     }
-    let open = (comment_depth > 0).then_some(comment_start);
+    let open_comment = (comment_depth > 0).then_some(comment_start);
     if fixes.is_empty() {
-        return (None, open);
+        return Scan {
+            patched: None,
+            open_comment,
+        };
     }
     let mut out = b.to_vec();
     for f in fixes {
         out[f] = b';';
     }
-    (String::from_utf8(out).ok(), open)
+    Scan {
+        patched: String::from_utf8(out).ok(),
+        open_comment,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::terminate_inline_blocks as t;
+    /// The patched text alone.
+    fn t(text: &str) -> Option<String> {
+        super::scan(text).patched
+    }
 
     #[test]
     fn patches_one_line_blocks() {

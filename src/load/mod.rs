@@ -145,21 +145,83 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
 /// knuffel ([`decode_file_knuffel`]), which gives the same result for valid
 /// files and the exact syntax and decode diagnostics for the rest.
 pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) -> FileDecls {
-    if let Some(at) = lenient::unterminated_comment(text) {
+    let scan = lenient::scan(text);
+    if let Some(at) = scan.open_comment {
         diags.push(unterminated_comment(id, at));
         return FileDecls {
             file: id,
             ..Default::default()
         };
     }
-    let patched = lenient::terminate_inline_blocks(text);
-    let src = patched.as_deref().unwrap_or(text);
-    if let Ok(doc) = kdl::parse(src) {
-        if top_level_is_plain(&doc) {
-            return decode_doc(id, &doc, diags);
+    let src = scan.patched.as_deref().unwrap_or(text);
+    let parts = crate::par::threads().min(src.len() / PART_MIN_BYTES);
+    match decode_fast(id, src, parts) {
+        Some((decls, found)) => {
+            diags.extend(found);
+            decls
         }
+        None => decode_patched_knuffel(id, name, text, src, diags),
     }
-    decode_patched_knuffel(id, name, text, src, diags)
+}
+
+/// Below this size a file is parsed in one part: a thread would cost more
+/// than it saves.
+const PART_MIN_BYTES: usize = 64 * 1024;
+
+/// The fast path of [`decode_file`]: the hand-written parser and
+/// [`decode_doc`], or `None` when the text needs knuffel. With `parts` > 1
+/// the text is cut into that many parts ([`kdl::cut_points`]), parsed and
+/// decoded at once, each with its own diagnostics, and put together in
+/// order (so the result is the one-part result); if a cut is not a node
+/// boundary, the text is parsed whole.
+fn decode_fast(id: FileId, src: &str, parts: usize) -> Option<(FileDecls, Diagnostics)> {
+    enum Part {
+        Decoded(FileDecls, Diagnostics),
+        /// Needs knuffel.
+        NotPlain,
+        /// Rejected, or the cut is not a node boundary.
+        Unparsed,
+    }
+    let decode = |doc: &kdl::Document| {
+        if !top_level_is_plain(doc) {
+            return Part::NotPlain;
+        }
+        let mut diags = Diagnostics::default();
+        let decls = decode_doc(id, doc, &mut diags);
+        Part::Decoded(decls, diags)
+    };
+    let cuts = kdl::cut_points(src, parts);
+    let bounds: Vec<(usize, usize)> = std::iter::once(0)
+        .chain(cuts.iter().copied())
+        .zip(cuts.iter().copied().chain([src.len()]))
+        .collect();
+    let mut parts = crate::par::map(bounds, |(start, end)| {
+        match kdl::parse_part(src, start, end) {
+            Ok(doc) => decode(&doc),
+            Err(kdl::Rejected) => Part::Unparsed,
+        }
+    });
+    if parts.len() > 1 && parts.iter().any(|p| matches!(p, Part::Unparsed)) {
+        parts = vec![match kdl::parse(src) {
+            Ok(doc) => decode(&doc),
+            Err(kdl::Rejected) => Part::Unparsed,
+        }];
+    }
+    let mut out = FileDecls {
+        file: id,
+        ..Default::default()
+    };
+    let mut diags = Diagnostics::default();
+    for p in parts {
+        let Part::Decoded(decls, found) = p else {
+            return None;
+        };
+        out.variables.extend(decls.variables);
+        out.groups.extend(decls.groups);
+        out.targets.extend(decls.targets);
+        diags.extend(found);
+    }
+    Some((out, diags))
 }
 
 /// [`decode_file`] through knuffel only (the reference the fast path is
@@ -170,15 +232,15 @@ pub fn decode_file_knuffel(
     text: &str,
     diags: &mut Diagnostics,
 ) -> FileDecls {
-    if let Some(at) = lenient::unterminated_comment(text) {
+    let scan = lenient::scan(text);
+    if let Some(at) = scan.open_comment {
         diags.push(unterminated_comment(id, at));
         return FileDecls {
             file: id,
             ..Default::default()
         };
     }
-    let patched = lenient::terminate_inline_blocks(text);
-    let src = patched.as_deref().unwrap_or(text);
+    let src = scan.patched.as_deref().unwrap_or(text);
     decode_patched_knuffel(id, name, text, src, diags)
 }
 
@@ -664,6 +726,37 @@ target "a" { context "." }
             }
         }
         assert!(n >= 5, "found only {n} files");
+    }
+
+    /// A file large enough to be decoded in parts, with problems in every
+    /// part: the same declarations and diagnostics, in the same order, as
+    /// knuffel's path.
+    #[test]
+    fn large_file_decoded_in_parts_matches_knuffel() {
+        let mut text = String::from("variable \"TAG\" default=\"dev\"\n");
+        let mut i = 0;
+        while text.len() < 3 * PART_MIN_BYTES {
+            text.push_str(&format!(
+                "target \"t{i}\" {{\n    context \"svc/{i}\"\n    tags \"r/t{i}:${{TAG}}\"\n"
+            ));
+            if i % 97 == 0 {
+                text.push_str("    platfroms \"linux/amd64\"\n    no-cache 3\n");
+            }
+            text.push_str("}\n");
+            if i % 101 == 0 {
+                text.push_str(&format!("group \"g{i}\" {{\n    targets \"t{i}\"\n}}\n"));
+            }
+            i += 1;
+        }
+        check_against_knuffel(&text);
+        let (f, d) = decode(&text);
+        assert_eq!(f.targets.len(), i);
+        assert!(d.len() > 4, "{d:?}");
+        let whole = format!("{:?}", decode_fast(0, &text, 1));
+        for parts in 2..6 {
+            assert_eq!(kdl::cut_points(&text, parts).len(), parts - 1);
+            assert_eq!(format!("{:?}", decode_fast(0, &text, parts)), whole);
+        }
     }
 
     /// Random token soup (deterministic): both parsers must agree on every

@@ -15,7 +15,7 @@ use petgraph::Direction;
 use crate::attrs::A;
 use crate::diag::{Diag, Diagnostics};
 use crate::resolve::{Resolved, Selection};
-use crate::source::Span;
+use crate::source::{Sp, Span};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
@@ -75,7 +75,11 @@ impl Plan {
 
 /// Build the DAG for the selected targets.
 pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
-    let needed = platforms_needed(r, sel)?;
+    let needed: HashMap<usize, Vec<String>> = platforms_needed(r, sel)?
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p?.into_iter().map(String::from).collect())))
+        .collect();
     Ok(graph(r, sel, needed))
 }
 
@@ -85,27 +89,46 @@ pub fn validate(r: &Resolved, sel: &Selection) -> Result<(), Diagnostics> {
     platforms_needed(r, sel).map(|_| ())
 }
 
-/// The platforms each selected target is built for, or every problem.
-fn platforms_needed(
-    r: &Resolved,
-    sel: &Selection,
-) -> Result<HashMap<usize, Vec<String>>, Diagnostics> {
-    let mut diags = Diagnostics::default();
-    let declared = |i: usize| -> Vec<&str> {
-        let p = r.targets[i].platforms();
-        if p.is_empty() {
-            vec![r.local_platform.as_str()]
-        } else {
-            p.iter().map(|s| s.v.as_str()).collect()
-        }
-    };
+/// A target's declared platforms, or the local platform when it declares
+/// none.
+#[derive(Clone, Copy)]
+enum Declared<'r> {
+    List(&'r [Sp<String>]),
+    Local(&'r str),
+}
 
+impl<'r> Declared<'r> {
+    fn of(r: &'r Resolved, i: usize) -> Declared<'r> {
+        match r.targets[i].platforms() {
+            [] => Declared::Local(&r.local_platform),
+            p => Declared::List(p),
+        }
+    }
+    fn iter(self) -> impl Iterator<Item = &'r str> {
+        let (list, local) = match self {
+            Declared::List(l) => (l, None),
+            Declared::Local(p) => (&[][..], Some(p)),
+        };
+        list.iter().map(|s| s.v.as_str()).chain(local)
+    }
+    fn contains(self, p: &str) -> bool {
+        self.iter().any(|q| q == p)
+    }
+}
+
+/// The platforms each selected target is built for, indexed like
+/// `r.targets` (`None`: not built in this run), or every problem.
+fn platforms_needed<'r>(
+    r: &'r Resolved,
+    sel: &Selection,
+) -> Result<Vec<Option<Vec<&'r str>>>, Diagnostics> {
+    let mut diags = Diagnostics::default();
     let order = target_order(r, sel).map_err(Diagnostics::from)?;
     // Platforms per target: requested targets build what they declare;
     // dependencies build what their dependents need (dependents first).
-    let mut needed: HashMap<usize, Vec<String>> = HashMap::with_capacity(sel.all.len());
+    let mut needed: Vec<Option<Vec<&'r str>>> = vec![None; r.targets.len()];
     for &i in &sel.requested {
-        needed.insert(i, declared(i).into_iter().map(String::from).collect());
+        needed[i] = Some(Declared::of(r, i).iter().collect());
     }
     for &i in order.iter().rev() {
         if r.targets[i].deps.is_empty() {
@@ -113,24 +136,22 @@ fn platforms_needed(
         }
         // Taken out while its dependencies are updated (a target is never
         // its own dependency: cycles were rejected above).
-        let mine = needed.get_mut(&i).map(std::mem::take);
-        let mine_ref: &[String] = mine.as_deref().unwrap_or(&[]);
+        let mine = needed[i].take();
+        let mine_ref: &[&str] = mine.as_deref().unwrap_or(&[]);
         for (_, dep) in &r.targets[i].deps {
             let Some(&d) = r.index.get(&dep.v) else {
                 continue;
             };
-            let avail = declared(d);
-            let missing: Vec<&String> = mine_ref
+            let avail = Declared::of(r, d);
+            let missing: Vec<&str> = mine_ref
                 .iter()
-                .filter(|p| !avail.contains(&p.as_str()))
+                .copied()
+                .filter(|p| !avail.contains(p))
                 .collect();
             if !missing.is_empty() {
                 let dt = &r.targets[d];
-                let list = missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = missing.join(", ");
+                let avail_list = avail.iter().collect::<Vec<_>>().join(", ");
                 let mut diag = Diag::new(
                     "mybake::plan::missing-platform",
                     format!(
@@ -146,40 +167,38 @@ fn platforms_needed(
                     format!("`{}` depends on `{}` here", r.targets[i].name.v, dt.name.v),
                 );
                 diag = match dt.platforms().first() {
-                    Some(p) => diag.label(
-                        p.span,
-                        format!("`{}` platforms: {}", dt.name.v, avail.join(", ")),
-                    ),
+                    Some(p) => {
+                        diag.label(p.span, format!("`{}` platforms: {avail_list}", dt.name.v))
+                    }
                     None => diag.label(
                         dt.name.span,
                         format!(
-                            "`{}` declares no platforms (native only: {})",
+                            "`{}` declares no platforms (native only: {avail_list})",
                             dt.name.v,
-                            avail.join(", ")
                         ),
                     ),
                 };
                 diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
             }
-            let entry = needed.entry(d).or_default();
-            for p in mine_ref {
-                if avail.contains(&p.as_str()) && !entry.contains(p) {
-                    entry.push(p.clone());
+            let entry = needed[d].get_or_insert_with(Vec::new);
+            for &p in mine_ref {
+                if avail.contains(p) && !entry.contains(&p) {
+                    entry.push(p);
                 }
             }
         }
-        if let Some(m) = mine {
-            needed.insert(i, m);
-        }
+        needed[i] = mine;
     }
     if !diags.is_empty() {
         return Err(diags);
     }
     // Keep each target's declared platform order.
-    for (i, v) in needed.iter_mut() {
-        if !sel.is_requested(*i) {
-            let d = declared(*i);
-            v.sort_by_key(|p| d.iter().position(|x| x == p));
+    for (i, v) in needed.iter_mut().enumerate() {
+        if let Some(v) = v {
+            if !sel.is_requested(i) {
+                let d = Declared::of(r, i);
+                v.sort_by_key(|p| d.iter().position(|x| x == *p));
+            }
         }
     }
     Ok(needed)

@@ -7,21 +7,30 @@ pub mod print;
 pub mod progress;
 pub mod tty;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// `path` relative to `base`, normalised (`.` for `base` itself).
 pub fn relative(path: &Path, base: &Path) -> String {
-    let p: Vec<Component> = path.components().collect();
-    let b: Vec<Component> = base.components().collect();
-    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut out = PathBuf::new();
-    for _ in common..b.len() {
+    let mut p = path.components().peekable();
+    let mut b = base.components().peekable();
+    while let (Some(x), Some(y)) = (p.peek(), b.peek()) {
+        if x != y {
+            break;
+        }
+        p.next();
+        b.next();
+    }
+    let mut out = PathBuf::with_capacity(path.as_os_str().len());
+    for _ in b {
         out.push("..");
     }
-    for c in &p[common..] {
+    for c in p {
         out.push(c.as_os_str());
     }
-    let s = out.to_string_lossy().into_owned();
+    let s = out
+        .into_os_string()
+        .into_string()
+        .unwrap_or_else(|s| s.to_string_lossy().into_owned());
     if s.is_empty() {
         ".".into()
     } else {

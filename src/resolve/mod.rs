@@ -13,9 +13,9 @@ mod target;
 pub mod vars;
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 pub use select::{select, Selection};
 pub use target::Target;
@@ -24,6 +24,7 @@ pub use vars::{Variable, Variables};
 use crate::attrs::{Paths, Shape, A, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::load::{self, FileDecls, GroupDecl, TargetDecl};
+use crate::par;
 use crate::source::{Sources, Sp, Span};
 use crate::value::Value;
 use interp::{Scope, Val};
@@ -93,7 +94,7 @@ pub fn resolve(
     );
     let (groups, group_index) = merge_groups(files.iter().flat_map(|f| &f.groups));
     let raws = merge_targets(files.iter().flat_map(|f| &f.targets));
-    let git = OnceCell::new();
+    let git = OnceLock::new();
     let first_dir = sources
         .get(0)
         .map(|f| f.dir.clone())
@@ -186,7 +187,9 @@ pub fn resolve(
         }
     }
 
-    // Inheritance (memoised, cycles reported once).
+    // Inheritance, in declaration order: parents are resolved and their
+    // attributes memoised; unknown parents and cycles are reported at the
+    // first target that meets them (once).
     let parents = raws
         .iter()
         .flat_map(|r| r.inherits.iter().copied().flatten())
@@ -207,35 +210,61 @@ pub fn resolve(
         vars: &variables,
         builtins: &builtins,
     };
+    let mut inherited: Vec<(Vec<usize>, Diagnostics)> = (0..concrete.len())
+        .map(|i| {
+            let mut d = Diagnostics::default();
+            let parents = inh.prepare(i, &mut d);
+            (parents, d)
+        })
+        .collect();
+    // Then each target on its own (attributes, interpolation, `--set`,
+    // checks), in parts at once; diagnostics are put together in target
+    // order, after the target's inheritance diagnostics, as if in one pass.
+    let inh = &inh;
+    let inherited_parents: Vec<&[usize]> = inherited.iter().map(|(p, _)| &p[..]).collect();
+    let ranges = par::ranges(concrete.len(), par::threads(), TARGETS_PER_PART_MIN);
+    let built = par::map(ranges, |range| {
+        range
+            .map(|i| {
+                let c = &concrete[i];
+                let raw = &raws[c.raw];
+                let mut diags = Diagnostics::default();
+                let attrs = inh.merged(i, inherited_parents[i]);
+                let scope = TargetScope {
+                    vars: &variables,
+                    builtins: &builtins,
+                    bindings: &c.bindings,
+                    target: Some(&c.name.v),
+                };
+                let mut attrs = interpolate_attrs(attrs, &scope, sources, &mut diags);
+                for o in sets.iter().filter(|o| o.matches(&c.name.v)) {
+                    set::apply(o, &mut attrs, &mut diags);
+                }
+                let decl_dir = sources
+                    .get(raw.name.span.file)
+                    .map_or(opts.cwd.as_path(), |f| &f.dir);
+                finish(
+                    c.name.clone(),
+                    raw.matrix.as_ref().map(|_| raw.name.v.clone()),
+                    attrs,
+                    decl_dir,
+                    sources,
+                    &opts.cwd,
+                    &opts.env,
+                    diags,
+                )
+            })
+            .collect::<Vec<_>>()
+    });
     let mut targets = Vec::with_capacity(concrete.len());
-    for (i, c) in concrete.iter().enumerate() {
-        let attrs = inh.effective(i, &mut diags);
-        let raw = &raws[c.raw];
-        let scope = TargetScope {
-            vars: &variables,
-            builtins: &builtins,
-            bindings: &c.bindings,
-            target: Some(&c.name.v),
-        };
-        let mut attrs = interpolate_attrs(attrs, &scope, sources, &mut diags);
-        for o in sets.iter().filter(|o| o.matches(&c.name.v)) {
-            set::apply(o, &mut attrs, &mut diags);
+    for (b, (_, inherit_diags)) in built.into_iter().flatten().zip(&mut inherited) {
+        diags.extend(std::mem::take(inherit_diags));
+        let mut own = b.diags;
+        if b.first_is_echo && !diags.is_empty() {
+            own.items.remove(0);
         }
-        let decl_dir = sources
-            .get(raw.name.span.file)
-            .map(|f| f.dir.clone())
-            .unwrap_or_else(|| opts.cwd.clone());
-        let t = finish(
-            c.name.clone(),
-            raw.matrix.as_ref().map(|_| raw.name.v.clone()),
-            attrs,
-            &decl_dir,
-            sources,
-            &opts.cwd,
-            &opts.env,
-            &mut diags,
-        );
-        targets.push(t);
+        diags.extend(own);
+        targets.push(b.target);
     }
     for o in &sets {
         if !concrete.iter().any(|c| o.matches(&c.name.v)) {
@@ -467,7 +496,7 @@ fn expand_axes(
 /// Built-in names, computed on first use (git is only run when asked for).
 struct Builtins<'a> {
     local_platform: &'a str,
-    git: &'a OnceCell<(String, String)>,
+    git: &'a OnceLock<(String, String)>,
     git_dir: &'a Path,
 }
 
@@ -561,15 +590,31 @@ struct Inheritance<'a> {
 }
 
 impl Inheritance<'_> {
-    /// Attributes of concrete target `i` with its parents folded in, left
-    /// to right, its own last.
-    fn effective(&mut self, i: usize, diags: &mut Diagnostics) -> Vec<Option<Value>> {
-        if let Some(m) = &self.memo[i] {
-            return m.clone();
+    /// Whether target `i`'s attributes are kept for the targets inheriting
+    /// from it.
+    fn memoised(&self, i: usize) -> bool {
+        self.memo_all || self.parents.contains(self.concrete[i].name.v.as_str())
+    }
+
+    /// The first pass over concrete target `i` (in declaration order): its
+    /// parents, in order, with each parent's attributes memoised first
+    /// (unknown parents and cycles are reported and left out); a memoised
+    /// target's own attributes are memoised too.
+    fn prepare(&mut self, i: usize, diags: &mut Diagnostics) -> Vec<usize> {
+        if self.memo[i].is_some() {
+            return Vec::new();
         }
+        let parents = self.parents(i, diags);
+        if self.memoised(i) {
+            self.memo[i] = Some(self.merged(i, &parents));
+        }
+        parents
+    }
+
+    fn parents(&mut self, i: usize, diags: &mut Diagnostics) -> Vec<usize> {
         let c = &self.concrete[i];
         let raw = &self.raws[c.raw];
-        let mut acc: Vec<Option<Value>> = vec![None; ATTRS.len()];
+        let mut out = Vec::new();
         for parent in raw.inherits.iter().copied().flatten() {
             let scope = TargetScope {
                 vars: self.vars,
@@ -617,27 +662,37 @@ impl Inheritance<'_> {
                 diags.push(d);
                 continue;
             }
-            // Merge from the memo without copying the parent's attributes.
-            let computed = if self.memo[p].is_none() {
+            if self.memo[p].is_none() {
                 self.stack.push((i, parent.span));
-                let v = self.effective(p, diags);
+                self.prepare(p, diags);
                 self.stack.pop();
-                Some(v)
-            } else {
-                None
-            };
-            match (&self.memo[p], &computed) {
-                (Some(m), _) | (None, Some(m)) => merge_attrs(&mut acc, m),
-                (None, None) => {}
+            }
+            out.push(p);
+        }
+        out
+    }
+
+    /// Attributes of concrete target `i` with its parents' folded in, left
+    /// to right, its own last (after [`Self::prepare`] gave `parents`).
+    fn merged(&self, i: usize, parents: &[usize]) -> Vec<Option<Value>> {
+        if let Some(m) = &self.memo[i] {
+            return m.clone();
+        }
+        let mut acc: Vec<Option<Value>> = vec![None; ATTRS.len()];
+        for &p in parents {
+            // Every parent met is memoised: its name is one of `parents`,
+            // or `memo_all` holds.
+            if let Some(m) = &self.memo[p] {
+                merge_attrs(&mut acc, m);
             }
         }
-        merge_attrs(&mut acc, &raw.attrs);
-        if self.memo_all || self.parents.contains(c.name.v.as_str()) {
-            self.memo[i] = Some(acc.clone());
-        }
+        merge_attrs(&mut acc, &self.raws[self.concrete[i].raw].attrs);
         acc
     }
 }
+
+/// Fewer targets than this are resolved in one part.
+const TARGETS_PER_PART_MIN: usize = 256;
 
 fn interpolate_attrs(
     mut attrs: Vec<Option<Value>>,
@@ -688,7 +743,18 @@ const OUTPUT_TYPES: &[&str] = &[
 const ATTEST_TYPES: &[&str] = &["provenance", "sbom"];
 const NETWORKS: &[&str] = &["default", "none", "host"];
 
-/// Validate values and make paths absolute.
+/// One target resolved on its own, with the diagnostics found on the way.
+struct Built {
+    target: Target,
+    diags: Diagnostics,
+    /// The first diagnostic is an empty boolean's, reported because nothing
+    /// was reported before it for this target; the run drops it when
+    /// something was reported before it in the run (see [`finish`]).
+    first_is_echo: bool,
+}
+
+/// Validate values and make paths absolute. `diags`: what was reported for
+/// this target so far.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     name: Sp<String>,
@@ -698,20 +764,16 @@ fn finish(
     sources: &Sources,
     cwd: &Path,
     env: &HashMap<String, String>,
-    diags: &mut Diagnostics,
-) -> Target {
-    let dir_of = |span: Span| -> PathBuf {
-        sources
-            .get(span.file)
-            .map(|f| f.dir.clone())
-            .unwrap_or_else(|| cwd.to_path_buf())
-    };
-    let home = env.get("HOME").cloned().unwrap_or_default();
+    mut diags: Diagnostics,
+) -> Built {
+    let mut first_is_echo = false;
+    let dir_of = |span: Span| -> &Path { sources.get(span.file).map_or(cwd, |f| &f.dir) };
+    let home = env.get("HOME").map_or("", String::as_str);
     let abs = |s: &Sp<String>| -> String {
         let p = if let Some(rest) = s.v.strip_prefix("~/") {
-            PathBuf::from(&home).join(rest)
+            Path::new(home).join(rest)
         } else {
-            load::absolute(&dir_of(s.span), Path::new(&s.v))
+            load::absolute(dir_of(s.span), Path::new(&s.v))
         };
         p.to_string_lossy().into_owned()
     };
@@ -750,8 +812,11 @@ fn finish(
         if def.shape == Shape::Bool {
             if let Value::Str(s) = v {
                 // An empty value after an earlier error is that error's
-                // echo (a variable whose value was rejected).
+                // echo (a variable whose value was rejected). Only this
+                // target's diagnostics are known here: when nothing came
+                // before, the caller decides ([`Built::first_is_echo`]).
                 if s.v != "true" && s.v != "false" && (!s.v.is_empty() || diags.is_empty()) {
+                    first_is_echo |= s.v.is_empty();
                     diags.push(
                         Diag::new(
                             "mybake::resolve::bad-value",
@@ -796,8 +861,8 @@ fn finish(
         }
         seen.push(&p.v);
     }
-    check_types(&t, A::Output, OUTPUT_TYPES, diags);
-    check_types(&t, A::Attest, ATTEST_TYPES, diags);
+    check_types(&t, A::Output, OUTPUT_TYPES, &mut diags);
+    check_types(&t, A::Attest, ATTEST_TYPES, &mut diags);
     for o in t.objects(A::Output) {
         let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
         if matches!(ty, "oci" | "local" | "tar") && o.get("dest").is_none() {
@@ -851,7 +916,11 @@ fn finish(
         })
         .unwrap_or_default();
     t.deps = deps;
-    t
+    Built {
+        target: t,
+        diags,
+        first_is_echo,
+    }
 }
 
 fn check_types(t: &Target, a: A, known: &[&str], diags: &mut Diagnostics) {

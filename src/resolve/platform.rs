@@ -38,7 +38,15 @@ const ALIASES: &[(&str, &str)] = &[
 
 /// Check a platform string; the error explains and suggests.
 pub fn validate(p: &str, span: Span) -> Result<(), Diag> {
-    let parts: Vec<&str> = p.split('/').collect();
+    // `os/arch[/variant]`: the first three parts and how many there are.
+    let mut parts = [""; 3];
+    let mut count = 0;
+    for (k, s) in p.split('/').enumerate() {
+        if let Some(slot) = parts.get_mut(k) {
+            *slot = s;
+        }
+        count = k + 1;
+    }
     let bad = |why: String, help: Option<String>| {
         Diag::new(
             "mybake::resolve::bad-platform",
@@ -52,7 +60,7 @@ pub fn validate(p: &str, span: Span) -> Result<(), Diag> {
             )
         }))
     };
-    if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|s| s.is_empty()) {
+    if !(2..=3).contains(&count) || parts[..count].iter().any(|s| s.is_empty()) {
         return Err(bad("expected `os/arch` or `os/arch/variant`".into(), None));
     }
     if !OS.contains(&parts[0]) {
@@ -71,7 +79,7 @@ pub fn validate(p: &str, span: Span) -> Result<(), Diag> {
             alias.or_else(|| crate::diag::suggest(parts[1], ARCH.iter().copied())),
         ));
     }
-    if let Some(v) = parts.get(2) {
+    if let Some(v) = parts.get(2).filter(|_| count == 3) {
         if !v
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.')

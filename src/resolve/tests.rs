@@ -188,3 +188,55 @@ fn paths_resolve_against_declaring_file() {
     assert_eq!(c["x"].value.v, "/w/assets");
     assert_eq!(c["y"].value.v, "docker-image://r/i");
 }
+
+/// Enough targets to be resolved in parts: diagnostics come in target
+/// order, inheritance problems first, and an empty boolean is reported only
+/// when nothing was reported before it in the whole run.
+#[test]
+fn many_targets_report_in_order() {
+    let config = |extra: &dyn Fn(usize) -> &'static str| {
+        let mut t = String::from("target \"_c\" {\n    platforms \"linux/amd64\"\n}\n");
+        for i in 0..3 * TARGETS_PER_PART_MIN {
+            t.push_str(&format!(
+                "target \"t{i}\" {{\n    inherits \"_c\"\n{}}}\n",
+                extra(i)
+            ));
+        }
+        t
+    };
+    let late = 2 * TARGETS_PER_PART_MIN + 10;
+    // Empty booleans only: the first is reported, the second is its echo.
+    let e = errs(&config(&|i| match i {
+        i if i == late || i == late + 1 => "    no-cache \"\"\n",
+        _ => "",
+    }));
+    assert_eq!(e, ["`no-cache` must be true or false, found \"\""]);
+    // An earlier problem, in another part: the empty boolean is its echo.
+    let e = errs(&config(&|i| match i {
+        3 => "    platforms \"linux/amd46\"\n",
+        i if i == late => "    no-cache \"\"\n",
+        _ => "",
+    }));
+    assert_eq!(
+        e,
+        ["invalid platform `linux/amd46`: unknown architecture `amd46`"]
+    );
+    // Problems in every part, in target order; a target's inheritance
+    // problem before its own.
+    let e = errs(&config(&|i| match i {
+        5 => "    inherits \"_nope\"\n    network \"x\"\n",
+        i if i == TARGETS_PER_PART_MIN + 5 => "    network \"y\"\n",
+        i if i == late => "    inherits \"_gone\"\n    network \"z\"\n",
+        _ => "",
+    }));
+    assert_eq!(
+        e,
+        [
+            "`t5` inherits from unknown target `_nope`",
+            "unknown network mode `x`",
+            "unknown network mode `y`",
+            "`t522` inherits from unknown target `_gone`",
+            "unknown network mode `z`",
+        ]
+    );
+}

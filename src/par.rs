@@ -1,0 +1,63 @@
+//! Running independent parts of a stage at once, on the standard library's
+//! scoped threads (a run is short, so no pool is kept). Results come back in
+//! input order, so output and diagnostics never depend on timing.
+
+use std::sync::OnceLock;
+
+/// How many threads are worth using: the machine's available parallelism.
+pub fn threads() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// `f` on every input at once: the first on this thread, each other one on
+/// a thread of its own. Results are in input order; a panic in `f` is
+/// passed on.
+pub fn map<I: Send, R: Send>(inputs: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
+    if inputs.len() <= 1 {
+        return inputs.into_iter().map(f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        let mut inputs = inputs.into_iter();
+        let first = inputs.next();
+        let others: Vec<_> = inputs.map(|x| s.spawn(move || f(x))).collect();
+        let mut out = Vec::with_capacity(others.len() + 1);
+        out.extend(first.map(f));
+        for h in others {
+            out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        out
+    })
+}
+
+/// `0..len` cut into at most `parts` consecutive ranges of similar size,
+/// none shorter than `min` (so at least one range, possibly empty).
+pub fn ranges(len: usize, parts: usize, min: usize) -> Vec<std::ops::Range<usize>> {
+    let n = parts.min(len / min.max(1)).max(1);
+    (0..n).map(|k| len * k / n..len * (k + 1) / n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_keeps_order() {
+        let out = map((0..8).collect(), |i: u32| {
+            std::thread::sleep(std::time::Duration::from_millis(u64::from(8 - i)));
+            i * 10
+        });
+        assert_eq!(out, (0..8).map(|i| i * 10).collect::<Vec<_>>());
+        assert_eq!(map(Vec::<u8>::new(), |x| x), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn ranges_cover_everything() {
+        assert_eq!(ranges(10, 2, 1), vec![0..5, 5..10]);
+        assert_eq!(ranges(10, 4, 5), vec![0..5, 5..10]);
+        assert_eq!(ranges(3, 2, 5), vec![0..3]);
+        assert_eq!(ranges(0, 2, 5), vec![0..0]);
+        assert_eq!(ranges(7, 3, 1), vec![0..2, 2..4, 4..7]);
+    }
+}
