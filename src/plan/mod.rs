@@ -143,11 +143,17 @@ fn platforms_needed<'r>(
                 continue;
             };
             let avail = Declared::of(r, d);
-            let missing: Vec<&str> = mine_ref
-                .iter()
-                .copied()
-                .filter(|p| !avail.contains(p))
-                .collect();
+            // The usual case: the dependent needs exactly what the
+            // dependency declares, so nothing is missing.
+            let missing: Vec<&str> = if avail.iter().eq(mine_ref.iter().copied()) {
+                Vec::new()
+            } else {
+                mine_ref
+                    .iter()
+                    .copied()
+                    .filter(|p| !avail.contains(p))
+                    .collect()
+            };
             if !missing.is_empty() {
                 let dt = &r.targets[d];
                 let list = missing.join(", ");
@@ -181,9 +187,13 @@ fn platforms_needed<'r>(
                 diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
             }
             let entry = needed[d].get_or_insert_with(Vec::new);
-            for &p in mine_ref {
-                if avail.contains(p) && !entry.contains(&p) {
-                    entry.push(p);
+            // `entry` holds platforms of `avail` only, each once: as many as
+            // `avail` has means all of them.
+            if entry.len() < avail.iter().count() {
+                for &p in mine_ref {
+                    if avail.contains(p) && !entry.contains(&p) {
+                        entry.push(p);
+                    }
                 }
             }
         }

@@ -27,6 +27,7 @@ use crate::load::{self, FileDecls, GroupDecl, TargetDecl};
 use crate::par;
 use crate::source::{Sources, Sp, Span};
 use crate::value::Value;
+use crate::{FastMap, FastSet};
 use interp::{Scope, Val};
 
 /// Inputs besides the files.
@@ -58,10 +59,10 @@ pub struct Resolved {
     pub local_platform: String,
     pub variables: Variables,
     pub groups: Vec<Group>,
-    pub group_index: HashMap<String, usize>,
+    pub group_index: FastMap<String, usize>,
     /// Concrete targets in declaration order (matrix expansions in place).
     pub targets: Vec<Target>,
-    pub index: HashMap<String, usize>,
+    pub index: FastMap<String, usize>,
     /// Matrix template name → its expansions.
     pub templates: BTreeMap<String, Vec<usize>>,
 }
@@ -107,7 +108,7 @@ pub fn resolve(
 
     // Matrix expansion → concrete declarations.
     let mut concrete: Vec<Concrete> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: FastMap<String, usize> = FastMap::default();
     let mut templates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (ri, raw) in raws.iter().enumerate() {
         let combos = match &raw.matrix {
@@ -326,7 +327,7 @@ pub fn resolve(
 fn unknown_target(
     n: &Sp<String>,
     what: &str,
-    index: &HashMap<String, usize>,
+    index: &FastMap<String, usize>,
     templates: &BTreeMap<String, Vec<usize>>,
 ) -> Diag {
     Diag::new(
@@ -368,7 +369,7 @@ struct Concrete {
 
 fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarget<'a>> {
     let mut out: Vec<RawTarget> = Vec::new();
-    let mut index: HashMap<&'a str, usize> = HashMap::new();
+    let mut index: FastMap<&'a str, usize> = FastMap::default();
     for d in decls {
         match index.get(d.name.v.as_str()) {
             Some(&i) => {
@@ -407,9 +408,9 @@ fn merge_attrs(into: &mut [Option<Value>], later: &[Option<Value>]) {
 
 fn merge_groups<'a>(
     decls: impl Iterator<Item = &'a GroupDecl>,
-) -> (Vec<Group>, HashMap<String, usize>) {
+) -> (Vec<Group>, FastMap<String, usize>) {
     let mut out: Vec<Group> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: FastMap<String, usize> = FastMap::default();
     for d in decls {
         let i = *index.entry(d.name.v.clone()).or_insert_with(|| {
             out.push(Group {
@@ -577,10 +578,10 @@ impl Scope for TargetScope<'_> {
 struct Inheritance<'a> {
     raws: &'a [RawTarget<'a>],
     concrete: &'a [Concrete],
-    index: &'a HashMap<String, usize>,
+    index: &'a FastMap<String, usize>,
     memo: Vec<Option<Vec<Option<Value>>>>,
     /// Raw names some target inherits from: only those are memoised.
-    parents: std::collections::HashSet<&'a str>,
+    parents: FastSet<&'a str>,
     /// Some parent name is a template: memoise everything.
     memo_all: bool,
     stack: Vec<(usize, Span)>,

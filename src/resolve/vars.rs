@@ -7,6 +7,7 @@ use super::interp::{self, Scope, Val};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::load::{DefaultValue, VariableDecl};
 use crate::source::{Sources, Sp, Span};
+use crate::FastMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,7 +76,7 @@ pub struct Variable {
 #[derive(Debug, Default)]
 pub struct Variables {
     pub list: Vec<Variable>,
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
 }
 
 impl Variables {
@@ -97,7 +98,7 @@ pub fn evaluate(
 ) -> Variables {
     // Merge by name, attribute by attribute.
     let mut merged: Vec<VariableDecl> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut index: FastMap<String, usize> = FastMap::default();
     for d in decls {
         match index.get(&d.name.v) {
             Some(&i) => {
@@ -191,7 +192,7 @@ type Evaluated = (Origin, Option<Val>);
 struct Evaluator<'a> {
     decls: &'a [VariableDecl],
     types: &'a [VarType],
-    index: &'a HashMap<String, usize>,
+    index: &'a FastMap<String, usize>,
     flags: &'a [(String, String)],
     env: &'a HashMap<String, String>,
     sources: &'a Sources,
