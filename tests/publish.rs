@@ -135,6 +135,52 @@ async fn seed(client: &RegistryClient, repo: &str) -> (IndexEntry, IndexEntry) {
     (amd, arm)
 }
 
+/// Child manifests that share a blob (busybox's amd64 and arm64 images share
+/// a layer here) get it mounted into a repository once: one mount per
+/// distinct blob. A second concurrent mount rewrites distribution's link
+/// file in place, and a manifest PUT checking the blob in between failed
+/// with "blob unknown" (seen in `publish_survives_dropped_connections_and_503s`).
+#[tokio::test]
+async fn shared_blobs_are_placed_once_per_repository() {
+    require_registry().await;
+    let client = client();
+    let (amd, arm) = seed(&client, SRC).await;
+    let src = reference(SRC);
+    let mut all = Vec::new();
+    for m in [&amd, &arm] {
+        let fetched = client
+            .get_manifest(&at_digest(&src, &m.digest))
+            .await
+            .expect("manifest");
+        let doc = ManifestDoc::parse(&fetched.bytes).expect("image manifest");
+        all.extend(doc.blobs().into_iter().map(|b| b.digest));
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert!(
+        all.len() < total,
+        "the test needs children that share a blob: {all:?}"
+    );
+    let children = [amd, arm].map(|entry| Child {
+        entry,
+        source: src.clone(),
+    });
+    let to = reference(&format!(
+        "{REGISTRY}/mybake-test/publish-shared-{}",
+        unique()
+    ));
+    let stats = ensure_children(&client, &ContentCache::new(), &children, &to, 4)
+        .await
+        .expect("copy both children");
+    assert_eq!(stats.manifests_copied, 2, "{stats:?}");
+    assert_eq!(
+        stats.blobs_mounted + stats.blobs_copied + stats.blobs_present,
+        all.len(),
+        "one placement per distinct blob: {stats:?}"
+    );
+}
+
 async fn head_digest(client: &RegistryClient, r: &str) -> Option<String> {
     client
         .head_manifest(&reference(r))

@@ -20,9 +20,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use super::index::{is_index_media_type, BlobRef, IndexEntry, ManifestDoc};
 use super::registry::{at_digest, FetchedManifest, Reference, RegistryClient, RegistryError};
@@ -65,10 +66,20 @@ impl std::ops::AddAssign for CopyStats {
 }
 
 /// Manifests read during a run, by digest (content-addressed, so the
-/// repository they came from does not matter).
+/// repository they came from does not matter), and the blobs made to exist
+/// in each destination repository.
 #[derive(Debug, Default)]
 pub struct ContentCache {
     manifests: Mutex<HashMap<String, FetchedManifest>>,
+    /// Per (destination registry and repository, blob digest): done once
+    /// the blob is there. Child manifests often share blobs (a base layer
+    /// in every platform's image); each blob is mounted or copied into a
+    /// repository once and the other manifests wait for it. Besides the
+    /// saved requests this matters for correctness: distribution's
+    /// filesystem driver rewrites a blob's link file in place (truncate,
+    /// then write), so a second mount of a blob can make a concurrent
+    /// manifest `PUT` that checks it fail with "blob unknown".
+    blobs: Mutex<HashMap<(String, String), Arc<OnceCell<()>>>>,
 }
 
 impl ContentCache {
@@ -101,6 +112,17 @@ impl ContentCache {
             .await
             .insert(digest.to_owned(), m.clone());
         Ok(m)
+    }
+}
+
+impl ContentCache {
+    /// The once-cell of blob `digest` in repository `to`.
+    async fn blob(&self, to: &Reference, digest: &str) -> Arc<OnceCell<()>> {
+        let key = (
+            format!("{}/{}", to.resolve_registry(), to.repository()),
+            digest.to_owned(),
+        );
+        self.blobs.lock().await.entry(key).or_default().clone()
     }
 }
 
@@ -212,7 +234,7 @@ fn ensure_manifest<'a>(
             // higher-ranked `Send` check of the boxed future.
             let jobs: Vec<_> = blobs
                 .iter()
-                .map(|b| ensure_blob(client, from, to, b))
+                .map(|b| ensure_blob(client, cache, from, to, b))
                 .collect();
             let results: Vec<CopyStats> = futures::stream::iter(jobs)
                 .buffer_unordered(concurrency.max(1))
@@ -230,7 +252,28 @@ fn ensure_manifest<'a>(
     })
 }
 
+/// Makes `blob` exist in `to`, once per run and repository (see
+/// [`ContentCache`]): the first caller mounts or copies it, others wait for
+/// that and count nothing; after a failure the next caller tries again.
 async fn ensure_blob(
+    client: &RegistryClient,
+    cache: &ContentCache,
+    from: &Reference,
+    to: &Reference,
+    blob: &BlobRef,
+) -> Result<CopyStats, RegistryError> {
+    let cell = cache.blob(to, &blob.digest).await;
+    let mut stats = CopyStats::default();
+    cell.get_or_try_init(|| async {
+        stats = place_blob(client, from, to, blob).await?;
+        Ok::<(), RegistryError>(())
+    })
+    .await?;
+    Ok(stats)
+}
+
+/// Mounts or copies `blob` into `to` (or finds it there).
+async fn place_blob(
     client: &RegistryClient,
     from: &Reference,
     to: &Reference,
