@@ -79,8 +79,11 @@ pub struct ContentCache {
     /// filesystem driver rewrites a blob's link file in place (truncate,
     /// then write), so a second mount of a blob can make a concurrent
     /// manifest `PUT` that checks it fail with "blob unknown".
-    blobs: Mutex<HashMap<(String, String), Arc<OnceCell<()>>>>,
+    blobs: Mutex<HashMap<BlobKey, Arc<OnceCell<()>>>>,
 }
+
+/// (destination registry and repository, blob digest).
+type BlobKey = (String, String);
 
 impl ContentCache {
     /// An empty cache.
