@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use mybake_buildkit::proto::moby::buildkit::v1::{BuildHistoryRecord, BuildHistoryRequest};
 use mybake_buildkit::session::{AttachMode, Session};
 use mybake_buildkit::{
     CancellationToken, Client, Endpoint, Error, Exporter, SolveRequest, StatusEvent,
@@ -337,9 +338,8 @@ async fn internal_solves_stay_out_of_build_history() {
     }
 }
 
-/// How many finished build-history records `reference` has now.
-async fn history_records(client: &Client, reference: &str) -> usize {
-    use mybake_buildkit::proto::moby::buildkit::v1::BuildHistoryRequest;
+/// The finished build-history records of `reference` now.
+async fn finished_records(client: &Client, reference: &str) -> Vec<BuildHistoryRecord> {
     let mut stream = client
         .control()
         .listen_build_history(BuildHistoryRequest {
@@ -350,43 +350,30 @@ async fn history_records(client: &Client, reference: &str) -> usize {
         .await
         .expect("ListenBuildHistory")
         .into_inner();
-    let mut n = 0;
+    let mut out = Vec::new();
     while let Ok(Some(event)) = stream.message().await {
-        if event
-            .record
-            .is_some_and(|r| r.r#ref == reference && r.completed_at.is_some())
-        {
-            n += 1;
+        if let Some(r) = event.record {
+            if r.r#ref == reference && r.completed_at.is_some() {
+                out.push(r);
+            }
         }
     }
-    n
+    out
+}
+
+/// How many finished build-history records `reference` has now.
+async fn history_records(client: &Client, reference: &str) -> usize {
+    finished_records(client, reference).await.len()
 }
 
 /// Waits until the build history shows `reference` as finished and
 /// returns its error message and how long it ran (seconds).
 async fn finished_build(client: &Client, reference: &str) -> (String, i64) {
-    use mybake_buildkit::proto::moby::buildkit::v1::BuildHistoryRequest;
     loop {
-        let mut stream = client
-            .control()
-            .listen_build_history(BuildHistoryRequest {
-                r#ref: reference.to_owned(),
-                early_exit: true,
-                ..BuildHistoryRequest::default()
-            })
-            .await
-            .expect("ListenBuildHistory")
-            .into_inner();
-        while let Ok(Some(event)) = stream.message().await {
-            if let Some(record) = event.record {
-                if record.r#ref == reference && record.completed_at.is_some() {
-                    let (Some(created), Some(completed)) = (record.created_at, record.completed_at)
-                    else {
-                        continue;
-                    };
-                    let took = completed.seconds - created.seconds;
-                    return (record.error.map(|e| e.message).unwrap_or_default(), took);
-                }
+        for record in finished_records(client, reference).await {
+            if let (Some(created), Some(completed)) = (record.created_at, record.completed_at) {
+                let took = completed.seconds - created.seconds;
+                return (record.error.map(|e| e.message).unwrap_or_default(), took);
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
