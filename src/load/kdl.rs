@@ -412,6 +412,17 @@ impl<'a> Parser<'a> {
         self.newline() || self.ws() || self.comment()
     }
 
+    /// A `/-` (slashdash) and the node space after it, consumed; whether
+    /// there was one.
+    fn slashdash(&mut self) -> bool {
+        if !self.starts(b"/-") {
+            return false;
+        }
+        self.i += 2;
+        self.node_spaces();
+        true
+    }
+
     /// `nodes`: line_space* ((`/-` node_space*)? node line_space*)*.
     fn nodes(&mut self) -> Option<Vec<Node<'a>>> {
         let mut out = Vec::new();
@@ -422,13 +433,7 @@ impl<'a> Parser<'a> {
                 _ if self.depth == 0 && self.i >= self.stop => return Some(out),
                 _ => {}
             }
-            let dashed = if self.starts(b"/-") {
-                self.i += 2;
-                self.node_spaces();
-                true
-            } else {
-                false
-            };
+            let dashed = self.slashdash();
             let node = self.node()?;
             if !dashed {
                 out.push(node);
@@ -472,13 +477,7 @@ impl<'a> Parser<'a> {
         }
         let save = self.i;
         self.node_spaces();
-        let dashed = if self.starts(b"/-") {
-            self.i += 2;
-            self.node_spaces();
-            true
-        } else {
-            false
-        };
+        let dashed = self.slashdash();
         let mut children = None;
         match self.braced() {
             Some(c) => {
@@ -531,9 +530,7 @@ impl<'a> Parser<'a> {
     /// `prop_or_arg`: (`/-` node_space* inner → ignored) | inner.
     fn prop_or_arg(&mut self) -> Option<Item<'a>> {
         let save = self.i;
-        if self.starts(b"/-") {
-            self.i += 2;
-            self.node_spaces();
+        if self.slashdash() {
             if self.prop_or_arg_inner().is_some() {
                 return Some(Item::Ignore);
             }

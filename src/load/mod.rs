@@ -145,15 +145,13 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
 /// knuffel ([`decode_file_knuffel`]), which gives the same result for valid
 /// files and the exact syntax and decode diagnostics for the rest.
 pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) -> FileDecls {
-    let scan = lenient::scan(text);
-    if let Some(at) = scan.open_comment {
-        diags.push(unterminated_comment(id, at));
+    let Some(scan) = lenient_text(id, text, diags) else {
         return FileDecls {
             file: id,
             ..Default::default()
         };
-    }
-    let src = scan.patched.as_deref().unwrap_or(text);
+    };
+    let src = scan.as_deref().unwrap_or(text);
     let parts = crate::par::threads().min(src.len() / PART_MIN_BYTES);
     match decode_fast(id, src, parts) {
         Some((decls, found)) => {
@@ -162,6 +160,18 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
         }
         None => decode_patched_knuffel(id, name, text, src, diags),
     }
+}
+
+/// The lenient pre-scan both decoders start with: `None` (with the
+/// diagnostic pushed) for an unclosed `/*`, else the patched text if the
+/// scan changed anything (one-line blocks).
+fn lenient_text(id: FileId, text: &str, diags: &mut Diagnostics) -> Option<Option<String>> {
+    let scan = lenient::scan(text);
+    if let Some(at) = scan.open_comment {
+        diags.push(unterminated_comment(id, at));
+        return None;
+    }
+    Some(scan.patched)
 }
 
 /// Below this size a file is parsed in one part: a thread would cost more
@@ -232,15 +242,13 @@ pub fn decode_file_knuffel(
     text: &str,
     diags: &mut Diagnostics,
 ) -> FileDecls {
-    let scan = lenient::scan(text);
-    if let Some(at) = scan.open_comment {
-        diags.push(unterminated_comment(id, at));
+    let Some(scan) = lenient_text(id, text, diags) else {
         return FileDecls {
             file: id,
             ..Default::default()
         };
-    }
-    let src = scan.patched.as_deref().unwrap_or(text);
+    };
+    let src = scan.as_deref().unwrap_or(text);
     decode_patched_knuffel(id, name, text, src, diags)
 }
 
