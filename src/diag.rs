@@ -268,13 +268,16 @@ impl Diagnostic for Rendered {
 }
 
 /// "did you mean" among `candidates` (Jaro-Winkler / Levenshtein).
+///
+/// The answer does not depend on the candidates' order (they often come
+/// from a hash map): of equally close names, the first in byte order wins.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let mut best: Option<(f64, &str)> = None;
     for c in candidates {
         let lev = strsim::osa_distance(word, c);
         let score = strsim::jaro_winkler(word, c);
         let close = lev * 3 <= word.len().max(c.len()) || score > 0.85;
-        if close && best.is_none_or(|(b, _)| score > b) {
+        if close && best.is_none_or(|(b, bc)| score > b || (score == b && c < bc)) {
             best = Some((score, c));
         }
     }
@@ -296,6 +299,14 @@ mod tests {
             Some("did you mean `dockerfile`?")
         );
         assert_eq!(suggest("zzz", ["platforms", "tags"]), None);
+    }
+
+    #[test]
+    fn ties_do_not_depend_on_order() {
+        let names = ["lib-2", "lib-0", "lib-3", "lib-1"];
+        let want = Some("did you mean `lib-0`?".to_string());
+        assert_eq!(suggest("lib-9", names), want);
+        assert_eq!(suggest("lib-9", names.iter().rev().copied()), want);
     }
 
     #[test]
