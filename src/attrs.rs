@@ -63,8 +63,11 @@ macro_rules! attrs {
         #[repr(u8)]
         pub enum A { $($id),* }
 
+        /// How many attributes there are.
+        pub const COUNT: usize = [$(A::$id),*].len();
+
         /// Every attribute, in `print` order (bake's field order).
-        pub static ATTRS: &[AttrDef] = &[
+        pub static ATTRS: &[AttrDef; COUNT] = &[
             $(AttrDef { name: $name, print: $print, shape: Shape::$shape, paths: $paths, props: $props, required: $req, doc: $doc }),*
         ];
     };

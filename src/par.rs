@@ -2,7 +2,8 @@
 //! scoped threads (a run is short, so no pool is kept). Results come back in
 //! input order, so output and diagnostics never depend on timing.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// How many threads are worth using: the machine's available parallelism.
 pub fn threads() -> usize {
@@ -10,25 +11,47 @@ pub fn threads() -> usize {
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// `f` on every input at once: the first on this thread, each other one on
-/// a thread of its own. Results are in input order; a panic in `f` is
-/// passed on.
+/// How many parts to cut a stage's work into: a few per thread, so that
+/// [`map`] can even out parts of unequal cost.
+pub fn parts() -> usize {
+    threads() * 4
+}
+
+/// `f` on every input, on up to [`threads`] threads (this one and others):
+/// each thread takes the next input not yet taken, so parts of unequal cost
+/// even out. Results are in input order; a panic in `f` is passed on.
 pub fn map<I: Send, R: Send>(inputs: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R> {
-    if inputs.len() <= 1 {
+    let workers = threads().min(inputs.len());
+    if workers <= 1 {
         return inputs.into_iter().map(f).collect();
     }
-    let f = &f;
-    std::thread::scope(|s| {
-        let mut inputs = inputs.into_iter();
-        let first = inputs.next();
-        let others: Vec<_> = inputs.map(|x| s.spawn(move || f(x))).collect();
-        let mut out = Vec::with_capacity(others.len() + 1);
-        out.extend(first.map(f));
-        for h in others {
-            out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+    let n = inputs.len();
+    let slots: Vec<Mutex<Option<I>>> = inputs.into_iter().map(|x| Mutex::new(Some(x))).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            if k >= n {
+                return done;
+            }
+            let x = slots[k].lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(x) = x {
+                done.push((k, f(x)));
+            }
         }
-        out
-    })
+    };
+    let work = &work;
+    let mut all: Vec<(usize, R)> = std::thread::scope(|s| {
+        let others: Vec<_> = (1..workers).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in others {
+            all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        all
+    });
+    all.sort_unstable_by_key(|(k, _)| *k);
+    all.into_iter().map(|(_, r)| r).collect()
 }
 
 /// `0..len` cut into at most `parts` consecutive ranges of similar size,

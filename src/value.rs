@@ -206,6 +206,100 @@ impl Value {
     }
 }
 
+/// A target's attribute values, indexed like [`crate::attrs::ATTRS`]: only
+/// the attributes that are set are stored, in table order (a bit per
+/// attribute says which). A target sets a handful of the table's
+/// attributes, and thousands of targets each hold such a set (declared,
+/// then resolved), so a slot per attribute would be mostly empty slots.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Attrs {
+    /// Bit `i`: attribute `i` is set.
+    set: u64,
+    /// The set attributes' values, in table order.
+    values: Vec<Value>,
+}
+
+const _: () = assert!(crate::attrs::COUNT <= u64::BITS as usize);
+
+impl Attrs {
+    pub fn new() -> Attrs {
+        Attrs::default()
+    }
+    fn bit(i: usize) -> u64 {
+        1 << i
+    }
+    /// Where attribute `i`'s value is (or would go) in `values`.
+    fn pos(&self, i: usize) -> usize {
+        (self.set & (Self::bit(i) - 1)).count_ones() as usize
+    }
+    pub fn contains(&self, i: usize) -> bool {
+        self.set & Self::bit(i) != 0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.set == 0
+    }
+    pub fn get(&self, i: usize) -> Option<&Value> {
+        self.contains(i).then(|| &self.values[self.pos(i)])
+    }
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Value> {
+        if self.contains(i) {
+            let p = self.pos(i);
+            Some(&mut self.values[p])
+        } else {
+            None
+        }
+    }
+    /// Set attribute `i` (replacing any value).
+    pub fn set(&mut self, i: usize, v: Value) {
+        let p = self.pos(i);
+        if self.contains(i) {
+            self.values[p] = v;
+        } else {
+            self.set |= Self::bit(i);
+            self.values.insert(p, v);
+        }
+    }
+    /// The set attributes in table order: (index, value).
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Value)> {
+        self.indices().zip(&self.values)
+    }
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Value)> {
+        self.indices().zip(&mut self.values)
+    }
+    fn indices(&self) -> impl Iterator<Item = usize> {
+        let mut rest = self.set;
+        std::iter::from_fn(move || {
+            (rest != 0).then(|| {
+                let i = rest.trailing_zeros() as usize;
+                rest &= rest - 1;
+                i
+            })
+        })
+    }
+    /// Merge `later` in as files and inheritance do ([`Value::merge`] for
+    /// attributes both set).
+    pub fn merge(&mut self, later: &Attrs) {
+        if self.is_empty() {
+            self.clone_from(later);
+            return;
+        }
+        for (i, v) in later.iter() {
+            match self.get_mut(i) {
+                Some(a) => a.merge(v),
+                None => self.set(i, v.clone()),
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Attrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(i, v)| (crate::attrs::ATTRS[i].name, v)))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +329,35 @@ mod tests {
         let mut l = Value::List(vec![Sp::none("x".into())]);
         l.merge(&Value::List(vec![Sp::none("y".into())]));
         assert_eq!(l, Value::List(vec![Sp::none("y".into())]));
+    }
+
+    #[test]
+    fn attrs_keep_table_order() {
+        let s = |v: &str| Value::Str(Sp::none(v.to_string()));
+        let mut a = Attrs::new();
+        a.set(7, s("g"));
+        a.set(2, s("c"));
+        a.set(20, s("u"));
+        a.set(7, s("G"));
+        assert_eq!(a.iter().map(|(i, _)| i).collect::<Vec<_>>(), vec![2, 7, 20]);
+        assert_eq!(a.get(7), Some(&s("G")));
+        assert_eq!(a.get(3), None);
+        assert!(a.contains(20) && !a.contains(0));
+        let mut b = Attrs::new();
+        b.set(0, s("a"));
+        b.set(7, s("x"));
+        b.merge(&a);
+        assert_eq!(
+            b.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            vec![0, 2, 7, 20]
+        );
+        assert_eq!(b.get(7), Some(&s("G")));
+        let mut e = Attrs::new();
+        e.merge(&a);
+        assert_eq!(e, a);
+        if let Some(Value::Str(v)) = e.get_mut(2) {
+            v.v.push('!');
+        }
+        assert_eq!(e.get(2), Some(&s("c!")));
     }
 }

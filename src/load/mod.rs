@@ -152,7 +152,7 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
         };
     };
     let src = scan.as_deref().unwrap_or(text);
-    let parts = crate::par::threads().min(src.len() / PART_MIN_BYTES);
+    let parts = crate::par::parts().min(src.len() / PART_MIN_BYTES);
     match decode_fast(id, src, parts) {
         Some((decls, found)) => {
             diags.extend(found);

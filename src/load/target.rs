@@ -5,7 +5,7 @@ use super::kdl::{Lit, Node, Value as KValue};
 use crate::attrs::{self, Shape, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::source::{FileId, Sp, Span};
-use crate::value::{Entry, EntryMap, Obj, Value};
+use crate::value::{Attrs, Entry, EntryMap, Obj, Value};
 
 /// One `matrix` axis: name and values.
 pub type Axis = (Sp<String>, Vec<Sp<String>>);
@@ -18,8 +18,7 @@ pub struct TargetDecl {
     pub span: Span,
     pub inherits: Option<Vec<Sp<String>>>,
     pub matrix: Option<Sp<Vec<Axis>>>,
-    /// Indexed like [`ATTRS`].
-    pub attrs: Vec<Option<Value>>,
+    pub attrs: Attrs,
 }
 
 /// Decode a target body (also used when knuffel rejected the file, so
@@ -37,10 +36,10 @@ pub(super) fn decode_body(
         span,
         inherits: None,
         matrix: None,
-        attrs: vec![None; ATTRS.len()],
+        attrs: Attrs::new(),
     };
     // Where each attribute was first set in this block (duplicate checks).
-    let mut attr_spans: Vec<Option<Span>> = vec![None; ATTRS.len()];
+    let mut attr_spans = [None::<Span>; attrs::COUNT];
     for node in body {
         let name: &str = &node.name;
         let name_span = node.name_span.span(file);
@@ -108,10 +107,10 @@ pub(super) fn decode_body(
                             | Shape::Props
                             | Shape::ChildMap
                     );
-                    match (&mut out.attrs[i], value) {
+                    match (out.attrs.get_mut(i), value) {
                         (_, None) => {}
-                        (slot @ None, Some(v)) => {
-                            *slot = Some(v);
+                        (None, Some(v)) => {
+                            out.attrs.set(i, v);
                             attr_spans[i] = Some(name_span);
                         }
                         (Some(prev), Some(v)) if repeatable => append(prev, v, def.name, diags),
@@ -501,8 +500,8 @@ mod tests {
         let t = &t[0];
         assert_eq!(t.inherits.as_ref().unwrap().len(), 2);
         assert_eq!(
-            t.attrs[A::Tags.index()]
-                .as_ref()
+            t.attrs
+                .get(A::Tags.index())
                 .unwrap()
                 .as_list()
                 .unwrap()
@@ -510,8 +509,12 @@ mod tests {
             3
         );
         assert_eq!(
-            t.attrs[A::Arg.index()]
-                .as_ref()
+            t.attrs.get(A::Arg.index()).unwrap().as_map().unwrap().len(),
+            2
+        );
+        assert_eq!(
+            t.attrs
+                .get(A::Contexts.index())
                 .unwrap()
                 .as_map()
                 .unwrap()
@@ -519,17 +522,8 @@ mod tests {
             2
         );
         assert_eq!(
-            t.attrs[A::Contexts.index()]
-                .as_ref()
-                .unwrap()
-                .as_map()
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(
-            t.attrs[A::Output.index()]
-                .as_ref()
+            t.attrs
+                .get(A::Output.index())
                 .unwrap()
                 .as_objects()
                 .unwrap()

@@ -78,7 +78,7 @@ pub fn plan(r: &Resolved, sel: &Selection) -> Result<Plan, Diagnostics> {
     let needed: HashMap<usize, Vec<String>> = platforms_needed(r, sel)?
         .into_iter()
         .enumerate()
-        .filter_map(|(i, p)| Some((i, p?.into_iter().map(String::from).collect())))
+        .filter_map(|(i, p)| Some((i, p?.iter().map(String::from).collect())))
         .collect();
     Ok(graph(r, sel, needed))
 }
@@ -116,19 +116,38 @@ impl<'r> Declared<'r> {
     }
 }
 
+/// The platforms a target is built for in a run.
+#[derive(Clone)]
+enum Needed<'r> {
+    /// All it declares (a requested target).
+    Declared(Declared<'r>),
+    /// Those its dependents need, each once.
+    Some(Vec<&'r str>),
+}
+
+impl<'r> Needed<'r> {
+    fn iter(&self) -> impl Iterator<Item = &'r str> + '_ {
+        let (all, some) = match self {
+            Needed::Declared(d) => (Some(d.iter()), None),
+            Needed::Some(v) => (None, Some(v.iter().copied())),
+        };
+        all.into_iter().flatten().chain(some.into_iter().flatten())
+    }
+}
+
 /// The platforms each selected target is built for, indexed like
 /// `r.targets` (`None`: not built in this run), or every problem.
 fn platforms_needed<'r>(
     r: &'r Resolved,
     sel: &Selection,
-) -> Result<Vec<Option<Vec<&'r str>>>, Diagnostics> {
+) -> Result<Vec<Option<Needed<'r>>>, Diagnostics> {
     let mut diags = Diagnostics::default();
     let order = target_order(r, sel).map_err(Diagnostics::from)?;
     // Platforms per target: requested targets build what they declare;
     // dependencies build what their dependents need (dependents first).
-    let mut needed: Vec<Option<Vec<&'r str>>> = vec![None; r.targets.len()];
+    let mut needed: Vec<Option<Needed<'r>>> = vec![None; r.targets.len()];
     for &i in &sel.requested {
-        needed[i] = Some(Declared::of(r, i).iter().collect());
+        needed[i] = Some(Needed::Declared(Declared::of(r, i)));
     }
     for &i in order.iter().rev() {
         if r.targets[i].deps.is_empty() {
@@ -137,7 +156,7 @@ fn platforms_needed<'r>(
         // Taken out while its dependencies are updated (a target is never
         // its own dependency: cycles were rejected above).
         let mine = needed[i].take();
-        let mine_ref: &[&str] = mine.as_deref().unwrap_or(&[]);
+        let mine_ref = || mine.iter().flat_map(Needed::iter);
         for (_, dep) in &r.targets[i].deps {
             let Some(&d) = r.index.get(&dep.v) else {
                 continue;
@@ -145,14 +164,10 @@ fn platforms_needed<'r>(
             let avail = Declared::of(r, d);
             // The usual case: the dependent needs exactly what the
             // dependency declares, so nothing is missing.
-            let missing: Vec<&str> = if avail.iter().eq(mine_ref.iter().copied()) {
+            let missing: Vec<&str> = if avail.iter().eq(mine_ref()) {
                 Vec::new()
             } else {
-                mine_ref
-                    .iter()
-                    .copied()
-                    .filter(|p| !avail.contains(p))
-                    .collect()
+                mine_ref().filter(|p| !avail.contains(p)).collect()
             };
             if !missing.is_empty() {
                 let dt = &r.targets[d];
@@ -186,13 +201,15 @@ fn platforms_needed<'r>(
                 };
                 diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
             }
-            let entry = needed[d].get_or_insert_with(Vec::new);
-            // `entry` holds platforms of `avail` only, each once: as many as
-            // `avail` has means all of them.
-            if entry.len() < avail.iter().count() {
-                for &p in mine_ref {
-                    if avail.contains(p) && !entry.contains(&p) {
-                        entry.push(p);
+            // A requested dependency is built for all it declares already.
+            if let Needed::Some(entry) = needed[d].get_or_insert_with(|| Needed::Some(Vec::new())) {
+                // `entry` holds platforms of `avail` only, each once: as
+                // many as `avail` has means all of them.
+                if entry.len() < avail.iter().count() {
+                    for p in mine_ref() {
+                        if avail.contains(p) && !entry.contains(&p) {
+                            entry.push(p);
+                        }
                     }
                 }
             }
@@ -204,11 +221,9 @@ fn platforms_needed<'r>(
     }
     // Keep each target's declared platform order.
     for (i, v) in needed.iter_mut().enumerate() {
-        if let Some(v) = v {
-            if !sel.is_requested(i) {
-                let d = Declared::of(r, i);
-                v.sort_by_key(|p| d.iter().position(|x| x == *p));
-            }
+        if let Some(Needed::Some(v)) = v {
+            let d = Declared::of(r, i);
+            v.sort_by_key(|p| d.iter().position(|x| x == *p));
         }
     }
     Ok(needed)

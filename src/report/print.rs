@@ -35,7 +35,7 @@ pub fn print(r: &Resolved, sel: &Selection) -> String {
     }
     entry_key(&mut head, sel.groups.is_empty(), 1, "target");
     head.push(b'{');
-    let ranges = par::ranges(sel.all.len(), par::threads(), TARGETS_PER_PART_MIN);
+    let ranges = par::ranges(sel.all.len(), par::parts(), TARGETS_PER_PART_MIN);
     let mut bufs = Vec::with_capacity(ranges.len());
     bufs.push(head);
     bufs.resize_with(ranges.len(), Vec::new);
@@ -177,13 +177,13 @@ impl Serialize for Groups<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let Groups(r, sel) = *self;
         let mut m = s.serialize_map(None)?;
-        for (name, targets) in &sel.groups {
-            let description = r.group(name).and_then(|g| g.description.as_deref());
+        for (name, &gi) in &sel.groups {
+            let g = &r.groups[gi];
             m.serialize_entry(
                 name,
                 &GroupJson {
-                    description,
-                    targets,
+                    description: g.description.as_deref(),
+                    targets: Strs(&g.targets),
                 },
             )?;
         }
@@ -193,7 +193,7 @@ impl Serialize for Groups<'_> {
 
 struct GroupJson<'a> {
     description: Option<&'a str>,
-    targets: &'a [String],
+    targets: Strs<'a>,
 }
 
 impl Serialize for GroupJson<'_> {
@@ -202,7 +202,7 @@ impl Serialize for GroupJson<'_> {
         if let Some(d) = self.description {
             m.serialize_entry("description", d)?;
         }
-        m.serialize_entry("targets", self.targets)?;
+        m.serialize_entry("targets", &self.targets)?;
         m.end()
     }
 }
@@ -246,8 +246,8 @@ impl Serialize for TargetJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (t, cwd) = (self.0, self.1);
         let mut o = s.serialize_map(None)?;
-        for (i, def) in ATTRS.iter().enumerate() {
-            let Some(v) = &t.attrs[i] else { continue };
+        for (i, v) in t.attrs.iter() {
+            let def = &ATTRS[i];
             let key = def.print;
             match (def.shape, v) {
                 (Shape::Bool, Value::Str(s)) => o.serialize_entry(key, &(s.v == "true"))?,
@@ -314,8 +314,8 @@ fn objects_json(l: &[Obj], paths: Paths, cwd: &Path) -> J {
 /// One target in bake's shape.
 pub fn target_json(t: &Target, cwd: &Path) -> J {
     let mut o = Map::new();
-    for (i, def) in ATTRS.iter().enumerate() {
-        let Some(v) = &t.attrs[i] else { continue };
+    for (i, v) in t.attrs.iter() {
+        let def = &ATTRS[i];
         let j = match (def.shape, v) {
             (Shape::Bool, Value::Str(s)) => J::Bool(s.v == "true"),
             (_, Value::Str(s)) if def.paths == Paths::Value => J::String(relative(Path::new(&s.v), cwd)),
@@ -379,11 +379,13 @@ mod tests {
         let mut doc = Map::new();
         if !sel.groups.is_empty() {
             let mut groups = Map::new();
-            for (name, targets) in &sel.groups {
+            for (name, &gi) in &sel.groups {
                 let mut g = Map::new();
-                if let Some(d) = r.group(name).and_then(|g| g.description.clone()) {
+                if let Some(d) = r.groups[gi].description.clone() {
                     g.insert("description".into(), J::String(d));
                 }
+                let targets: Vec<&str> =
+                    r.groups[gi].targets.iter().map(|t| t.v.as_str()).collect();
                 g.insert("targets".into(), json!(targets));
                 groups.insert(name.clone(), J::Object(g));
             }

@@ -1,5 +1,7 @@
 //! `${NAME}` interpolation with `$${` as an escaped literal `${`.
 
+use std::borrow::Cow;
+
 use crate::diag::{suggest, Diag};
 use crate::source::{Sources, Sp, Span};
 
@@ -17,13 +19,34 @@ impl Val {
             Val::List(l) => l.join(","),
         }
     }
+    pub fn into_text(self) -> String {
+        match self {
+            Val::Text(s) => s,
+            Val::List(l) => l.join(","),
+        }
+    }
+    /// Append the text form (a list joined with `,`).
+    fn push_to(&self, out: &mut String) {
+        match self {
+            Val::Text(s) => out.push_str(s),
+            Val::List(l) => {
+                for (k, item) in l.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(item);
+                }
+            }
+        }
+    }
 }
 
 /// Name lookup for interpolation.
 pub trait Scope {
     /// `Ok(None)` = unknown name; `Err` = known but unusable (the
-    /// diagnostic explains why, e.g. a variable with no value).
-    fn lookup(&self, name: &str, at: Span) -> Result<Option<Val>, Diag>;
+    /// diagnostic explains why, e.g. a variable with no value). A value the
+    /// scope holds is lent, not copied.
+    fn lookup(&self, name: &str, at: Span) -> Result<Option<Cow<'_, Val>>, Diag>;
     /// Names offered as suggestions for an unknown one.
     fn names(&self) -> Vec<String>;
 }
@@ -111,29 +134,29 @@ pub fn interpolate(
             .label(inner_span(sources, s, off, 2), "here")
             .help("write `$${` for a literal `${`")
     })?;
-    let mut out = String::new();
     if allow_list && pieces.len() == 1 {
         if let Piece::Ref(name, off) = pieces[0] {
-            return lookup(s, name, off, scope, sources);
+            return lookup(s, name, off, scope, sources).map(Cow::into_owned);
         }
     }
+    let mut out = String::with_capacity(s.v.len() + 32);
     for p in pieces {
         match p {
             Piece::Lit(l) => out.push_str(l),
             Piece::Dollar => out.push_str("${"),
-            Piece::Ref(name, off) => out.push_str(&lookup(s, name, off, scope, sources)?.to_text()),
+            Piece::Ref(name, off) => lookup(s, name, off, scope, sources)?.push_to(&mut out),
         }
     }
     Ok(Val::Text(out))
 }
 
-fn lookup(
+fn lookup<'s>(
     s: &Sp<String>,
     name: &str,
     off: usize,
-    scope: &dyn Scope,
+    scope: &'s dyn Scope,
     sources: &Sources,
-) -> Result<Val, Diag> {
+) -> Result<Cow<'s, Val>, Diag> {
     let at = inner_span(sources, s, off, name.len() + 3);
     match scope.lookup(name, at)? {
         Some(v) => Ok(v),
@@ -160,8 +183,8 @@ mod tests {
 
     struct M(HashMap<&'static str, Val>);
     impl Scope for M {
-        fn lookup(&self, name: &str, _: Span) -> Result<Option<Val>, Diag> {
-            Ok(self.0.get(name).cloned())
+        fn lookup(&self, name: &str, _: Span) -> Result<Option<Cow<'_, Val>>, Diag> {
+            Ok(self.0.get(name).map(Cow::Borrowed))
         }
         fn names(&self) -> Vec<String> {
             self.0.keys().map(|k| k.to_string()).collect()

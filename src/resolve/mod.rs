@@ -26,7 +26,7 @@ use crate::diag::{suggest, Diag, Diagnostics};
 use crate::load::{self, FileDecls, GroupDecl, TargetDecl};
 use crate::par;
 use crate::source::{Sources, Sp, Span};
-use crate::value::Value;
+use crate::value::{Attrs, Value};
 use crate::{FastMap, FastSet};
 use interp::{Scope, Val};
 
@@ -124,7 +124,7 @@ pub fn resolve(
                 target: None,
             };
             let name = match interp::interpolate(&raw.name, &scope, sources, false) {
-                Ok(v) => v.to_text(),
+                Ok(v) => v.into_text(),
                 Err(d) => {
                     diags.push(d);
                     continue;
@@ -223,7 +223,7 @@ pub fn resolve(
     // order, after the target's inheritance diagnostics, as if in one pass.
     let inh = &inh;
     let inherited_parents: Vec<&[usize]> = inherited.iter().map(|(p, _)| &p[..]).collect();
-    let ranges = par::ranges(concrete.len(), par::threads(), TARGETS_PER_PART_MIN);
+    let ranges = par::ranges(concrete.len(), par::parts(), TARGETS_PER_PART_MIN);
     let built = par::map(ranges, |range| {
         range
             .map(|i| {
@@ -356,7 +356,7 @@ struct RawTarget<'a> {
     name: Sp<String>,
     inherits: Option<&'a Vec<Sp<String>>>,
     matrix: Option<&'a Sp<Vec<load::target::Axis>>>,
-    attrs: Cow<'a, [Option<Value>]>,
+    attrs: Cow<'a, Attrs>,
 }
 
 /// One concrete target before inheritance.
@@ -380,7 +380,7 @@ fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarg
                 if d.matrix.is_some() {
                     t.matrix = d.matrix.as_ref();
                 }
-                merge_attrs(t.attrs.to_mut(), &d.attrs);
+                t.attrs.to_mut().merge(&d.attrs);
             }
             None => {
                 index.insert(&d.name.v, out.len());
@@ -394,16 +394,6 @@ fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarg
         }
     }
     out
-}
-
-fn merge_attrs(into: &mut [Option<Value>], later: &[Option<Value>]) {
-    for (a, b) in into.iter_mut().zip(later) {
-        match (a.as_mut(), b) {
-            (_, None) => {}
-            (Some(a), Some(b)) => a.merge(b),
-            (None, Some(b)) => *a = Some(b.clone()),
-        }
-    }
 }
 
 fn merge_groups<'a>(
@@ -537,21 +527,22 @@ struct TargetScope<'a> {
 }
 
 impl Scope for TargetScope<'_> {
-    fn lookup(&self, name: &str, at: Span) -> Result<Option<Val>, Diag> {
+    fn lookup(&self, name: &str, at: Span) -> Result<Option<Cow<'_, Val>>, Diag> {
         if let Some((_, v)) = self.bindings.iter().find(|(k, _)| k == name) {
-            return Ok(Some(Val::Text(v.clone())));
+            return Ok(Some(Cow::Owned(Val::Text(v.clone()))));
         }
         if let Some(v) = self.vars.get(name) {
             return match &v.value {
-                Some(val) => Ok(Some(val.clone())),
-                None if v.failed => Ok(Some(Val::Text(String::new()))),
+                Some(val) => Ok(Some(Cow::Borrowed(val))),
+                None if v.failed => Ok(Some(Cow::Owned(Val::Text(String::new())))),
                 None => Err(vars::unset(&v.name, at)),
             };
         }
+        let text = |s: &str| Some(Cow::Owned(Val::Text(s.to_string())));
         Ok(match name {
-            "MYBAKE_LOCAL_PLATFORM" => Some(Val::Text(self.builtins.local_platform.to_string())),
+            "MYBAKE_LOCAL_PLATFORM" => text(self.builtins.local_platform),
             "MYBAKE_TARGET" => match self.target {
-                Some(t) => Some(Val::Text(t.to_string())),
+                Some(t) => text(t),
                 None => {
                     return Err(Diag::new(
                         "mybake::resolve::builtin",
@@ -560,8 +551,8 @@ impl Scope for TargetScope<'_> {
                     .label(at, "not available here"))
                 }
             },
-            "MYBAKE_GIT_SHA" => Some(Val::Text(self.builtins.git().0.clone())),
-            "MYBAKE_GIT_SHORT_SHA" => Some(Val::Text(self.builtins.git().1.clone())),
+            "MYBAKE_GIT_SHA" => text(&self.builtins.git().0),
+            "MYBAKE_GIT_SHORT_SHA" => text(&self.builtins.git().1),
             _ => None,
         })
     }
@@ -579,7 +570,7 @@ struct Inheritance<'a> {
     raws: &'a [RawTarget<'a>],
     concrete: &'a [Concrete],
     index: &'a FastMap<String, usize>,
-    memo: Vec<Option<Vec<Option<Value>>>>,
+    memo: Vec<Option<Attrs>>,
     /// Raw names some target inherits from: only those are memoised.
     parents: FastSet<&'a str>,
     /// Some parent name is a template: memoise everything.
@@ -624,7 +615,7 @@ impl Inheritance<'_> {
                 target: None,
             };
             let pname = match interp::interpolate(parent, &scope, self.sources, false) {
-                Ok(v) => v.to_text(),
+                Ok(v) => v.into_text(),
                 Err(d) => {
                     diags.push(d);
                     continue;
@@ -675,19 +666,19 @@ impl Inheritance<'_> {
 
     /// Attributes of concrete target `i` with its parents' folded in, left
     /// to right, its own last (after [`Self::prepare`] gave `parents`).
-    fn merged(&self, i: usize, parents: &[usize]) -> Vec<Option<Value>> {
+    fn merged(&self, i: usize, parents: &[usize]) -> Attrs {
         if let Some(m) = &self.memo[i] {
             return m.clone();
         }
-        let mut acc: Vec<Option<Value>> = vec![None; ATTRS.len()];
+        let mut acc = Attrs::new();
         for &p in parents {
             // Every parent met is memoised: its name is one of `parents`,
             // or `memo_all` holds.
             if let Some(m) = &self.memo[p] {
-                merge_attrs(&mut acc, m);
+                acc.merge(m);
             }
         }
-        merge_attrs(&mut acc, &self.raws[self.concrete[i].raw].attrs);
+        acc.merge(&self.raws[self.concrete[i].raw].attrs);
         acc
     }
 }
@@ -696,13 +687,12 @@ impl Inheritance<'_> {
 const TARGETS_PER_PART_MIN: usize = 256;
 
 fn interpolate_attrs(
-    mut attrs: Vec<Option<Value>>,
+    mut attrs: Attrs,
     scope: &dyn Scope,
     sources: &Sources,
     diags: &mut Diagnostics,
-) -> Vec<Option<Value>> {
-    for (i, slot) in attrs.iter_mut().enumerate() {
-        let Some(v) = slot else { continue };
+) -> Attrs {
+    for (i, v) in attrs.iter_mut() {
         if let Value::List(items) = v {
             // A list variable alone in a list position expands in place.
             if items.iter().all(|s| interp::is_plain(&s.v)) {
@@ -724,7 +714,7 @@ fn interpolate_attrs(
                 continue;
             }
             match interp::interpolate(s, scope, sources, false) {
-                Ok(val) => s.v = val.to_text(),
+                Ok(val) => s.v = val.into_text(),
                 Err(d) => diags.push(d),
             }
         }
@@ -760,7 +750,7 @@ struct Built {
 fn finish(
     name: Sp<String>,
     template: Option<String>,
-    mut attrs: Vec<Option<Value>>,
+    mut attrs: Attrs,
     decl_dir: &Path,
     sources: &Sources,
     cwd: &Path,
@@ -779,7 +769,7 @@ fn finish(
         p.to_string_lossy().into_owned()
     };
     for (i, def) in ATTRS.iter().enumerate() {
-        let Some(v) = attrs[i].as_mut() else { continue };
+        let Some(v) = attrs.get_mut(i) else { continue };
         match def.paths {
             Paths::No => {}
             Paths::Value => {
@@ -829,13 +819,17 @@ fn finish(
             }
         }
     }
-    if attrs[A::Context.index()].is_none() {
-        attrs[A::Context.index()] = Some(Value::Str(Sp::none(
-            decl_dir.to_string_lossy().into_owned(),
-        )));
+    if !attrs.contains(A::Context.index()) {
+        attrs.set(
+            A::Context.index(),
+            Value::Str(Sp::none(decl_dir.to_string_lossy().into_owned())),
+        );
     }
-    if attrs[A::Dockerfile.index()].is_none() {
-        attrs[A::Dockerfile.index()] = Some(Value::Str(Sp::none("Dockerfile".into())));
+    if !attrs.contains(A::Dockerfile.index()) {
+        attrs.set(
+            A::Dockerfile.index(),
+            Value::Str(Sp::none("Dockerfile".into())),
+        );
     }
     let mut t = Target {
         is_abstract: name.v.starts_with('_'),

@@ -1,6 +1,6 @@
 //! From the command line's target/group names to the targets of the run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::Resolved;
 use crate::diag::{suggest, Diag, Diagnostics};
@@ -9,23 +9,25 @@ use crate::source::{Sp, Span};
 /// What a request resolved to.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    /// Groups the request went through, with their members as declared.
-    pub groups: BTreeMap<String, Vec<String>>,
+    /// Groups the request went through (name → index in
+    /// [`Resolved::groups`], whose `targets` are the members as declared).
+    pub groups: BTreeMap<String, usize>,
     /// Requested targets (to be published), in request order.
     pub requested: Vec<usize>,
-    /// Membership of `requested`.
-    requested_set: std::collections::HashSet<usize>,
+    /// Membership of `requested`, indexed like [`Resolved::targets`].
+    requested_set: Vec<bool>,
     /// Requested targets plus every `target:` dependency, by name order.
     pub all: Vec<usize>,
 }
 
 impl Selection {
     pub fn is_requested(&self, i: usize) -> bool {
-        self.requested_set.contains(&i)
+        self.requested_set.get(i).copied().unwrap_or(false)
     }
 
     fn request(&mut self, i: usize) {
-        if self.requested_set.insert(i) {
+        if !self.requested_set[i] {
+            self.requested_set[i] = true;
             self.requested.push(i);
         }
     }
@@ -34,7 +36,10 @@ impl Selection {
 /// Resolve names (empty = group `default`).
 pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let mut sel = Selection::default();
+    let mut sel = Selection {
+        requested_set: vec![false; r.targets.len()],
+        ..Selection::default()
+    };
     let names: Vec<Sp<String>> = if names.is_empty() {
         if r.group("default").is_none() {
             let targets: Vec<&str> = r
@@ -64,11 +69,13 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
     for n in &names {
         expand(r, n, &mut sel, &mut stack, &mut diags);
     }
-    // Dependency closure.
-    let mut all: BTreeSet<(&str, usize)> = BTreeSet::new();
+    // Dependency closure, in name order.
+    let mut seen = vec![false; r.targets.len()];
+    let mut all = Vec::with_capacity(sel.requested.len());
     let mut todo: Vec<usize> = sel.requested.clone();
     while let Some(i) = todo.pop() {
-        if all.insert((r.targets[i].name.v.as_str(), i)) {
+        if !std::mem::replace(&mut seen[i], true) {
+            all.push(i);
             for (_, dep) in &r.targets[i].deps {
                 if let Some(&d) = r.index.get(&dep.v) {
                     todo.push(d);
@@ -76,8 +83,27 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
             }
         }
     }
-    sel.all = all.into_iter().map(|(_, i)| i).collect();
+    sel.all = by_name(r, all);
     diags.into_result(sel)
+}
+
+/// Target indices sorted by target name (names are unique). Each name's
+/// first eight bytes, as a big-endian number, order most pairs without a
+/// string comparison.
+fn by_name(r: &Resolved, targets: Vec<usize>) -> Vec<usize> {
+    let name = |i: usize| r.targets[i].name.v.as_bytes();
+    let mut keyed: Vec<(u64, usize)> = targets
+        .into_iter()
+        .map(|i| {
+            let mut head = [0u8; 8];
+            let n = name(i);
+            let k = n.len().min(8);
+            head[..k].copy_from_slice(&n[..k]);
+            (u64::from_be_bytes(head), i)
+        })
+        .collect();
+    keyed.sort_unstable_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| name(*a).cmp(name(*b))));
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// The group-cycle diagnostics [`select`] reports for `group`, without
@@ -133,15 +159,13 @@ fn expand(
     stack: &mut Vec<(String, Span)>,
     diags: &mut Diagnostics,
 ) {
-    if let Some(g) = r.group(&name.v) {
+    if let Some(&gi) = r.group_index.get(&name.v) {
+        let g = &r.groups[gi];
         if let Some(k) = stack.iter().position(|(s, _)| *s == name.v) {
             diags.push(group_cycle(stack, k, name));
             return;
         }
-        sel.groups.insert(
-            g.name.v.clone(),
-            g.targets.iter().map(|t| t.v.clone()).collect(),
-        );
+        sel.groups.insert(g.name.v.clone(), gi);
         stack.push((name.v.clone(), name.span));
         for t in &g.targets {
             expand(r, t, sel, stack, diags);

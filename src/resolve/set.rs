@@ -8,7 +8,7 @@ use globset::{Glob, GlobMatcher};
 use crate::attrs::{self, Shape, ATTRS};
 use crate::diag::{suggest, Diag, Diagnostics};
 use crate::source::{FileId, Sources, Sp, Span};
-use crate::value::{Entry, EntryMap, Obj, Value};
+use crate::value::{Attrs, Entry, EntryMap, Obj, Value};
 
 #[derive(Debug, Clone)]
 pub struct SetOverride {
@@ -168,11 +168,11 @@ fn parse_one(flag: &str, file: FileId, off: usize, diags: &mut Diagnostics) -> O
 }
 
 /// Apply one override to a target's attributes.
-pub fn apply(o: &SetOverride, attrs: &mut [Option<Value>], diags: &mut Diagnostics) {
+pub fn apply(o: &SetOverride, attrs: &mut Attrs, diags: &mut Diagnostics) {
     let def = &ATTRS[o.attr];
-    let slot = &mut attrs[o.attr];
-    match def.shape {
-        Shape::Str | Shape::Bool => *slot = Some(Value::Str(o.value.clone())),
+    let slot = attrs.get_mut(o.attr);
+    let value = match def.shape {
+        Shape::Str | Shape::Bool => Value::Str(o.value.clone()),
         Shape::List | Shape::CsvList => {
             let items: Vec<Sp<String>> = if def.shape == Shape::CsvList {
                 vec![o.value.clone()]
@@ -185,9 +185,9 @@ pub fn apply(o: &SetOverride, attrs: &mut [Option<Value>], diags: &mut Diagnosti
                     .map(|s| Sp::new(s.to_string(), o.value.span))
                     .collect()
             };
-            match (o.append, slot.as_mut()) {
-                (true, Some(Value::List(l))) => l.extend(items),
-                _ => *slot = Some(Value::List(items)),
+            match (o.append, slot) {
+                (true, Some(Value::List(l))) => return l.extend(items),
+                _ => Value::List(items),
             }
         }
         Shape::KeyValue | Shape::ChildMap => {
@@ -196,23 +196,25 @@ pub fn apply(o: &SetOverride, attrs: &mut [Option<Value>], diags: &mut Diagnosti
                 key_span: o.span,
                 value: o.value.clone(),
             };
-            match slot.as_mut() {
+            match slot {
                 Some(Value::Map(m)) => {
                     m.insert(key, entry);
+                    return;
                 }
-                _ => *slot = Some(Value::Map(EntryMap::from([(key, entry)]))),
+                _ => Value::Map(EntryMap::from([(key, entry)])),
             }
         }
         Shape::Typed | Shape::Props => {
             let Some(obj) = csv_object(&o.value, def.shape == Shape::Typed, diags) else {
                 return;
             };
-            match (o.append, slot.as_mut()) {
-                (true, Some(Value::Objects(l))) => l.push(obj),
-                _ => *slot = Some(Value::Objects(vec![obj])),
+            match (o.append, slot) {
+                (true, Some(Value::Objects(l))) => return l.push(obj),
+                _ => Value::Objects(vec![obj]),
             }
         }
-    }
+    };
+    attrs.set(o.attr, value);
 }
 
 /// `type=local,dest=out` → object (values keep the flag's span).
@@ -298,17 +300,12 @@ mod tests {
 
     #[test]
     fn applies_lists_maps_objects() {
-        let mut attrs: Vec<Option<Value>> = vec![None; ATTRS.len()];
+        let mut attrs = Attrs::new();
         let mut d = Diagnostics::default();
         apply(&one("a.tags=x,y").0.unwrap(), &mut attrs, &mut d);
         apply(&one("a.tags+=z").0.unwrap(), &mut attrs, &mut d);
         assert_eq!(
-            attrs[A::Tags.index()]
-                .as_ref()
-                .unwrap()
-                .as_list()
-                .unwrap()
-                .len(),
+            attrs.get(A::Tags.index()).unwrap().as_list().unwrap().len(),
             3
         );
         apply(
@@ -316,11 +313,7 @@ mod tests {
             &mut attrs,
             &mut d,
         );
-        let o = &attrs[A::Output.index()]
-            .as_ref()
-            .unwrap()
-            .as_objects()
-            .unwrap()[0];
+        let o = &attrs.get(A::Output.index()).unwrap().as_objects().unwrap()[0];
         assert_eq!(o.get("dest").unwrap().v, "out");
         apply(
             &one("a.cache-from=type=registry,ref=r").0.unwrap(),
@@ -328,8 +321,8 @@ mod tests {
             &mut d,
         );
         assert_eq!(
-            attrs[A::CacheFrom.index()]
-                .as_ref()
+            attrs
+                .get(A::CacheFrom.index())
                 .unwrap()
                 .as_list()
                 .unwrap()

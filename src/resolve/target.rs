@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::attrs::A;
 use crate::source::Sp;
-use crate::value::{Obj, Value};
+use crate::value::{Attrs, Obj, Value};
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -15,14 +15,14 @@ pub struct Target {
     pub is_abstract: bool,
     /// Indexed like [`crate::attrs::ATTRS`]. Strings are interpolated;
     /// paths are absolute.
-    pub attrs: Vec<Option<Value>>,
+    pub attrs: Attrs,
     /// `contexts` entries `target:NAME`: (context name, dependency).
     pub deps: Vec<(String, Sp<String>)>,
 }
 
 impl Target {
     pub fn get(&self, a: A) -> Option<&Value> {
-        self.attrs[a.index()].as_ref()
+        self.attrs.get(a.index())
     }
     pub fn str(&self, a: A) -> Option<&Sp<String>> {
         self.get(a).and_then(Value::as_str)

@@ -1,5 +1,6 @@
 //! Variables: typed values with precedence `--var` > environment > default.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -268,7 +269,7 @@ impl Evaluator<'_> {
             (DefaultValue::Str(s), _) => {
                 let text =
                     interp::interpolate(&Sp::new(s.clone(), def.span), self, self.sources, false)?
-                        .to_text();
+                        .into_text();
                 parse_text(&text, ty).map_err(|why| {
                     Diag::new(
                         "mybake::resolve::bad-value",
@@ -284,12 +285,12 @@ impl Evaluator<'_> {
 }
 
 impl Scope for Evaluator<'_> {
-    fn lookup(&self, name: &str, at: Span) -> Result<Option<Val>, Diag> {
+    fn lookup(&self, name: &str, at: Span) -> Result<Option<Cow<'_, Val>>, Diag> {
         let Some(&j) = self.index.get(name) else {
             return Ok(None);
         };
         match self.eval(j)? {
-            (_, Some(v)) => Ok(Some(v)),
+            (_, Some(v)) => Ok(Some(Cow::Owned(v))),
             (_, None) => Err(unset(&self.decls[j].name, at)),
         }
     }
