@@ -2,6 +2,7 @@
 //! are interpolated in place, spans kept).
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::source::{Sp, Span};
 
@@ -167,16 +168,25 @@ impl Value {
         }
     }
 
-    /// Every string in the value, mutably (for interpolation).
-    pub fn strings_mut(&mut self) -> Vec<&mut Sp<String>> {
+    /// Whether some string of the value satisfies `pred`.
+    pub fn any_string(&self, mut pred: impl FnMut(&Sp<String>) -> bool) -> bool {
         match self {
-            Value::Str(s) => vec![s],
-            Value::List(l) => l.iter_mut().collect(),
-            Value::Map(m) => m.values_mut().map(|e| &mut e.value).collect(),
+            Value::Str(s) => pred(s),
+            Value::List(l) => l.iter().any(pred),
+            Value::Map(m) => m.values().any(|e| pred(&e.value)),
+            Value::Objects(o) => o.iter().any(|o| o.fields.iter().any(|(_, v)| pred(v))),
+        }
+    }
+
+    /// `f` on every string in the value, mutably (for interpolation).
+    pub fn each_string_mut(&mut self, mut f: impl FnMut(&mut Sp<String>)) {
+        match self {
+            Value::Str(s) => f(s),
+            Value::List(l) => l.iter_mut().for_each(f),
+            Value::Map(m) => m.values_mut().for_each(|e| f(&mut e.value)),
             Value::Objects(o) => o
                 .iter_mut()
-                .flat_map(|o| o.fields.iter_mut().map(|(_, v)| v))
-                .collect(),
+                .for_each(|o| o.fields.iter_mut().for_each(|(_, v)| f(v))),
         }
     }
 
@@ -211,12 +221,17 @@ impl Value {
 /// attribute says which). A target sets a handful of the table's
 /// attributes, and thousands of targets each hold such a set (declared,
 /// then resolved), so a slot per attribute would be mostly empty slots.
+///
+/// Values are shared, not copied, between the sets they are merged into
+/// (a parent's `platforms` among all the targets inheriting it, a
+/// declaration's `contexts` with its resolved target); [`Attrs::get_mut`]
+/// copies a shared value before it is changed.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Attrs {
     /// Bit `i`: attribute `i` is set.
     set: u64,
     /// The set attributes' values, in table order.
-    values: Vec<Value>,
+    values: Vec<Arc<Value>>,
 }
 
 const _: () = assert!(crate::attrs::COUNT <= u64::BITS as usize);
@@ -239,18 +254,22 @@ impl Attrs {
         self.set == 0
     }
     pub fn get(&self, i: usize) -> Option<&Value> {
-        self.contains(i).then(|| &self.values[self.pos(i)])
+        self.contains(i).then(|| &*self.values[self.pos(i)])
     }
+    /// Attribute `i`'s value to change (copied first if it is shared).
     pub fn get_mut(&mut self, i: usize) -> Option<&mut Value> {
         if self.contains(i) {
             let p = self.pos(i);
-            Some(&mut self.values[p])
+            Some(Arc::make_mut(&mut self.values[p]))
         } else {
             None
         }
     }
     /// Set attribute `i` (replacing any value).
     pub fn set(&mut self, i: usize, v: Value) {
+        self.set_shared(i, Arc::new(v));
+    }
+    fn set_shared(&mut self, i: usize, v: Arc<Value>) {
         let p = self.pos(i);
         if self.contains(i) {
             self.values[p] = v;
@@ -261,10 +280,7 @@ impl Attrs {
     }
     /// The set attributes in table order: (index, value).
     pub fn iter(&self) -> impl Iterator<Item = (usize, &Value)> {
-        self.indices().zip(&self.values)
-    }
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Value)> {
-        self.indices().zip(&mut self.values)
+        self.indices().zip(self.values.iter().map(|v| &**v))
     }
     fn indices(&self) -> impl Iterator<Item = usize> {
         let mut rest = self.set;
@@ -283,10 +299,10 @@ impl Attrs {
             self.clone_from(later);
             return;
         }
-        for (i, v) in later.iter() {
+        for (i, v) in later.indices().zip(&later.values) {
             match self.get_mut(i) {
                 Some(a) => a.merge(v),
-                None => self.set(i, v.clone()),
+                None => self.set_shared(i, Arc::clone(v)),
             }
         }
     }

@@ -17,7 +17,7 @@ use mybake_buildkit::CancellationToken;
 pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, String>) -> Outcome {
     let err = |code: i32, msg: String| Outcome {
         code,
-        stdout: String::new(),
+        stdout: Vec::new(),
         stderr: msg,
     };
     let insecure: Vec<String> = env

@@ -9,7 +9,7 @@ use crate::publish::{self, CreateRequest, PublishOptions};
 pub fn run(cmd: IndexCommand, env: &HashMap<String, String>) -> Outcome {
     let fail = |code: i32, msg: String| Outcome {
         code,
-        stdout: String::new(),
+        stdout: Vec::new(),
         stderr: msg,
     };
     let opts = PublishOptions {
@@ -72,12 +72,12 @@ pub fn run(cmd: IndexCommand, env: &HashMap<String, String>) -> Outcome {
             match rt.block_on(publish::create(req, &opts, None)) {
                 Ok(rep) if rep.dry_run => Outcome {
                     code: exit::OK,
-                    stdout: rep.index_json + "\n",
+                    stdout: vec![rep.index_json + "\n"],
                     stderr: String::new(),
                 },
                 Ok(rep) => Outcome {
                     code: exit::OK,
-                    stdout: format!("{}\n", rep.digest),
+                    stdout: vec![format!("{}\n", rep.digest)],
                     stderr: format!(
                         "wrote {} ({} manifests) to {}\n",
                         rep.digest,
@@ -99,11 +99,11 @@ pub fn run(cmd: IndexCommand, env: &HashMap<String, String>) -> Outcome {
             match rt.block_on(publish::inspect(&reference, &opts)) {
                 Ok(i) => Outcome {
                     code: exit::OK,
-                    stdout: if format == ListFormat::Json {
+                    stdout: vec![if format == ListFormat::Json {
                         i.json()
                     } else {
                         i.text()
-                    },
+                    }],
                     stderr: String::new(),
                 },
                 Err(e) => fail(exit::FAILED, format!("mybake index inspect: {e}\n")),

@@ -30,7 +30,9 @@ pub mod exit {
 /// What a command produced: text for stdout, or diagnostics.
 pub struct Outcome {
     pub code: i32,
-    pub stdout: String,
+    /// Standard output, in pieces written one after the other (`print`
+    /// writes a large configuration in parts, which are not copied into one).
+    pub stdout: Vec<String>,
     pub stderr: String,
 }
 
@@ -51,7 +53,13 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> i32 {
     let color = std::io::stderr().is_terminal() && !env.contains_key("NO_COLOR");
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let out = execute_with(cli, &cwd, env, RenderOptions { color, width: 100 }, true);
-    let _ = std::io::stdout().write_all(out.stdout.as_bytes());
+    let mut stdout = std::io::stdout().lock();
+    for part in &out.stdout {
+        if stdout.write_all(part.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let _ = stdout.flush();
     let _ = std::io::stderr().write_all(out.stderr.as_bytes());
     out.code
 }
@@ -124,7 +132,7 @@ fn execute_with(
     if !cwd.is_dir() {
         return Outcome {
             code: exit::INVALID,
-            stdout: String::new(),
+            stdout: Vec::new(),
             stderr: format!("error: -C {}: not a directory\n", cwd.display()),
         };
     }
@@ -135,7 +143,7 @@ fn execute_with(
             _ => {
                 return Outcome {
                     code: exit::INVALID,
-                    stdout: String::new(),
+                    stdout: Vec::new(),
                     stderr: format!("error: --var {v}: expected NAME=VALUE\n"),
                 }
             }
@@ -148,7 +156,7 @@ fn execute_with(
     let mut sources = ExitScoped::new(sources, exiting);
     let fail = |d: Diagnostics, sources: &Sources| Outcome {
         code: exit::INVALID,
-        stdout: String::new(),
+        stdout: Vec::new(),
         stderr: diag::render(&d, sources, render),
     };
     let files = match files {
@@ -170,13 +178,17 @@ fn execute_with(
     let select = |names: &[String]| resolve::select(&resolved, names);
     let ok = |stdout: String| Outcome {
         code: exit::OK,
-        stdout,
+        stdout: vec![stdout],
         stderr: String::new(),
     };
     match command {
         Command::Print { targets } => match select(&targets) {
             Ok(sel) => match plan::validate(&resolved, &sel) {
-                Ok(()) => ok(report::print::print(&resolved, &sel)),
+                Ok(()) => Outcome {
+                    code: exit::OK,
+                    stdout: report::print::print_parts(&resolved, &sel),
+                    stderr: String::new(),
+                },
                 Err(d) => fail(d, &sources),
             },
             Err(d) => fail(d, &sources),
@@ -221,7 +233,7 @@ impl From<Diag> for Outcome {
     fn from(d: Diag) -> Self {
         Outcome {
             code: exit::INVALID,
-            stdout: String::new(),
+            stdout: Vec::new(),
             stderr: format!("error: {}\n", d.message),
         }
     }

@@ -18,52 +18,48 @@ use crate::value::{EntryMap, Obj, Value};
 /// The whole document (stable: same input, same bytes): what serde_json's
 /// pretty printer gives for the document as one tree ([`target_json`] per
 /// target), without building that tree.
+pub fn print(r: &Resolved, sel: &Selection) -> String {
+    print_parts(r, sel).concat()
+}
+
+/// [`print`] in pieces, to be written one after the other (a large
+/// document is not copied into one string).
 ///
 /// Each target is serialized straight from the resolved target. Targets
 /// are written in parts at once ([`crate::par`]), each part into its own
-/// buffer, put together in order; the first part goes on in the document's
 /// buffer. The document around the targets (two fixed keys) is written
 /// here, in the pretty printer's layout.
-pub fn print(r: &Resolved, sel: &Selection) -> String {
-    let mut head = Vec::with_capacity(4096 + sel.all.len() * TARGET_BYTES);
+pub fn print_parts(r: &Resolved, sel: &Selection) -> Vec<String> {
+    let mut head = Vec::with_capacity(4096);
     head.push(b'{');
     if !sel.groups.is_empty() {
         entry_key(&mut head, true, 1, "group");
         if write_value(&mut head, 1, &Groups(r, sel)).is_err() {
-            return String::new();
+            return Vec::new();
         }
     }
     entry_key(&mut head, sel.groups.is_empty(), 1, "target");
     head.push(b'{');
     let ranges = par::ranges(sel.all.len(), par::parts(), TARGETS_PER_PART_MIN);
-    let mut bufs = Vec::with_capacity(ranges.len());
-    bufs.push(head);
-    bufs.resize_with(ranges.len(), Vec::new);
-    let parts = par::map(
-        ranges.into_iter().zip(bufs).collect(),
-        |(range, mut buf): (std::ops::Range<usize>, Vec<u8>)| -> serde_json::Result<Vec<u8>> {
-            buf.reserve(range.len() * TARGET_BYTES);
-            for (k, &i) in sel.all[range.clone()].iter().enumerate() {
-                let t = &r.targets[i];
-                entry_key(&mut buf, range.start + k == 0, 2, &t.name.v);
-                write_value(&mut buf, 2, &TargetJson(t, &r.cwd))?;
-            }
-            Ok(buf)
-        },
-    );
-    let parts: Result<Vec<Vec<u8>>, serde_json::Error> = parts.into_iter().collect();
-    let Ok(mut parts) = parts else {
-        return String::new();
+    let parts = par::map(ranges, |range| -> Option<String> {
+        let mut buf = Vec::with_capacity(range.len() * TARGET_BYTES);
+        for (k, &i) in sel.all[range.clone()].iter().enumerate() {
+            let t = &r.targets[i];
+            entry_key(&mut buf, range.start + k == 0, 2, &t.name.v);
+            write_value(&mut buf, 2, &TargetJson(t, &r.cwd)).ok()?;
+        }
+        String::from_utf8(buf).ok()
+    });
+    let tail = if sel.all.is_empty() {
+        "}\n}\n"
+    } else {
+        "\n  }\n}\n"
     };
-    let mut out = parts.remove(0);
-    for p in parts {
-        out.extend_from_slice(&p);
-    }
-    if !sel.all.is_empty() {
-        out.extend_from_slice(b"\n  ");
-    }
-    out.extend_from_slice(b"}\n}\n");
-    String::from_utf8(out).unwrap_or_default()
+    std::iter::once(String::from_utf8(head).ok())
+        .chain(parts)
+        .chain([Some(tail.to_string())])
+        .collect::<Option<Vec<String>>>()
+        .unwrap_or_default()
 }
 
 /// About 500 bytes per target in practice: buffers sized for that do not

@@ -692,15 +692,19 @@ fn interpolate_attrs(
     sources: &Sources,
     diags: &mut Diagnostics,
 ) -> Attrs {
-    for (i, v) in attrs.iter_mut() {
+    let templated = |s: &Sp<String>| !interp::is_plain(&s.v);
+    for (i, def) in ATTRS.iter().enumerate() {
+        // Only a value with something to interpolate is changed (so a
+        // value shared with a parent or declaration stays shared).
+        if !attrs.get(i).is_some_and(|v| v.any_string(templated)) {
+            continue;
+        }
+        let Some(v) = attrs.get_mut(i) else { continue };
         if let Value::List(items) = v {
             // A list variable alone in a list position expands in place.
-            if items.iter().all(|s| interp::is_plain(&s.v)) {
-                continue;
-            }
             let mut out = Vec::with_capacity(items.len());
             for s in items.iter() {
-                match interp::interpolate(s, scope, sources, ATTRS[i].shape == Shape::List) {
+                match interp::interpolate(s, scope, sources, def.shape == Shape::List) {
                     Ok(Val::Text(t)) => out.push(Sp::new(t, s.span)),
                     Ok(Val::List(l)) => out.extend(l.into_iter().map(|t| Sp::new(t, s.span))),
                     Err(d) => diags.push(d),
@@ -709,15 +713,15 @@ fn interpolate_attrs(
             *items = out;
             continue;
         }
-        for s in v.strings_mut() {
-            if interp::is_plain(&s.v) {
-                continue;
+        v.each_string_mut(|s| {
+            if !templated(s) {
+                return;
             }
             match interp::interpolate(s, scope, sources, false) {
                 Ok(val) => s.v = val.into_text(),
                 Err(d) => diags.push(d),
             }
-        }
+        });
     }
     attrs
 }
@@ -768,38 +772,47 @@ fn finish(
         };
         p.to_string_lossy().into_owned()
     };
+    // Which values name files: a `contexts` value that is not a target, an
+    // image or a URL; an `output`/`secret` path property.
+    let is_dir =
+        |s: &str| !(s.starts_with("target:") || s.contains("://") || s.starts_with("git@"));
+    let is_path = |props: &[&str], k: &str, s: &Sp<String>| props.contains(&k) && s.v != "-";
     for (i, def) in ATTRS.iter().enumerate() {
-        let Some(v) = attrs.get_mut(i) else { continue };
-        match def.paths {
-            Paths::No => {}
-            Paths::Value => {
-                if let Value::Str(s) = v {
-                    s.v = abs(s);
-                }
-            }
-            Paths::ContextValue => {
-                if let Value::Map(m) = v {
+        let Some(v) = attrs.get(i) else { continue };
+        // Values are only taken to change when they have a path in them
+        // (so a value shared with a parent or declaration stays shared).
+        let has_path = match (def.paths, v) {
+            (Paths::No, _) => false,
+            (Paths::Value, Value::Str(_)) => true,
+            (Paths::ContextValue, Value::Map(m)) => m.values().any(|e| is_dir(&e.value.v)),
+            (Paths::Props(props), Value::Objects(objs)) => objs
+                .iter()
+                .any(|o| o.fields.iter().any(|(k, s)| is_path(props, k, s))),
+            _ => false,
+        };
+        if has_path {
+            match (def.paths, attrs.get_mut(i)) {
+                (Paths::Value, Some(Value::Str(s))) => s.v = abs(s),
+                (Paths::ContextValue, Some(Value::Map(m))) => {
                     for e in m.values_mut() {
-                        let s = &e.value.v;
-                        if !(s.starts_with("target:") || s.contains("://") || s.starts_with("git@"))
-                        {
+                        if is_dir(&e.value.v) {
                             e.value.v = abs(&e.value);
                         }
                     }
                 }
-            }
-            Paths::Props(props) => {
-                if let Value::Objects(objs) = v {
+                (Paths::Props(props), Some(Value::Objects(objs))) => {
                     for o in objs {
                         for (k, s) in o.fields.iter_mut() {
-                            if props.contains(&k.as_str()) && s.v != "-" {
+                            if is_path(props, k, s) {
                                 s.v = abs(s);
                             }
                         }
                     }
                 }
+                _ => {}
             }
         }
+        let Some(v) = attrs.get(i) else { continue };
         if def.shape == Shape::Bool {
             if let Value::Str(s) = v {
                 // An empty value after an earlier error is that error's
