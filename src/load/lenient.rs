@@ -22,6 +22,21 @@ pub fn unterminated_comment(text: &str) -> Option<usize> {
     scan(text).open_comment
 }
 
+/// Bytes the scan has no case for outside comments and strings (most of a
+/// file: names, values, punctuation): it steps over runs of them at once.
+static ORDINARY: [bool; 256] = {
+    let mut t = [true; 256];
+    let special = [
+        b'\n', b'\r', 0x0c, 0xc2, 0xe2, b' ', b'\t', b'/', b'"', b'r', b'}',
+    ];
+    let mut k = 0;
+    while k < special.len() {
+        t[special[k] as usize] = false;
+        k += 1;
+    }
+    t
+};
+
 /// Both answers in one pass over the text.
 pub fn scan(text: &str) -> Scan {
     let b = text.as_bytes();
@@ -124,8 +139,13 @@ pub fn scan(text: &str) -> Scan {
                 i += 1;
             }
             _ => {
-                last = Some(c);
+                // This byte and the run of bytes after it that no case
+                // above looks at.
                 i += 1;
+                while i < b.len() && ORDINARY[b[i] as usize] {
+                    i += 1;
+                }
+                last = Some(b[i - 1]);
             }
         }
     }

@@ -11,6 +11,28 @@ use std::path::{Path, PathBuf};
 
 /// `path` relative to `base`, normalised (`.` for `base` itself).
 pub fn relative(path: &Path, base: &Path) -> String {
+    // The usual case, without taking both paths apart: `path` is `base`,
+    // or `base` + `/` + plain names.
+    if let (Some(p), Some(b)) = (path.to_str(), base.to_str()) {
+        if p == b {
+            return ".".into();
+        }
+        if let Some(rest) = p.strip_prefix(b).and_then(|r| r.strip_prefix('/')) {
+            if !b.is_empty()
+                && !b.ends_with('/')
+                && !rest
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == "..")
+            {
+                return rest.to_string();
+            }
+        }
+    }
+    relative_by_components(path, base)
+}
+
+/// [`relative`] the long way: component by component.
+fn relative_by_components(path: &Path, base: &Path) -> String {
     let mut p = path.components().peekable();
     let mut b = base.components().peekable();
     while let (Some(x), Some(y)) = (p.peek(), b.peek()) {
@@ -50,5 +72,22 @@ mod tests {
             "sub/api"
         );
         assert_eq!(relative(Path::new("/x/y"), Path::new("/w/z")), "../../x/y");
+    }
+
+    #[test]
+    fn shortcut_agrees_with_components() {
+        let paths = [
+            "/", "/w", "/w/", "/w/a", "/w/a/", "/w/a/b", "/wa/b", "/w//a", "/w/./a", "/w/../a",
+            "/w/a/.", "/w/a/..", "/x/y", "w/a", "", "/w/a b/c",
+        ];
+        for p in paths {
+            for b in paths {
+                assert_eq!(
+                    relative(Path::new(p), Path::new(b)),
+                    relative_by_components(Path::new(p), Path::new(b)),
+                    "relative({p:?}, {b:?})"
+                );
+            }
+        }
     }
 }

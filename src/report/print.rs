@@ -79,11 +79,19 @@ struct Pretty {
 
 impl Pretty {
     fn newline<W: ?Sized + Write>(&self, w: &mut W) -> std::io::Result<()> {
-        w.write_all(b"\n")?;
-        for _ in 0..self.depth {
-            w.write_all(b"  ")?;
+        // A newline and the indentation in one write (deeper than this
+        // document goes, a write per level).
+        const LINE: &[u8; 33] = b"\n                                ";
+        match LINE.get(..1 + 2 * self.depth) {
+            Some(line) => w.write_all(line),
+            None => {
+                w.write_all(b"\n")?;
+                for _ in 0..self.depth {
+                    w.write_all(b"  ")?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
     fn begin<W: ?Sized + Write>(&mut self, w: &mut W, open: &[u8]) -> std::io::Result<()> {
         self.depth += 1;
