@@ -104,16 +104,82 @@ struct Sample {
     stderr: String,
 }
 
-/// Spawns `cmd` with stdout/stderr sent to files in `scratch`, reaps it with
-/// `wait4` so we get its rusage. `ru_maxrss` is the peak RSS of the child or
-/// of any descendant it waited for (so for `docker buildx bake` it covers the
-/// `docker` CLI and the `docker-buildx` plugin process, whichever is larger).
-fn run_measured(mut cmd: Command, scratch: &Path) -> Sample {
+/// The argument that makes this binary the measuring helper
+/// ([`measure_child`]) instead of the bench.
+const MEASURE_FLAG: &str = "--measure-child";
+
+/// Runs `program args` (in `cwd` if given) with stdout/stderr sent to files
+/// in `scratch`, through a fresh copy of this binary ([`measure_child`]),
+/// which spawns it, reaps it with `wait4` and reports its wall time, CPU
+/// time and `ru_maxrss`.
+///
+/// Why a helper: on Linux a child's `ru_maxrss` is at least the RSS
+/// high-water mark of the process that spawned it (exec folds the old
+/// address space's peak into it, and a forked or vforked child's old
+/// address space is its parent's). Measured from here it would report this
+/// bench's own peak (about 50 MiB once it has checked a 5000-target
+/// document) whenever that is higher than the tool's. The helper's own few
+/// MiB are below every figure measured.
+///
+/// `ru_maxrss` also covers any descendant the child waited for (so for
+/// `docker buildx bake` it is the `docker` CLI or the `docker-buildx` plugin
+/// process, whichever is larger).
+fn run_measured(
+    program: &std::ffi::OsStr,
+    args: &[&std::ffi::OsStr],
+    cwd: Option<&Path>,
+    scratch: &Path,
+) -> Sample {
     let out_path = scratch.join("stdout");
     let err_path = scratch.join("stderr");
-    cmd.stdin(Stdio::null())
-        .stdout(File::create(&out_path).expect("create stdout file"))
-        .stderr(File::create(&err_path).expect("create stderr file"));
+    let me = std::env::current_exe().expect("current_exe");
+    let out = Command::new(me)
+        .arg(MEASURE_FLAG)
+        .arg(&out_path)
+        .arg(&err_path)
+        .arg(cwd.map_or_else(
+            || std::ffi::OsString::from("-"),
+            |d| d.as_os_str().to_owned(),
+        ))
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("spawn measuring helper: {e}"));
+    let line = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .map(|x| x.parse().expect("helper output"))
+        .collect();
+    assert_eq!(f.len(), 4, "measuring helper said {line:?}");
+    Sample {
+        wall: Duration::from_nanos(f[0]),
+        cpu: Duration::from_nanos(f[1]),
+        // Linux reports ru_maxrss in KiB.
+        max_rss: f[2] * 1024,
+        ok: f[3] == 1,
+        stdout: std::fs::read(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// The helper side of [`run_measured`]: `args` = stdout file, stderr file,
+/// working directory (`-` = this one), program, its arguments. Prints
+/// `wall_ns cpu_ns maxrss_kib ok` (wall: spawn to reap).
+fn measure_child(args: &[String]) -> ! {
+    let [out_path, err_path, cwd, program, rest @ ..] = args else {
+        eprintln!("{MEASURE_FLAG}: OUT ERR CWD PROGRAM [ARGS...]");
+        std::process::exit(2);
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(rest)
+        .stdin(Stdio::null())
+        .stdout(File::create(out_path).expect("create stdout file"))
+        .stderr(File::create(err_path).expect("create stderr file"));
+    if cwd != "-" {
+        cmd.current_dir(cwd);
+    }
     let start = Instant::now();
     let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let pid = child.id() as libc::pid_t;
@@ -135,15 +201,15 @@ fn run_measured(mut cmd: Command, scratch: &Path) -> Sample {
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
-    Sample {
-        wall,
-        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
-        // Linux reports ru_maxrss in KiB.
-        max_rss: ru.ru_maxrss as u64 * 1024,
-        ok,
-        stdout: std::fs::read(&out_path).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-    }
+    let cpu = tv(ru.ru_utime) + tv(ru.ru_stime);
+    println!(
+        "{} {} {} {}",
+        wall.as_nanos(),
+        cpu.as_nanos(),
+        ru.ru_maxrss,
+        u8::from(ok)
+    );
+    std::process::exit(0);
 }
 
 /// Checks the `print` JSON: valid, and `target` holds exactly `want` entries.
@@ -217,6 +283,10 @@ struct Row {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(MEASURE_FLAG) {
+        measure_child(&argv[2..]);
+    }
     let opts = parse_args();
     // cargo builds the `mybake` bin (bench profile = release) before this bench;
     // MYBAKE_BIN points the bench at another binary (e.g. a baseline copy).
@@ -296,9 +366,12 @@ fn main() {
 
         let mut samples = Vec::new();
         for i in 0..=opts.runs {
-            let mut c = Command::new(&mybake);
-            c.arg("-C").arg(&dir).arg("print");
-            let s = run_measured(c, &scratch);
+            let s = run_measured(
+                mybake.as_os_str(),
+                &["-C".as_ref(), dir.as_os_str(), "print".as_ref()],
+                None,
+                &scratch,
+            );
             if !s.ok {
                 panic!("mybake print failed for {n} services:\n{}", s.stderr);
             }
@@ -315,10 +388,9 @@ fn main() {
             let mut bs = Vec::new();
             for i in 0..k {
                 eprintln!("[{n}] docker buildx bake --print run {}/{k}", i + 1);
-                let mut c = Command::new("docker");
-                c.current_dir(&dir)
-                    .args(["buildx", "bake", "--print", "-f", "docker-bake.hcl"]);
-                let s = run_measured(c, &scratch);
+                let args = ["buildx", "bake", "--print", "-f", "docker-bake.hcl"]
+                    .map(std::ffi::OsStr::new);
+                let s = run_measured("docker".as_ref(), &args, Some(&dir), &scratch);
                 if !s.ok {
                     eprintln!("[{n}] bake failed:\n{}", s.stderr);
                     break;
