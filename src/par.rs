@@ -2,7 +2,6 @@
 //! scoped threads (a run is short, so no pool is kept). Results come back in
 //! input order, so output and diagnostics never depend on timing.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// How many threads are worth using: the machine's available parallelism.
@@ -25,20 +24,15 @@ pub fn map<I: Send, R: Send>(inputs: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R
     if workers <= 1 {
         return inputs.into_iter().map(f).collect();
     }
-    let n = inputs.len();
-    let slots: Vec<Mutex<Option<I>>> = inputs.into_iter().map(|x| Mutex::new(Some(x))).collect();
-    let next = AtomicUsize::new(0);
+    let queue = Mutex::new(inputs.into_iter().enumerate());
     let work = || {
         let mut done = Vec::new();
         loop {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            if k >= n {
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((k, x)) = next else {
                 return done;
-            }
-            let x = slots[k].lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(x) = x {
-                done.push((k, f(x)));
-            }
+            };
+            done.push((k, f(x)));
         }
     };
     let work = &work;

@@ -300,9 +300,14 @@ impl Attrs {
             return;
         }
         for (i, v) in later.indices().zip(&later.values) {
-            match self.get_mut(i) {
-                Some(a) => a.merge(v),
-                None => self.set_shared(i, Arc::clone(v)),
+            match (self.get(i), &**v) {
+                // Maps merge by key: only then is the earlier value changed.
+                (Some(Value::Map(_)), Value::Map(_)) => {
+                    if let Some(a) = self.get_mut(i) {
+                        a.merge(v);
+                    }
+                }
+                _ => self.set_shared(i, Arc::clone(v)),
             }
         }
     }

@@ -176,37 +176,33 @@ fn execute_with(
     };
     let command = cli.command.unwrap_or(Command::Build(Default::default()));
     let select = |names: &[String]| resolve::select(&resolved, names);
-    let ok = |stdout: String| Outcome {
+    let ok = |stdout: Vec<String>| Outcome {
         code: exit::OK,
-        stdout: vec![stdout],
+        stdout,
         stderr: String::new(),
     };
     match command {
         Command::Print { targets } => match select(&targets) {
             Ok(sel) => match plan::validate(&resolved, &sel) {
-                Ok(()) => Outcome {
-                    code: exit::OK,
-                    stdout: report::print::print_parts(&resolved, &sel),
-                    stderr: String::new(),
-                },
+                Ok(()) => ok(report::print::print_parts(&resolved, &sel)),
                 Err(d) => fail(d, &sources),
             },
             Err(d) => fail(d, &sources),
         },
-        Command::List { what, format } => ok(match (what, format) {
+        Command::List { what, format } => ok(vec![match (what, format) {
             (ListWhat::Targets, ListFormat::Text) => report::list::targets_text(&resolved),
             (ListWhat::Targets, ListFormat::Json) => report::list::targets_json(&resolved),
             (ListWhat::Variables, ListFormat::Text) => {
                 report::list::variables_text(&resolved, &sources)
             }
             (ListWhat::Variables, ListFormat::Json) => report::list::variables_json(&resolved),
-        }),
+        }]),
         Command::Plan { targets, format } => match planned(&resolved, &targets) {
-            Ok((_, p)) => ok(match format {
+            Ok((_, p)) => ok(vec![match format {
                 PlanFormat::Text => report::plan::text(&p),
                 PlanFormat::Dot => report::plan::dot(&p),
                 PlanFormat::Json => report::plan::json(&p),
-            }),
+            }]),
             Err(d) => fail(d, &sources),
         },
         Command::Build(b) => match planned(&resolved, &b.targets) {

@@ -460,14 +460,7 @@ impl<'a> Parser<'a> {
             }
             self.node_spaces();
             match self.prop_or_arg() {
-                Some(Item::Arg(v)) => {
-                    // Most nodes have one argument: room for exactly one
-                    // first (a `Vec` would make room for four).
-                    if args.is_empty() {
-                        args.reserve_exact(1);
-                    }
-                    args.push(v)
-                }
+                Some(Item::Arg(v)) => args.push(v),
                 Some(Item::Prop(p)) => match props.iter_mut().find(|q| q.key == p.key) {
                     Some(q) => q.value = p.value,
                     None => props.push(p),

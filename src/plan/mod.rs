@@ -122,14 +122,14 @@ enum Needed<'r> {
     /// All it declares (a requested target).
     Declared(Declared<'r>),
     /// Those its dependents need, each once.
-    Some(Vec<&'r str>),
+    ForDependents(Vec<&'r str>),
 }
 
 impl<'r> Needed<'r> {
     fn iter(&self) -> impl Iterator<Item = &'r str> + '_ {
         let (all, some) = match self {
             Needed::Declared(d) => (Some(d.iter()), None),
-            Needed::Some(v) => (None, Some(v.iter().copied())),
+            Needed::ForDependents(v) => (None, Some(v.iter().copied())),
         };
         all.into_iter().flatten().chain(some.into_iter().flatten())
     }
@@ -202,7 +202,9 @@ fn platforms_needed<'r>(
                 diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
             }
             // A requested dependency is built for all it declares already.
-            if let Needed::Some(entry) = needed[d].get_or_insert_with(|| Needed::Some(Vec::new())) {
+            if let Needed::ForDependents(entry) =
+                needed[d].get_or_insert_with(|| Needed::ForDependents(Vec::new()))
+            {
                 // `entry` holds platforms of `avail` only, each once: as
                 // many as `avail` has means all of them.
                 if entry.len() < avail.iter().count() {
@@ -221,7 +223,7 @@ fn platforms_needed<'r>(
     }
     // Keep each target's declared platform order.
     for (i, v) in needed.iter_mut().enumerate() {
-        if let Some(Needed::Some(v)) = v {
+        if let Some(Needed::ForDependents(v)) = v {
             let d = Declared::of(r, i);
             v.sort_by_key(|p| d.iter().position(|x| x == *p));
         }
