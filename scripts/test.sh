@@ -6,4 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/testbed/setup.sh
+# A one-shot run gains nothing from incremental caches, which cost disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "test.sh: free disk before the build: $(df -h --output=avail . | tail -n 1 | tr -d ' ') (a clean build needs about 1.5 GB)"
 cargo test --workspace --locked "$@"
