@@ -345,15 +345,11 @@ fn daemon_cpu_ticks() -> u64 {
     ticks
 }
 
-/// Clock ticks per second for [`daemon_cpu_ticks`] (`getconf CLK_TCK`).
+/// Clock ticks per second for [`daemon_cpu_ticks`] (`sysconf(_SC_CLK_TCK)`).
 fn clock_ticks_per_sec() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(100)
 }
 
 fn command(tool: Tool, dir: &Path, registry: &str, history: bool) -> Command {

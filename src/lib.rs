@@ -12,14 +12,14 @@ pub mod diag;
 pub mod exec;
 pub mod load;
 pub mod par;
-
-/// A hash map with a fast, seeded hasher (foldhash), for lookups by name.
-pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-/// The set counterpart of [`FastMap`].
-pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
 pub mod plan;
 pub mod publish;
 pub mod report;
 pub mod resolve;
 pub mod source;
 pub mod value;
+
+/// A hash map with a fast, seeded hasher (foldhash), for lookups by name.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The set counterpart of [`FastMap`].
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;

@@ -13,19 +13,20 @@ pub enum Val {
 }
 
 impl Val {
+    /// The text form (a list joined with `,`).
     pub fn to_text(&self) -> String {
-        match self {
-            Val::Text(s) => s.clone(),
-            Val::List(l) => l.join(","),
-        }
+        let mut out = String::new();
+        self.push_to(&mut out);
+        out
     }
+    /// [`Val::to_text`], keeping a text's string.
     pub fn into_text(self) -> String {
         match self {
             Val::Text(s) => s,
-            Val::List(l) => l.join(","),
+            list => list.to_text(),
         }
     }
-    /// Append the text form (a list joined with `,`).
+    /// Append the text form.
     fn push_to(&self, out: &mut String) {
         match self {
             Val::Text(s) => out.push_str(s),
