@@ -12,6 +12,11 @@
 //! * `local` / `tar`: the filesystem, per-platform directories with two
 //!   platforms, none with one.
 //! * A failed run leaves every destination as it was and creates none.
+//! * Outputs never destroy data: `local dest="."` in a project keeps every
+//!   file of it (`.git` included) and adds the result's; a destination
+//!   holding user files keeps them; a conflict writes nothing; a directory
+//!   where a file output goes is refused before anything is built; a
+//!   killed run's staging is removed by the next run.
 
 mod common;
 
@@ -420,8 +425,288 @@ fn failed_run_leaves_destinations_untouched() {
         fs::read_to_string(t.path().join("out/good/new")).unwrap(),
         "new\n"
     );
-    assert!(!t.path().join("out/good/old.txt").exists());
+    // `local` merges into the directory: the user's file stays.
+    assert_eq!(
+        fs::read_to_string(t.path().join("out/good/old.txt")).unwrap(),
+        "old\n"
+    );
     assert_eq!(tar_files(&t.path().join("out/good.tar"))["new"], b"new\n");
     assert!(t.path().join("out/new-oci.tar").is_file());
     assert!(!t.path().join("fresh").exists(), "fresh/ was created");
+}
+
+/// Every entry below `dir` except mybake's staging (there is none after a
+/// run; checked separately): path and contents, `/` for a directory,
+/// `-> target` for a symlink.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            let ty = e.file_type().unwrap();
+            if ty.is_symlink() {
+                out.push((rel, format!("-> {}", fs::read_link(&p).unwrap().display())));
+            } else if ty.is_dir() {
+                out.push((rel, "/".into()));
+                stack.push(p);
+            } else {
+                out.push((
+                    rel,
+                    String::from_utf8_lossy(&fs::read(&p).unwrap()).into_owned(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Names in `dir` (not below) that look like mybake staging or lock files.
+fn staging_left(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".mybake-"))
+        .collect()
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .expect("run git");
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The bake habit `output "local" dest="."`: export binaries into the
+/// project. Every file of the project stays, `.git` included; the result's
+/// files are added, a same-path file is replaced; twice in a row.
+#[test]
+fn local_dest_dot_keeps_the_project() {
+    testbed();
+    let t = Test::new()
+        .kdl(
+            "target \"bin\" {\n    platforms \"linux/amd64\"\n    output \"local\" dest=\".\"\n}\ngroup \"default\" { targets \"bin\"; }\n",
+        )
+        .file(
+            "Dockerfile",
+            &format!(
+                "FROM {BUSYBOX} AS build\nCOPY src/app.sh /out/bin/app\nRUN echo tool > /out/bin/tool && echo {} > /out/bin/nonce\nFROM scratch\nCOPY --from=build /out/ /\n",
+                nonce()
+            ),
+        )
+        .file("src/app.sh", "#!/bin/sh\necho app v1\n")
+        .file("bin/app", "the old app, replaced by the export\n")
+        .file("bin/keep-me", "a user's binary\n")
+        .file("README.md", "# project\n")
+        .file(".dockerignore", "bin/\n");
+    git(t.path(), &["init", "-q"]);
+    git(t.path(), &["add", "-A"]);
+    git(t.path(), &["commit", "-q", "-m", "init"]);
+    let head = git(t.path(), &["rev-parse", "HEAD"]);
+    let before = tree(t.path());
+    run_build(&t, &[], 0);
+    let after = tree(t.path());
+    for (path, content) in &before {
+        let now = after.iter().find(|(p, _)| p == path);
+        if path == "bin/app" {
+            assert_eq!(now.unwrap().1, "#!/bin/sh\necho app v1\n");
+        } else {
+            assert_eq!(
+                now,
+                Some(&(path.clone(), content.clone())),
+                "{path} changed or vanished"
+            );
+        }
+    }
+    assert_eq!(
+        fs::read_to_string(t.path().join("bin/tool")).unwrap(),
+        "tool\n"
+    );
+    assert!(t.path().join("bin/nonce").is_file());
+    assert_eq!(
+        after.len(),
+        before.len() + 2,
+        "only bin/tool and bin/nonce are new: {after:?}"
+    );
+    assert_eq!(staging_left(t.path()), Vec::<String>::new());
+    assert_eq!(git(t.path(), &["rev-parse", "HEAD"]), head);
+    git(t.path(), &["fsck", "--no-progress"]);
+    // Again, after a change: the same files are replaced, nothing else moves.
+    fs::write(t.path().join("src/app.sh"), "#!/bin/sh\necho app v2\n").unwrap();
+    run_build(&t, &[], 0);
+    assert_eq!(
+        fs::read_to_string(t.path().join("bin/app")).unwrap(),
+        "#!/bin/sh\necho app v2\n"
+    );
+    assert_eq!(
+        fs::read_to_string(t.path().join("bin/keep-me")).unwrap(),
+        "a user's binary\n"
+    );
+    assert_eq!(tree(t.path()).len(), after.len());
+    assert_eq!(staging_left(t.path()), Vec::<String>::new());
+    git(t.path(), &["fsck", "--no-progress"]);
+}
+
+/// A destination directory holding the user's files keeps them; where the
+/// result has a file and the user a directory, nothing is written at all
+/// (exit 1) and the directory is untouched.
+#[test]
+fn local_dest_keeps_user_files_and_a_conflict_writes_nothing() {
+    testbed();
+    let kdl = "target \"x\" {\n    platforms \"linux/amd64\"\n    output \"local\" dest=\"dist\"\n    output \"tar\" dest=\"dist.tar\"\n}\ngroup \"default\" { targets \"x\"; }\n";
+    let t = Test::new()
+        .kdl(kdl)
+        .file(
+            "Dockerfile",
+            &format!(
+                "FROM {BUSYBOX} AS build\nRUN mkdir -p /out/etc && echo {} > /out/etc/conf && echo data > /out/data\nFROM scratch\nCOPY --from=build /out/ /\n",
+                nonce()
+            ),
+        )
+        .file("dist/notes.txt", "the user's notes\n")
+        .file("dist/etc/local.conf", "the user's config\n")
+        .file("dist/etc/conf", "replaced\n")
+        .file("dist.tar", "an old tarball\n");
+    run_build(&t, &[], 0);
+    let dist = t.path().join("dist");
+    assert_eq!(
+        fs::read_to_string(dist.join("notes.txt")).unwrap(),
+        "the user's notes\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dist.join("etc/local.conf")).unwrap(),
+        "the user's config\n"
+    );
+    assert_ne!(
+        fs::read_to_string(dist.join("etc/conf")).unwrap(),
+        "replaced\n"
+    );
+    assert_eq!(fs::read_to_string(dist.join("data")).unwrap(), "data\n");
+    assert_eq!(tar_files(&t.path().join("dist.tar"))["data"], b"data\n");
+    assert!(staging_left(&dist).is_empty() && staging_left(t.path()).is_empty());
+
+    // The user turns `data` into a directory of their own.
+    fs::remove_file(dist.join("data")).unwrap();
+    fs::create_dir(dist.join("data")).unwrap();
+    fs::write(dist.join("data/precious"), "precious\n").unwrap();
+    let tar_before = fs::read(t.path().join("dist.tar")).unwrap();
+    let before = tree(&dist);
+    let o = run_build(&t, &["--no-cache"], 1);
+    assert!(
+        o.stderr
+            .contains("is a directory where the result has a file")
+            && o.stderr.contains("nothing was written"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(tree(&dist), before, "dist/ changed");
+    // The failing output stops the placement: the tar (placed after it) is
+    // as it was, and no staging is left anywhere.
+    assert_eq!(fs::read(t.path().join("dist.tar")).unwrap(), tar_before);
+    assert!(staging_left(&dist).is_empty() && staging_left(t.path()).is_empty());
+}
+
+/// A directory where a file output goes, a file where `local` goes, and a
+/// non-layout directory for `oci tar=false`: all reported at once, located,
+/// exit 2, before any builder is contacted (the builder named here does
+/// not exist); nothing changes on disk.
+#[test]
+fn destinations_that_would_lose_data_are_refused_before_building() {
+    let t = Test::new()
+        .kdl(
+            "target \"a\" {\n    output \"oci\" dest=\"images\"\n    output \"tar\" dest=\"rootfs\"\n}\ntarget \"b\" {\n    output \"oci\" tar=false dest=\"project\"\n    output \"local\" dest=\"notes.txt\"\n}\ngroup \"default\" { targets \"a\" \"b\"; }\n",
+        )
+        .file("Dockerfile", "FROM scratch\n")
+        .file("images/keep.tar", "an image\n")
+        .file("rootfs/etc/passwd", "root\n")
+        .file("project/src/main.rs", "fn main() {}\n")
+        .file("notes.txt", "notes\n");
+    let before = tree(t.path());
+    let o = Test::run_in(
+        &t,
+        &["build", "--builder", "unix:///nonexistent/mybake-test.sock"],
+    );
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    for (want, line) in [
+        ("images is a directory", 2),
+        ("rootfs is a directory", 3),
+        ("not an OCI layout", 6),
+        ("notes.txt exists", 7),
+    ] {
+        assert!(o.stderr.contains(want), "{want}:\n{}", o.stderr);
+        assert!(
+            o.stderr.contains(&format!("mybake.kdl:{line}:")),
+            "line {line}:\n{}",
+            o.stderr
+        );
+    }
+    assert!(
+        !o.stderr.contains("nonexistent"),
+        "contacted the builder:\n{}",
+        o.stderr
+    );
+    assert_eq!(tree(t.path()), before);
+}
+
+/// A run killed with SIGKILL leaves its staging behind; the next run that
+/// writes there removes it (and nothing else), and a live run's staging is
+/// never touched.
+#[test]
+fn a_killed_runs_staging_is_removed_by_the_next_run() {
+    testbed();
+    let t = Test::new()
+        .kdl(
+            "target \"x\" {\n    platforms \"linux/amd64\"\n    output \"tar\" dest=\"out/x.tar\"\n    output \"local\" dest=\"out/x\"\n}\ngroup \"default\" { targets \"x\"; }\n",
+        )
+        .file(
+            "Dockerfile",
+            &format!("FROM {BUSYBOX}\nRUN echo {} > /n && sleep 60\n", nonce()),
+        )
+        .file("out/x/user-file", "mine\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mybake"))
+        .args(["build", "--progress", "plain"])
+        .current_dir(t.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", t.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = t.path().join("out");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while staging_left(&out).len() < 2 || staging_left(&out.join("x")).len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no staging appeared");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(staging_left(&out).len(), 2, "{:?}", staging_left(&out));
+    assert_eq!(staging_left(&out.join("x")).len(), 2);
+    fs::write(
+        t.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nRUN echo {} > /n\n", nonce()),
+    )
+    .unwrap();
+    run_build(&t, &[], 0);
+    assert_eq!(staging_left(&out), Vec::<String>::new());
+    assert_eq!(staging_left(&out.join("x")), Vec::<String>::new());
+    assert_eq!(
+        fs::read_to_string(out.join("x/user-file")).unwrap(),
+        "mine\n"
+    );
+    assert!(out.join("x/n").is_file() && out.join("x.tar").is_file());
 }

@@ -308,7 +308,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 Ok(mybake_buildkit::Endpoint::Docker(d)) => Some(d),
                 _ => None,
             };
-            match outputs::commit(ready, docker.as_ref(), staging.run_id()).await {
+            match outputs::commit(ready, docker.as_ref()).await {
                 Ok(rep) => {
                     if progress != Progress::Quiet && progress != Progress::Json {
                         for line in &rep.lines {

@@ -118,14 +118,19 @@ pub fn check(
                 }
             }
             if let Some(src) = s.get("src") {
-                if !Path::new(&src.v).is_file() {
+                let problem = match std::fs::metadata(&src.v) {
+                    Ok(m) if m.is_file() => None,
+                    Ok(m) if m.is_dir() => Some("is a directory, not a file"),
+                    Ok(_) => Some("is not a regular file (a device, FIFO or socket); a secret is read from a regular file"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some("cannot be read (permission denied)"),
+                    Err(_) => Some("cannot be read"),
+                };
+                if let Some(problem) = problem {
                     diags.push(
                         Diag::new(
                             "mybake::exec::missing-secret",
-                            format!(
-                                "target `{}`: secret file {} does not exist",
-                                t.name.v, src.v
-                            ),
+                            format!("target `{}`: secret file {} {problem}", t.name.v, src.v),
                         )
                         .label(at(src.span), "this file"),
                     );
@@ -133,5 +138,61 @@ pub fn check(
             }
         }
     }
+    check_outputs(r, plan, &mut diags);
     diags
+}
+
+/// Output destinations of the requested targets: each must be writable
+/// without destroying data ([`crate::publish::place::check`]).
+fn check_outputs(r: &Resolved, plan: &Plan, diags: &mut Diagnostics) {
+    use crate::publish::place::{self, DestKind};
+    for n in plan
+        .graph
+        .node_weights()
+        .filter(|n| n.kind == NodeKind::Merge)
+    {
+        let t = &r.targets[n.target];
+        for o in t.objects(A::Output) {
+            let at = |s: Span| if s.is_none() { o.span } else { s };
+            let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
+            let tar = o.get("tar");
+            let kind = match ty {
+                "local" => DestKind::Dir,
+                "tar" => DestKind::File,
+                "oci" => match tar.map(|v| v.v.as_str()) {
+                    None | Some("true") => DestKind::File,
+                    Some("false") => DestKind::OciDir,
+                    Some(v) => {
+                        diags.push(
+                            Diag::new(
+                                "mybake::exec::output",
+                                format!(
+                                    "target `{}`: output `oci`: `tar` must be true or false, not {v:?}",
+                                    t.name.v
+                                ),
+                            )
+                            .label(at(tar.map(|t| t.span).unwrap_or(o.span)), "here"),
+                        );
+                        continue;
+                    }
+                },
+                _ => continue,
+            };
+            let Some(dest) = o.get("dest") else { continue };
+            let path = match kind {
+                DestKind::File => place::real_file_dest(Path::new(&dest.v)),
+                _ => Path::new(&dest.v).to_path_buf(),
+            };
+            if let Err(e) = place::check(kind, &path) {
+                diags.push(
+                    Diag::new(
+                        "mybake::exec::output",
+                        format!("target `{}`: output `{ty}`: {e}", t.name.v),
+                    )
+                    .label(at(dest.span), "this destination")
+                    .help("mybake never replaces or deletes a directory it did not create; choose another `dest`"),
+                );
+            }
+        }
+    }
 }

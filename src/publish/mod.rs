@@ -36,6 +36,7 @@ pub mod copy;
 pub mod index;
 pub mod index_cmd;
 pub mod outputs;
+pub mod place;
 pub mod registry;
 
 use std::collections::{BTreeMap, HashSet};

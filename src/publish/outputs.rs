@@ -21,11 +21,14 @@
 //!   - `docker`: the same layout as a tarball, named with every tag, for
 //!     the Engine's `POST /images/load`.
 //! * [`commit`] (after every target of the run succeeded, or per target
-//!   with `--publish per-target`) loads the `docker` archives, then moves
-//!   each artifact into place with `rename(2)` (an existing destination is
-//!   moved aside first and removed once the new one is in place).
+//!   with `--publish per-target`) loads the `docker` archives, then puts
+//!   each artifact in place without destroying data ([`place`]): a `local`
+//!   tree (and an `oci tar=false` layout) is merged into its directory,
+//!   replacing same-path files and keeping every other entry; a `tar`/`oci`
+//!   file replaces the destination file with one `rename(2)`.
 //! * [`Staging`] removes whatever is left in staging when dropped, so a
-//!   failed or interrupted run leaves every destination as it was.
+//!   failed or interrupted run leaves every destination as it was; a later
+//!   run removes the staging of a killed one ([`place::remove_stale`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
@@ -39,6 +42,7 @@ use super::index::{
     build_index, flatten_platform_index, is_index_media_type, sha256_digest, AnnotationMode,
     BuiltIndex, IndexAnnotations, IndexEntry, ManifestDoc, Platform, OCI_INDEX,
 };
+use super::place;
 use crate::exec::request::{platform_dir, FileExport, FileExportKind};
 
 /// `io.containerd.image.name`.
@@ -87,6 +91,9 @@ pub fn target_outputs(t: &crate::resolve::Target, load: bool) -> Result<Vec<File
     for o in t.objects(crate::attrs::A::Output) {
         let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
         let dest = o.get("dest").map(|d| PathBuf::from(&d.v));
+        // A file destination that is a symlink: the file it points at is
+        // replaced (staged beside it, so the rename stays on its file system).
+        let file_dest = || dest.as_deref().map(place::real_file_dest);
         let need_dest = || {
             dest.clone()
                 .ok_or_else(|| format!("output `{ty}` of `{}` needs `dest=`", t.name.v))
@@ -112,6 +119,10 @@ pub fn target_outputs(t: &crate::resolve::Target, load: bool) -> Result<Vec<File
         };
         let dest = match kind {
             OutputKind::Docker => None,
+            OutputKind::Tar | OutputKind::Oci { tar: true } => {
+                need_dest()?;
+                file_dest()
+            }
             _ => Some(need_dest()?),
         };
         out.push(FileOutput { kind, dest });
@@ -133,33 +144,46 @@ pub fn target_outputs(t: &crate::resolve::Target, load: bool) -> Result<Vec<File
 }
 
 /// The staging area of one run. Dropping it removes everything still in
-/// staging (and parent directories it had to create, when left empty).
+/// staging, the lock files beside it and the directories it had to create
+/// (only when left empty).
 #[derive(Debug)]
 pub struct Staging {
     run: String,
     /// Staging directories, per target, in output order.
     dirs: HashMap<String, Vec<PathBuf>>,
-    /// Directories created for destinations' parents (outermost first).
+    /// Every staging entry, with its lock file (held while the run lives).
+    entries: Vec<(PathBuf, PathBuf, File)>,
+    /// Directories created for destinations and their parents (outermost
+    /// first).
     created: Vec<PathBuf>,
+    /// Stale staging of earlier, killed runs removed while creating this one.
+    pub removed_stale: Vec<PathBuf>,
 }
 
 impl Staging {
     /// Creates the staging directories for `targets` (name → outputs) and
     /// returns them with the exporters each platform's solve needs.
+    ///
+    /// Where a staging entry goes (see [`place`] for why):
+    /// * `local` / `oci tar=false` (`dest=DIR`): `DIR/.mybake-RUN`, DIR
+    ///   created (with its parents) when missing;
+    /// * `tar` / `oci` (`dest=FILE`): `PARENT/.FILE.mybake-RUN`;
+    /// * `docker`: the system temporary directory.
+    ///
+    /// Stale staging of killed runs in those directories is removed first.
     pub fn create(
         targets: &[(String, Vec<FileOutput>)],
     ) -> io::Result<(Staging, HashMap<String, Vec<FileExport>>)> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
         let mut s = Staging {
-            run: format!("{}-{nanos:08x}", std::process::id()),
+            run: place::run_id(),
             dirs: HashMap::new(),
+            entries: Vec::new(),
             created: Vec::new(),
+            removed_stale: Vec::new(),
         };
         let mut exports = HashMap::new();
         let mut seen: HashSet<PathBuf> = HashSet::new();
+        let mut scanned: HashSet<PathBuf> = HashSet::new();
         for (name, outputs) in targets {
             let mut list = Vec::new();
             let mut dirs = Vec::new();
@@ -175,7 +199,14 @@ impl Staging {
                 let dir = s.dir_for(name, i, o);
                 if let Some(parent) = dir.parent() {
                     s.create_parents(parent)?;
+                    if scanned.insert(parent.to_path_buf()) {
+                        s.removed_stale.extend(place::remove_stale(parent));
+                    }
                 }
+                let (lock_path, lock) = place::lock_for(&dir).map_err(|e| {
+                    io::Error::new(e.kind(), format!("staging {}: {e}", dir.display()))
+                })?;
+                s.entries.push((dir.clone(), lock_path, lock));
                 fs::create_dir(&dir).map_err(|e| {
                     io::Error::new(e.kind(), format!("staging {}: {e}", dir.display()))
                 })?;
@@ -203,18 +234,20 @@ impl Staging {
         &self.run
     }
 
-    /// `DIR/.NAME.mybake-RUN` for a destination `DIR/NAME`; the system
-    /// temporary directory for `docker`.
+    /// The staging entry of one output (see [`Staging::create`]).
     fn dir_for(&self, target: &str, i: usize, o: &FileOutput) -> PathBuf {
-        match &o.dest {
-            Some(dest) => {
+        match (&o.dest, &o.kind) {
+            (Some(dest), OutputKind::Local | OutputKind::Oci { tar: false }) => {
+                dest.join(format!(".mybake-{}", self.run))
+            }
+            (Some(dest), _) => {
                 let name = dest
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "out".into());
                 dest.with_file_name(format!(".{name}.mybake-{}", self.run))
             }
-            None => std::env::temp_dir().join(format!(
+            (None, _) => std::env::temp_dir().join(format!(
                 "mybake-{}-{}-{i}",
                 self.run,
                 target.replace(['/', '\\'], "_")
@@ -250,48 +283,16 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        for d in self.dirs.values().flatten() {
-            remove_any(d);
+        for (dir, lock_path, lock) in self.entries.drain(..) {
+            place::remove_tree(&dir);
+            // Removed while still held: no other run can take it meanwhile
+            // and find the entry half gone.
+            let _ = fs::remove_file(&lock_path);
+            drop(lock);
         }
         for d in self.created.iter().rev() {
             // Only when empty: the run put nothing there.
             let _ = fs::remove_dir(d);
-        }
-    }
-}
-
-fn remove_any(p: &Path) {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
-            make_writable(p);
-            let _ = fs::remove_dir_all(p);
-        }
-        Ok(_) => {
-            let _ = fs::remove_file(p);
-        }
-        Err(_) => {}
-    }
-}
-
-/// Received trees may hold read-only directories (`0555`), which
-/// `remove_dir_all` cannot empty as a non-root user.
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(m) = fs::symlink_metadata(dir) else {
-        return;
-    };
-    if !m.is_dir() {
-        return;
-    }
-    if m.permissions().mode() & 0o700 != 0o700 {
-        let _ = fs::set_permissions(
-            dir,
-            fs::Permissions::from_mode(m.permissions().mode() | 0o700),
-        );
-    }
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            make_writable(&e.path());
         }
     }
 }
@@ -316,12 +317,14 @@ pub struct TargetFiles {
 /// One thing to do in [`commit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ready {
-    /// Move `from` (in staging) to `to`.
+    /// Put `from` (in staging) at `to`: merged into the directory `to`
+    /// when `merge` (`local`, `oci tar=false`), else replacing the file.
     Move {
         target: String,
         kind: &'static str,
         from: PathBuf,
         to: PathBuf,
+        merge: bool,
         /// The merged index (`oci`).
         digest: Option<String>,
     },
@@ -371,6 +374,7 @@ pub fn prepare(targets: &[TargetFiles], staging: &Staging) -> Result<Vec<Ready>,
                         kind: "local",
                         from,
                         to: o.dest.clone().expect("local has dest"),
+                        merge: true,
                         digest: None,
                     });
                 }
@@ -395,6 +399,7 @@ pub fn prepare(targets: &[TargetFiles], staging: &Staging) -> Result<Vec<Ready>,
                         kind: "tar",
                         from,
                         to: o.dest.clone().expect("tar has dest"),
+                        merge: false,
                         digest: None,
                     });
                 }
@@ -416,6 +421,7 @@ pub fn prepare(targets: &[TargetFiles], staging: &Staging) -> Result<Vec<Ready>,
                         kind: "oci",
                         from,
                         to: o.dest.clone().expect("oci has dest"),
+                        merge: !*tar,
                         digest: Some(built.digest.clone()),
                     });
                 }
@@ -454,7 +460,6 @@ pub struct CommitReport {
 pub async fn commit(
     ready: Vec<Ready>,
     docker: Option<&mybake_buildkit::DockerEndpoint>,
-    run: &str,
 ) -> Result<CommitReport, String> {
     let mut report = CommitReport::default();
     let mut done: Vec<String> = Vec::new();
@@ -510,10 +515,11 @@ pub async fn commit(
             kind,
             from,
             to,
+            merge,
             digest,
         } = r
         {
-            replace(&from, &to, run).map_err(|e| {
+            let fail = |e: String| {
                 failed(
                     &done,
                     format!(
@@ -521,8 +527,19 @@ pub async fn commit(
                         to.display()
                     ),
                 )
-            })?;
-            let line = format!("[{target}] wrote {} ({kind})", to.display());
+            };
+            let line = if merge {
+                let m = tokio::task::block_in_place(|| place::merge(&from, &to)).map_err(fail)?;
+                format!(
+                    "[{target}] wrote {} ({kind}: {} new, {} replaced, everything else kept)",
+                    to.display(),
+                    m.added,
+                    m.replaced
+                )
+            } else {
+                place::replace_file(&from, &to).map_err(|e| fail(e.to_string()))?;
+                format!("[{target}] wrote {} ({kind})", to.display())
+            };
             report.lines.push(line.clone());
             done.push(line);
             let mut m = json!({ "type": kind, "dest": to });
@@ -533,30 +550,6 @@ pub async fn commit(
         }
     }
     Ok(report)
-}
-
-/// Puts `from` at `to`: an existing `to` is renamed aside first, put back
-/// if the move fails, and removed once `from` is in place.
-fn replace(from: &Path, to: &Path, run: &str) -> io::Result<()> {
-    let existed = fs::symlink_metadata(to).is_ok();
-    let name = to
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let aside = to.with_file_name(format!(".{name}.mybake-old-{run}"));
-    if existed {
-        fs::rename(to, &aside)?;
-    }
-    if let Err(e) = fs::rename(from, to) {
-        if existed {
-            let _ = fs::rename(&aside, to);
-        }
-        return Err(e);
-    }
-    if existed {
-        remove_any(&aside);
-    }
-    Ok(())
 }
 
 /// Containerd's normalized name of a reference (`app:1` →
@@ -883,26 +876,6 @@ mod tests {
             normalized_name("localhost:5000/a"),
             "localhost:5000/a:latest"
         );
-    }
-
-    #[test]
-    fn replace_moves_aside_and_back() {
-        let d = tempfile::tempdir().unwrap();
-        let to = d.path().join("out");
-        fs::create_dir(&to).unwrap();
-        fs::write(to.join("old"), "o").unwrap();
-        let from = d.path().join("new");
-        fs::create_dir(&from).unwrap();
-        fs::write(from.join("f"), "n").unwrap();
-        replace(&from, &to, "r").unwrap();
-        assert_eq!(fs::read_to_string(to.join("f")).unwrap(), "n");
-        assert!(!to.join("old").exists());
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
-        // A failing move leaves the destination as it was.
-        let err = replace(&d.path().join("missing"), &to, "r");
-        assert!(err.is_err());
-        assert_eq!(fs::read_to_string(to.join("f")).unwrap(), "n");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]

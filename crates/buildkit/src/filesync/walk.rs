@@ -394,16 +394,43 @@ fn not_utf8(abs: &Path) -> WalkError {
     }
 }
 
+/// A staging entry of a running mybake build (`.mybake-PID-HEX8`,
+/// `.NAME.mybake-PID-HEX8`) or its lock file (`….lock`).
+pub fn is_mybake_staging(name: &[u8]) -> bool {
+    let name = name.strip_suffix(b".lock").unwrap_or(name);
+    if name.first() != Some(&b'.') {
+        return false;
+    }
+    let Some(i) = name.windows(8).rposition(|w| w == b".mybake-") else {
+        return false;
+    };
+    let rest = &name[i + 8..];
+    let Some(dash) = rest.iter().position(|&b| b == b'-') else {
+        return false;
+    };
+    let (pid, hex) = (&rest[..dash], &rest[dash + 1..]);
+    !pid.is_empty()
+        && pid.iter().all(u8::is_ascii_digit)
+        && hex.len() == 8
+        && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn is_not_exist(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
 /// The entries of a directory (name and `lstat` type), sorted by the bytes
-/// of their names like Go's `os.ReadDir`.
+/// of their names like Go's `os.ReadDir`. mybake's own staging entries
+/// ([`is_mybake_staging`]) are left out: an output whose destination is
+/// inside a build context (`output "local" dest="."`) must not feed a
+/// running build's half-written export into another build's context.
 fn read_dir_sorted(dir: &Path) -> io::Result<Vec<(OsString, fs::FileType)>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
+        if is_mybake_staging(entry.file_name().as_bytes()) {
+            continue;
+        }
         out.push((entry.file_name(), entry.file_type()?));
     }
     out.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
@@ -459,6 +486,31 @@ mod tests {
             }
         }
         Ok(tmp)
+    }
+
+    #[test]
+    fn mybake_staging_is_never_sent() {
+        let tmp = tree(&[
+            "a",
+            ".mybake-12-0000beef/linux_amd64/f",
+            ".mybake-12-0000beef.lock",
+            ".app.tar.mybake-12-0000beef/x",
+            ".mybake-notes",
+            ".mybake-12-BEEF/f",
+            "b.mybake-12-0000beef",
+        ])
+        .unwrap();
+        let got = walk(tmp.path(), &FilterOptions::default()).unwrap();
+        assert_eq!(
+            got,
+            [
+                ".mybake-12-BEEF",
+                ".mybake-12-BEEF/f",
+                ".mybake-notes",
+                "a",
+                "b.mybake-12-0000beef"
+            ]
+        );
     }
 
     fn excludes(patterns: &[&str]) -> FilterOptions {
