@@ -7,6 +7,7 @@
 
 pub mod interp;
 pub mod platform;
+pub mod reference;
 mod select;
 pub mod set;
 mod target;
@@ -283,6 +284,7 @@ pub fn resolve(
         }
     }
 
+    reference::check(&targets, &variables, sources, &mut diags);
     // References: deps and groups.
     for t in &targets {
         for (_, dep) in &t.deps {
