@@ -247,6 +247,27 @@ fn of_type<'a>(ev: &'a [Value], ty: &str) -> Vec<&'a Value> {
     ev.iter().filter(|e| e["type"] == ty).collect()
 }
 
+/// Every event, `retrying` and `finished.push_attempts` included, matches
+/// schema/progress-event.schema.json.
+fn assert_schema(ev: &[Value]) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schema/progress-event.schema.json"),
+        )
+        .expect("read the schema"),
+    )
+    .expect("schema is JSON");
+    let v = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    let bad: Vec<String> = ev
+        .iter()
+        .filter_map(|e| {
+            let errs: Vec<String> = v.iter_errors(e).map(|x| x.to_string()).collect();
+            (!errs.is_empty()).then(|| format!("{e}: {}", errs.join("; ")))
+        })
+        .collect();
+    assert!(bad.is_empty(), "events off the schema:\n{}", bad.join("\n"));
+}
+
 fn show(o: &Output) -> String {
     format!(
         "exit {}\nstdout:\n{}\nstderr:\n{}",
@@ -313,6 +334,7 @@ fn shared_blob_race_answer_is_retried_and_the_run_succeeds() {
     let faults = proxy.faults();
     assert_eq!(o.code, 0, "faults {faults:?}\n{}", show(&o));
     let ev = events(&o);
+    assert_schema(&ev);
 
     // Every repository BuildKit pushed to met the fault once.
     let faulted: Vec<&str> = faults.iter().map(|(r, _)| r.as_str()).collect();
@@ -423,6 +445,7 @@ fn a_second_bad_request_is_final() {
     let o = one_node(&repo).run();
     assert_eq!(o.code, 1, "{}", show(&o));
     let ev = events(&o);
+    assert_schema(&ev);
     let retries = of_type(&ev, "retrying");
     assert_eq!(retries.len(), 1, "{}", show(&o));
     assert_eq!(retries[0]["attempt"], 2);
