@@ -544,14 +544,16 @@ struct NodeRun {
     tally: StepTally,
 }
 
-/// The node's steps over all its solves, each counted as the first solve
-/// that reported it saw it: a retry finds the steps the first solve built
-/// cached, and they still count as built.
+/// The node's steps over all its solves. A retry finds the steps the
+/// first solve built cached and runs its own export step (a new vertex
+/// each solve): a step counts once, as the first solve that reported a
+/// step of that name saw it.
 #[derive(Default)]
 struct StepTally {
     steps: HashSet<String>,
     cached: HashSet<String>,
-    /// Steps of the earlier solves.
+    /// Names of the steps recorded so far, and of the earlier solves'.
+    names: HashSet<String>,
     earlier: HashSet<String>,
 }
 
@@ -563,18 +565,20 @@ impl StepTally {
 
     /// A new solve of the node starts.
     fn next_solve(&mut self) {
-        self.earlier.clone_from(&self.steps);
+        self.earlier.clone_from(&self.names);
     }
 
     fn record(&mut self, e: &StatusEvent) {
-        let (digest, cached) = match e {
-            StatusEvent::VertexCompleted { digest, .. } => (digest, false),
-            StatusEvent::VertexCached { digest, .. } => (digest, true),
+        let (digest, name, cached) = match e {
+            StatusEvent::VertexCompleted { digest, name, .. } => (digest, name, false),
+            StatusEvent::VertexCached { digest, name } => (digest, name, true),
             _ => return,
         };
-        if self.earlier.contains(digest) {
+        let name = if name.is_empty() { digest } else { name };
+        if self.earlier.contains(name) {
             return;
         }
+        self.names.insert(name.clone());
         self.steps.insert(digest.clone());
         if cached {
             self.cached.insert(digest.clone());
@@ -836,28 +840,42 @@ mod tests {
 
     #[test]
     fn steps_count_as_their_first_solve_saw_them() {
-        let done = |d: &str| StatusEvent::VertexCompleted {
+        let done = |d: &str, n: &str| StatusEvent::VertexCompleted {
             digest: d.into(),
-            name: String::new(),
+            name: n.into(),
             duration: None,
         };
-        let cached = |d: &str| StatusEvent::VertexCached {
+        let cached = |d: &str, n: &str| StatusEvent::VertexCached {
             digest: d.into(),
-            name: String::new(),
+            name: n.into(),
         };
         let mut t = StepTally::default();
         t.next_solve();
-        // First solve: FROM reported done then cached, RUN built, export failed.
-        for e in [done("from"), cached("from"), done("run"), done("export")] {
+        // First solve: FROM reported done then cached, RUN built, the
+        // export failed.
+        for e in [
+            done("from", "[1/2] FROM"),
+            cached("from", "[1/2] FROM"),
+            done("run", "[2/2] RUN"),
+            done("x1", "exporting to image"),
+        ] {
             t.record(&e);
         }
         assert_eq!(t.counts(), (3, 1));
-        // The retry finds RUN cached and reports FROM done: nothing changes.
+        // The retry finds RUN cached and exports under a new vertex.
         t.next_solve();
-        for e in [done("from"), cached("run"), done("export")] {
+        for e in [
+            done("from", "[1/2] FROM"),
+            cached("run", "[2/2] RUN"),
+            done("x2", "exporting to image"),
+        ] {
             t.record(&e);
         }
         assert_eq!(t.counts(), (3, 1));
+        // The OCI solve of a split node adds its own export.
+        t.next_solve();
+        t.record(&done("x3", "exporting to oci image format"));
+        assert_eq!(t.counts(), (4, 1));
     }
 
     #[test]
