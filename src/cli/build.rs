@@ -164,11 +164,14 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                     entry["platforms"][node.platform.clone().unwrap_or_default()] =
                         serde_json::json!({ "descriptor": d, "reference": res.reference });
                 }
-                let result = res
+                let mut result = res
                     .reference
                     .clone()
                     .or_else(|| res.descriptor.as_ref().map(|d| d.digest.clone()))
                     .unwrap_or_else(|| "built (cache only)".into());
+                if res.push_attempts > 1 {
+                    result.push_str(&format!(" ({} push attempts)", res.push_attempts));
+                }
                 [
                     node.id.clone(),
                     res.builder.clone(),

@@ -31,6 +31,21 @@ pub enum Event {
         reference: Option<String>,
         cached_steps: usize,
         steps: usize,
+        /// Solves it took: more than 1 when its push was retried.
+        push_attempts: u32,
+    },
+    /// The solve's push failed with a transient registry answer; the node
+    /// is solved again (from BuildKit's cache, so only the export and push
+    /// run again) after `delay`.
+    Retrying {
+        node: String,
+        /// The attempt about to start (2 for the first retry).
+        attempt: u32,
+        /// Attempts allowed in all.
+        max: u32,
+        /// The registry's answer, one line.
+        reason: String,
+        delay: Duration,
     },
     /// The solve failed (the message is the daemon's, prefixed with the node).
     Failed {

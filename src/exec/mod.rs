@@ -17,6 +17,7 @@ pub mod event;
 pub mod preflight;
 pub mod priority;
 pub mod request;
+pub mod retry;
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub struct NodeResult {
     pub cached_steps: usize,
     /// Builder node that ran it.
     pub builder: String,
+    /// Solves of its push: more than 1 when a transient registry answer
+    /// made it export again (see [`retry`]).
+    pub push_attempts: u32,
 }
 
 #[derive(Debug, Default)]
@@ -477,6 +481,11 @@ async fn solve_node(
     cancel: CancellationToken,
 ) -> Result<NodeResult, NodeError> {
     let (t, id, events) = (node.t, node.id, node.events);
+    let mut run = NodeRun {
+        started: Instant::now(),
+        started_sent: false,
+        tally: StepTally::default(),
+    };
     // BuildKit merges the responses of a solve's exporters, so with the
     // push exporter and the `oci` exporter in one solve
     // `containerimage.descriptor` may be either's, and they differ when
@@ -484,45 +493,228 @@ async fn solve_node(
     // archive then comes from a second solve of the same (cached) build.
     let files = opts.files.get(&t.name.v);
     let oci = |e: &&request::FileExport| e.kind == request::FileExportKind::Oci;
-    if push.is_none() || !files.is_some_and(|f| f.iter().any(|e| oci(&e))) {
-        return solve_once(node, push, opts, cancel, true, true).await;
-    }
-    let split = |keep_oci: bool| {
-        let mut o = opts.clone();
-        let list: Vec<request::FileExport> = files
-            .into_iter()
-            .flatten()
-            .filter(|e| oci(e) == keep_oci)
-            .cloned()
-            .collect();
-        o.files.insert(t.name.v.clone(), list);
-        o
+    let result = if push.is_none() || !files.is_some_and(|f| f.iter().any(|e| oci(&e))) {
+        solve_pushing(node, push, opts, &cancel, &mut run).await
+    } else {
+        let split = |keep_oci: bool| {
+            let mut o = opts.clone();
+            let list: Vec<request::FileExport> = files
+                .into_iter()
+                .flatten()
+                .filter(|e| oci(e) == keep_oci)
+                .cloned()
+                .collect();
+            o.files.insert(t.name.v.clone(), list);
+            o
+        };
+        match solve_pushing(node, push, &split(false), &cancel, &mut run).await {
+            Ok(first) => solve_once(node, None, &split(true), &cancel, &mut run)
+                .await
+                .map(|_| first)
+                .map_err(|e| node_failure(node, &run, e)),
+            Err(e) => Err(e),
+        }
     };
-    let first = solve_once(node, push, &split(false), cancel.clone(), true, false).await?;
-    let second = solve_once(node, None, &split(true), cancel, false, false).await?;
-    let duration = first.duration + second.duration;
+    let first = result?;
+    let duration = run.started.elapsed();
+    let (steps, cached_steps) = run.tally.counts();
     let _ = events.send(Event::Finished {
         node: id.into(),
         at: SystemTime::now(),
         duration,
         digest: first.descriptor.as_ref().map(|d| d.digest.clone()),
         reference: first.reference.clone(),
-        cached_steps: first.cached_steps,
-        steps: first.steps,
+        cached_steps,
+        steps,
+        push_attempts: first.push_attempts,
     });
-    Ok(NodeResult { duration, ..first })
+    Ok(NodeResult {
+        duration,
+        steps,
+        cached_steps,
+        ..first
+    })
 }
 
-/// One solve of a node; `started`/`finished` say whether to emit those
-/// events (a node solved twice reports one of each).
+/// The state of one node across its solves.
+struct NodeRun {
+    started: Instant,
+    /// `Started` was sent (before the first solve's request went out).
+    started_sent: bool,
+    tally: StepTally,
+}
+
+/// The node's steps over all its solves. A retry finds the steps the
+/// first solve built cached and runs its own export step (a new vertex
+/// each solve): a step counts once, as the first solve that reported a
+/// step of that name saw it.
+#[derive(Default)]
+struct StepTally {
+    steps: HashSet<String>,
+    cached: HashSet<String>,
+    /// Names of the steps recorded so far, and of the earlier solves'.
+    names: HashSet<String>,
+    earlier: HashSet<String>,
+}
+
+impl StepTally {
+    /// (steps, cached steps).
+    fn counts(&self) -> (usize, usize) {
+        (self.steps.len(), self.cached.len())
+    }
+
+    /// A new solve of the node starts.
+    fn next_solve(&mut self) {
+        self.earlier.clone_from(&self.names);
+    }
+
+    fn record(&mut self, e: &StatusEvent) {
+        let (digest, name, cached) = match e {
+            StatusEvent::VertexCompleted { digest, name, .. } => (digest, name, false),
+            StatusEvent::VertexCached { digest, name } => (digest, name, true),
+            _ => return,
+        };
+        let name = if name.is_empty() { digest } else { name };
+        if self.earlier.contains(name) {
+            return;
+        }
+        self.names.insert(name.clone());
+        self.steps.insert(digest.clone());
+        if cached {
+            self.cached.insert(digest.clone());
+        }
+    }
+}
+
+/// How one solve of a node ended without a result.
+enum SolveFailure {
+    /// Before the request was sent (request, session): the message names the node.
+    Setup(String),
+    Cancelled,
+    /// The daemon failed the solve.
+    Solve {
+        /// `node (builder b): error`.
+        message: String,
+        /// The daemon's message alone.
+        daemon: String,
+        /// Steps the daemon reported as failed.
+        failed_steps: Vec<String>,
+    },
+}
+
+/// The events and error for a node that ends with `e`.
+fn node_failure(node: &NodeSolve<'_>, run: &NodeRun, e: SolveFailure) -> NodeError {
+    match e {
+        SolveFailure::Cancelled => {
+            let _ = node.events.send(Event::Cancelled {
+                node: node.id.into(),
+                at: SystemTime::now(),
+                duration: run.started.elapsed(),
+            });
+            NodeError::Cancelled
+        }
+        SolveFailure::Setup(msg) | SolveFailure::Solve { message: msg, .. } => {
+            if run.started_sent {
+                let _ = node.events.send(Event::Failed {
+                    node: node.id.into(),
+                    at: SystemTime::now(),
+                    error: msg.clone(),
+                });
+            }
+            NodeError::Failed(msg)
+        }
+    }
+}
+
+/// [`solve_once`], solved again while its push fails with a transient
+/// registry answer (see [`retry`]): at most [`retry::PUSH_ATTEMPTS`] solves,
+/// with a growing pause between them that the run's cancellation cuts
+/// short. Only a failure of the push itself counts: a failed build step
+/// fails the node at once.
+async fn solve_pushing(
+    node: &NodeSolve<'_>,
+    push: Option<&PushTo>,
+    opts: &RequestOptions,
+    cancel: &CancellationToken,
+    run: &mut NodeRun,
+) -> Result<NodeResult, NodeError> {
+    let max = if push.is_some() {
+        retry::PUSH_ATTEMPTS
+    } else {
+        1
+    };
+    let mut attempt = 1;
+    let mut bad_requests = 0;
+    loop {
+        let e = match solve_once(node, push, opts, cancel, run).await {
+            Ok(mut res) => {
+                res.push_attempts = attempt;
+                return Ok(res);
+            }
+            Err(e) => e,
+        };
+        let SolveFailure::Solve {
+            message,
+            daemon,
+            failed_steps,
+        } = e
+        else {
+            return Err(node_failure(node, run, e));
+        };
+        // The export's own step is `exporting to image`; any other failed
+        // step means the build itself failed.
+        let kind = if failed_steps.iter().all(|s| s.starts_with("exporting")) {
+            retry::classify(&daemon)
+        } else {
+            retry::PushFailure::NotPush
+        };
+        if kind == retry::PushFailure::BadRequest {
+            bad_requests += 1;
+        }
+        // A bare 400 again after a re-export is the registry's final word.
+        let again = kind.retryable() && bad_requests < 2 && attempt < max;
+        if !again || cancel.is_cancelled() {
+            let message = if attempt > 1 {
+                format!("{message} (after {attempt} push attempts)")
+            } else {
+                message
+            };
+            return Err(node_failure(
+                node,
+                run,
+                SolveFailure::Solve {
+                    message,
+                    daemon,
+                    failed_steps,
+                },
+            ));
+        }
+        let delay = retry::backoff(attempt);
+        attempt += 1;
+        let _ = node.events.send(Event::Retrying {
+            node: node.id.into(),
+            attempt,
+            max,
+            reason: retry::short_reason(&daemon),
+            delay,
+        });
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(node_failure(node, run, SolveFailure::Cancelled)),
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One solve of a node. Sends `Started` before the node's first request
+/// and the solve's progress; the caller reports how the node ends.
 async fn solve_once(
     node: &NodeSolve<'_>,
     push: Option<&PushTo>,
     opts: &RequestOptions,
-    cancel: CancellationToken,
-    started_event: bool,
-    finished_event: bool,
-) -> Result<NodeResult, NodeError> {
+    cancel: &CancellationToken,
+    run: &mut NodeRun,
+) -> Result<NodeResult, SolveFailure> {
     let NodeSolve {
         client,
         builder,
@@ -532,16 +724,20 @@ async fn solve_once(
         id,
         events,
     } = *node;
-    let nr = request::build(t, platform, deps, push, opts).map_err(|e| format!("{id}: {e}"))?;
-    let session = nr.session().map_err(|e| format!("{id}: {e}"))?;
+    let nr = request::build(t, platform, deps, push, opts)
+        .map_err(|e| SolveFailure::Setup(format!("{id}: {e}")))?;
+    let session = nr
+        .session()
+        .map_err(|e| SolveFailure::Setup(format!("{id}: {e}")))?;
     let handle = session
         .attach(client)
         .await
-        .map_err(|e| format!("{id}: session: {e}"))?;
+        .map_err(|e| SolveFailure::Setup(format!("{id}: session: {e}")))?;
     let mut req = nr.request.clone();
     req.session_id = handle.id().to_owned();
-    let started = Instant::now();
-    if started_event {
+    if !run.started_sent {
+        run.started_sent = true;
+        run.started = Instant::now();
         let _ = events.send(Event::Started {
             node: id.into(),
             builder: builder.into(),
@@ -550,39 +746,47 @@ async fn solve_once(
     }
     let (stx, mut srx) = mpsc::channel::<StatusEvent>(256);
     let ev = events.clone();
-    let node = id.to_string();
+    let node_id = id.to_string();
+    let mut tally = std::mem::take(&mut run.tally);
+    tally.next_solve();
     let forward = tokio::spawn(async move {
-        let (mut steps, mut cached) = (
-            std::collections::HashSet::new(),
-            std::collections::HashSet::new(),
-        );
+        let mut failed = Vec::new();
         while let Some(e) = srx.recv().await {
-            match &e {
-                StatusEvent::VertexCompleted { digest, .. } => {
-                    steps.insert(digest.clone());
-                }
-                StatusEvent::VertexCached { digest, .. } => {
-                    steps.insert(digest.clone());
-                    cached.insert(digest.clone());
-                }
-                _ => {}
+            tally.record(&e);
+            if let StatusEvent::VertexError { name, .. } = &e {
+                failed.push(name.clone());
             }
             let _ = ev.send(Event::Status {
-                node: node.clone(),
+                node: node_id.clone(),
                 event: e,
             });
         }
-        (steps.len(), cached.len())
+        (tally, failed)
     });
-    let res = client.solve_with_cancel(req, Some(stx), cancel).await;
-    let (steps, cached_steps) = forward.await.unwrap_or((0, 0));
+    let res = client
+        .solve_with_cancel(req, Some(stx), cancel.clone())
+        .await;
+    let failed_steps = match forward.await {
+        Ok((tally, failed)) => {
+            run.tally = tally;
+            failed
+        }
+        Err(_) => Vec::new(),
+    };
     let _ = handle.close().await;
     drop(nr);
     match res {
         Ok(resp) => {
             let descriptor = match resp.image_descriptor() {
                 Some(Ok(d)) => Some(d),
-                Some(Err(e)) => return Err(format!("{id}: {e}").into()),
+                Some(Err(e)) => {
+                    let message = format!("{id}: {e}");
+                    return Err(SolveFailure::Solve {
+                        daemon: message.clone(),
+                        message,
+                        failed_steps: Vec::new(),
+                    });
+                }
                 None => resp.image_digest().map(|d| Descriptor {
                     media_type: String::new(),
                     digest: d.to_string(),
@@ -593,50 +797,39 @@ async fn solve_once(
             let reference = match (push, &descriptor) {
                 (Some(p), Some(d)) => Some(format!("{}@{}", p.repository, d.digest)),
                 (Some(_), None) => {
-                    return Err(format!(
-                        "{id}: the builder returned no image digest for the pushed result"
-                    )
-                    .into())
+                    let message =
+                        format!("{id}: the builder returned no image digest for the pushed result");
+                    return Err(SolveFailure::Solve {
+                        daemon: message.clone(),
+                        message,
+                        failed_steps: Vec::new(),
+                    });
                 }
                 _ => None,
             };
-            if finished_event {
-                let _ = events.send(Event::Finished {
-                    node: id.into(),
-                    at: SystemTime::now(),
-                    duration: started.elapsed(),
-                    digest: descriptor.as_ref().map(|d| d.digest.clone()),
-                    reference: reference.clone(),
-                    cached_steps,
-                    steps,
-                });
-            }
+            let (steps, cached_steps) = run.tally.counts();
             Ok(NodeResult {
                 exporter_response: resp.exporter_response,
                 descriptor,
                 reference,
-                duration: started.elapsed(),
+                duration: run.started.elapsed(),
                 steps,
                 cached_steps,
                 builder: builder.to_string(),
+                push_attempts: 1,
             })
         }
-        Err(e) if e.is_cancelled() => {
-            let _ = events.send(Event::Cancelled {
-                node: id.into(),
-                at: SystemTime::now(),
-                duration: started.elapsed(),
-            });
-            Err(NodeError::Cancelled)
-        }
+        Err(e) if e.is_cancelled() => Err(SolveFailure::Cancelled),
         Err(e) => {
-            let msg = format!("{id} (builder {builder}): {e}");
-            let _ = events.send(Event::Failed {
-                node: id.into(),
-                at: SystemTime::now(),
-                error: msg.clone(),
-            });
-            Err(NodeError::Failed(msg))
+            let daemon = match &e {
+                mybake_buildkit::Error::Solve { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            Err(SolveFailure::Solve {
+                message: format!("{id} (builder {builder}): {e}"),
+                daemon,
+                failed_steps,
+            })
         }
     }
 }
@@ -644,6 +837,46 @@ async fn solve_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_count_as_their_first_solve_saw_them() {
+        let done = |d: &str, n: &str| StatusEvent::VertexCompleted {
+            digest: d.into(),
+            name: n.into(),
+            duration: None,
+        };
+        let cached = |d: &str, n: &str| StatusEvent::VertexCached {
+            digest: d.into(),
+            name: n.into(),
+        };
+        let mut t = StepTally::default();
+        t.next_solve();
+        // First solve: FROM reported done then cached, RUN built, the
+        // export failed.
+        for e in [
+            done("from", "[1/2] FROM"),
+            cached("from", "[1/2] FROM"),
+            done("run", "[2/2] RUN"),
+            done("x1", "exporting to image"),
+        ] {
+            t.record(&e);
+        }
+        assert_eq!(t.counts(), (3, 1));
+        // The retry finds RUN cached and exports under a new vertex.
+        t.next_solve();
+        for e in [
+            done("from", "[1/2] FROM"),
+            cached("run", "[2/2] RUN"),
+            done("x2", "exporting to image"),
+        ] {
+            t.record(&e);
+        }
+        assert_eq!(t.counts(), (3, 1));
+        // The OCI solve of a split node adds its own export.
+        t.next_solve();
+        t.record(&done("x3", "exporting to oci image format"));
+        assert_eq!(t.counts(), (4, 1));
+    }
 
     #[test]
     fn platform_matching() {

@@ -111,13 +111,29 @@ impl Plain {
                 digest,
                 cached_steps,
                 steps,
+                push_attempts,
                 ..
             } => {
                 self.steps.retain(|(n, _), _| n != node);
                 vec![format!(
-                    "[{node}] finished in {:.1}s ({cached_steps}/{steps} steps cached){}",
+                    "[{node}] finished in {:.1}s ({cached_steps}/{steps} steps cached{}){}",
                     duration.as_secs_f64(),
+                    attempts_note(*push_attempts),
                     digest.as_ref().map(|d| format!(" {d}")).unwrap_or_default()
+                )]
+            }
+            Event::Retrying {
+                node,
+                attempt,
+                max,
+                reason,
+                delay,
+            } => {
+                // The failed attempt's unfinished steps will not finish.
+                self.steps.retain(|(n, _), _| n != node);
+                vec![format!(
+                    "[{node}] retrying push ({attempt}/{max}) in {:.1}s: {reason}",
+                    delay.as_secs_f64()
                 )]
             }
             Event::Failed { node, error, .. } => {
@@ -176,6 +192,15 @@ impl Plain {
         }
         out.push(format!("[{node}] {result} {name}"));
         out
+    }
+}
+
+/// `, 2 push attempts` when the push was retried.
+pub fn attempts_note(push_attempts: u32) -> String {
+    if push_attempts > 1 {
+        format!(", {push_attempts} push attempts")
+    } else {
+        String::new()
     }
 }
 
@@ -243,8 +268,18 @@ pub fn json_line(e: &Event) -> Option<String> {
             reference,
             cached_steps,
             steps,
+            push_attempts,
         } => {
-            json!({ "type": "finished", "time": ms(at), "node": node, "duration_ms": duration.as_millis() as u64, "digest": digest, "reference": reference, "cached_steps": cached_steps, "steps": steps })
+            json!({ "type": "finished", "time": ms(at), "node": node, "duration_ms": duration.as_millis() as u64, "digest": digest, "reference": reference, "cached_steps": cached_steps, "steps": steps, "push_attempts": push_attempts })
+        }
+        Event::Retrying {
+            node,
+            attempt,
+            max,
+            reason,
+            delay,
+        } => {
+            json!({ "type": "retrying", "time": now, "node": node, "attempt": attempt, "max": max, "delay_ms": delay.as_millis() as u64, "reason": reason })
         }
         Event::Failed { node, at, error } => {
             json!({ "type": "failed", "time": ms(at), "node": node, "error": error })

@@ -103,6 +103,7 @@ impl Tty {
                 digest,
                 cached_steps,
                 steps,
+                push_attempts,
                 ..
             } => {
                 if let Some(b) = self.bars.remove(node) {
@@ -110,9 +111,30 @@ impl Tty {
                 }
                 self.tails.remove(node);
                 self.println(format!(
-                    "✔ {node:<34} {:>5.1}s  {cached_steps}/{steps} cached  {}",
+                    "✔ {node:<34} {:>5.1}s  {cached_steps}/{steps} cached  {}{}",
                     duration.as_secs_f64(),
-                    digest.as_deref().map(short).unwrap_or("")
+                    digest.as_deref().map(short).unwrap_or(""),
+                    if *push_attempts > 1 {
+                        format!("  ({push_attempts} push attempts)")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            Event::Retrying {
+                node,
+                attempt,
+                max,
+                reason,
+                delay,
+            } => {
+                if let Some(b) = self.bars.get(node) {
+                    b.set_message(format!("retrying push ({attempt}/{max})"));
+                }
+                self.println(format!(
+                    "↻ {node}: retrying push ({attempt}/{max}) in {:.1}s: {}",
+                    delay.as_secs_f64(),
+                    truncate(reason, 120)
                 ));
             }
             Event::Failed { node, error, .. } => {
