@@ -118,16 +118,15 @@ pub fn check(
                 }
             }
             if let Some(src) = s.get("src") {
-                if !Path::new(&src.v).is_file() {
+                use mybake_buildkit::secrets::{check_file, FileProblem};
+                if let Err(problem) = check_file(Path::new(&src.v)) {
+                    let code = match problem {
+                        FileProblem::Missing { .. } => "mybake::exec::missing-secret",
+                        _ => "mybake::exec::invalid-secret",
+                    };
                     diags.push(
-                        Diag::new(
-                            "mybake::exec::missing-secret",
-                            format!(
-                                "target `{}`: secret file {} does not exist",
-                                t.name.v, src.v
-                            ),
-                        )
-                        .label(at(src.span), "this file"),
+                        Diag::new(code, format!("target `{}`: secret file {problem}", t.name.v))
+                            .label(at(src.span), "this file"),
                     );
                 }
             }
