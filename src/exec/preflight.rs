@@ -125,8 +125,11 @@ pub fn check(
                         _ => "mybake::exec::invalid-secret",
                     };
                     diags.push(
-                        Diag::new(code, format!("target `{}`: secret file {problem}", t.name.v))
-                            .label(at(src.span), "this file"),
+                        Diag::new(
+                            code,
+                            format!("target `{}`: secret file {problem}", t.name.v),
+                        )
+                        .label(at(src.span), "this file"),
                     );
                 }
             }

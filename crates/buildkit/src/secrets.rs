@@ -354,7 +354,11 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert!(err.to_string().contains("512001 bytes, more than the 512000"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("512001 bytes, more than the 512000"),
+            "{err}"
+        );
         // Exists, but not a regular file: said so, not "does not exist".
         for (path, kind) in [
             (Path::new("/dev/zero"), "character device"),
@@ -371,7 +375,11 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = SecretsService::new([("p".to_owned(), SecretSource::File(fifo))]).unwrap_err();
-        assert!(e.to_string().contains("is a named pipe (FIFO), not a regular file"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("is a named pipe (FIFO), not a regular file"),
+            "{e}"
+        );
         let ok = dir.path().join("ok");
         std::fs::write(&ok, b"v")?;
         assert_eq!(check_file(&ok).ok(), Some(1));
