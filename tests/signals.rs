@@ -572,6 +572,49 @@ fn sigint_during_build() {
     assert_no_tags(&repo, "interrupted during the build");
 }
 
+/// SIGINT while connecting to a builder that accepts the connection and
+/// never answers: the executor does not notice the cancellation there, so
+/// the run drops it after its grace period; exit 130 within seconds.
+#[test]
+fn sigint_while_connecting_to_a_hung_builder() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts and holds every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let (repo, _) = repo("signal-connect");
+    let dir = project(&[format!("{repo}:dev")], &labelled(&nonce()));
+    let builder = format!("tcp://{addr}");
+    let run = Run::spawn(
+        dir.path(),
+        &[
+            "build",
+            "app",
+            "--push",
+            "--progress",
+            "plain",
+            "--builder",
+            &builder,
+        ],
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let at = run.signal(libc::SIGINT);
+    let (got, took, stderr) = run.finish(at, Duration::from_secs(20));
+    eprintln!("connect: exit {got} {took:?} after SIGINT");
+    assert_eq!(got, 130, "{stderr}");
+    assert!(took < Duration::from_secs(10), "took {took:?}\n{stderr}");
+    assert!(
+        stderr.contains("interrupted (SIGINT) while connecting or building"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no tag was written"), "{stderr}");
+}
+
 // ---------------------------------------------------------------- 6: concurrent runs
 
 fn strs(v: &[String]) -> Vec<&str> {
