@@ -40,6 +40,9 @@ enum Rule {
     Pass,
     /// Forward it after this long, unless the client closes first.
     Hold(Duration),
+    /// Forward it once the test opens the gate ([`TagProxy::open`]),
+    /// unless the client closes first.
+    Gate,
     /// Forward it; once the registry answered, write one of the index's
     /// own child manifests under the same tag (directly), then answer.
     ChangeAfter,
@@ -60,6 +63,8 @@ struct Counters {
     seen: Mutex<Vec<String>>,
     /// Tags changed behind the client's back.
     changed: Mutex<Vec<String>>,
+    /// [`Rule::Gate`] writes may go.
+    open: std::sync::atomic::AtomicBool,
 }
 
 struct TagProxy {
@@ -97,6 +102,10 @@ impl TagProxy {
     /// `127.0.0.1:PORT/<path>`.
     fn via(&self, path: &str) -> String {
         format!("{}/{path}", self.addr)
+    }
+
+    fn open(&self) {
+        self.counters.open.store(true, Ordering::SeqCst);
     }
 
     fn held(&self) -> usize {
@@ -204,10 +213,20 @@ async fn connection(mut client: TcpStream, decide: Arc<Decide>, c: Arc<Counters>
         n
     };
     let rule = decide(&tag, nth);
-    if let Rule::Hold(d) = rule {
+    if matches!(rule, Rule::Hold(_) | Rule::Gate) {
         c.held.fetch_add(1, Ordering::SeqCst);
+        let wait = async {
+            match rule {
+                Rule::Hold(d) => tokio::time::sleep(d).await,
+                _ => {
+                    while !c.open.load(Ordering::SeqCst) {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        };
         let closed = tokio::select! {
-            _ = tokio::time::sleep(d) => false,
+            _ = wait => false,
             // The body is complete: any read is the client closing.
             _ = client.read(&mut chunk) => true,
         };
@@ -631,14 +650,17 @@ fn metadata_digest(path: &std::path::Path) -> String {
 }
 
 /// Two runs publishing the same tags, the first one's `latest` write held
-/// for a long time: the second waits for the first (saying so) instead of
-/// writing `dev` in between, so both tags end at one run's index.
+/// until the second run has reached its tag writes: the second waits for
+/// the first (saying so) instead of writing `dev` in between, so all tags
+/// end at one run's index. (Without the lock the second run writes its
+/// tags while the first one's `latest` is held, and the first run's
+/// read-back fails.)
 #[test]
 fn concurrent_runs_do_not_interleave_tags() {
     testbed();
     let (repo, api) = repo("concurrent");
     let proxy = TagProxy::start(|tag, nth| match (tag, nth) {
-        ("latest", 0) => Rule::Hold(Duration::from_secs(20)),
+        ("latest", 0) => Rule::Gate,
         _ => Rule::Hold(Duration::from_millis(500)),
     });
     let dev = proxy.via(&format!("{api}:dev"));
@@ -673,18 +695,19 @@ fn concurrent_runs_do_not_interleave_tags() {
     let mut a = Run::spawn(dir.path(), &strs(&a_args), &env);
     // A has its locks and is writing its tags.
     a.wait_for(&format!("tagged {dev}"), Duration::from_secs(300));
-    let b = Run::spawn(dir.path(), &strs(&b_args), &env);
+    let mut b = Run::spawn(dir.path(), &strs(&b_args), &env);
+    let waiting = format!(
+        "waiting for another mybake run publishing to {}",
+        proxy.via(&api)
+    );
+    b.wait_for(&waiting, Duration::from_secs(300));
+    // B has built and is at its tag writes; let A's `latest` through.
+    proxy.open();
     let (ca, _, ea) = a.finish(Instant::now(), Duration::from_secs(120));
     let (cb, _, eb) = b.finish(Instant::now(), Duration::from_secs(300));
     assert_eq!(ca, 0, "run a:\n{ea}");
     assert_eq!(cb, 0, "run b:\n{eb}");
-    assert!(
-        eb.contains(&format!(
-            "waiting for another mybake run publishing to {}",
-            proxy.via(&api)
-        )),
-        "run b did not wait for run a:\n{eb}"
-    );
+    assert!(!ea.contains(&waiting), "run a waited:\n{ea}");
     let (da, db) = (metadata_digest(&ma), metadata_digest(&mb));
     assert_ne!(da, db, "the two runs must build different indexes");
     let now_dev = tag_digest(&repo, "dev");
