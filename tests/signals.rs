@@ -393,7 +393,7 @@ impl Run {
                     self.stderr()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -470,6 +470,7 @@ fn signal_during_tag_writes(sig: i32, code: i32, name: &str) {
         &[],
     );
     run.wait_for(&format!("tagged {fast}"), Duration::from_secs(300));
+    run.wait_for(&format!("tagged {first}"), Duration::from_secs(30));
     // The slow write is under way (held by the proxy).
     let deadline = Instant::now() + Duration::from_secs(30);
     while proxy.held() == 0 {
