@@ -694,3 +694,55 @@ fn file_outputs(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::{PublishError, RegistryError};
+
+    fn unreachable(tag: &str) -> (String, RegistryError) {
+        (
+            tag.to_owned(),
+            RegistryError::Unreachable {
+                reference: tag.to_owned(),
+                attempts: 5,
+                message: "503".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn tag_failures_say_exactly_what_was_written() {
+        let none = publish_failure(&PublishError::Tags {
+            written: vec![],
+            failed: vec![unreachable("r/a:1"), unreachable("r/a:2")],
+        });
+        assert_eq!(
+            none,
+            "mybake: publishing failed: 2 of 2 tag(s) could not be written:\n\
+             \x20 r/a:1: r/a:1: registry unreachable after 5 attempt(s): 503\n\
+             \x20 r/a:2: r/a:2: registry unreachable after 5 attempt(s): 503\n\
+             mybake: no tag was written\n"
+        );
+        let some = publish_failure(&PublishError::Tags {
+            written: vec!["r/a:1".into()],
+            failed: vec![unreachable("r/a:2")],
+        });
+        assert!(
+            some.ends_with("mybake: 1 tag(s) written before the failure: r/a:1\n"),
+            "{some}"
+        );
+        let interrupted = publish_failure(&PublishError::Interrupted {
+            written: vec!["r/a:1".into()],
+            in_flight: vec!["r/a:2".into()],
+            not_written: vec!["r/a:3".into()],
+        });
+        assert_eq!(
+            interrupted,
+            "mybake: publishing interrupted while writing tags (1 of 3 written)\n\
+             mybake: 1 tag(s) written before the signal: r/a:1\n\
+             mybake: 1 tag write(s) under way were abandoned (the registry may have applied them): r/a:2\n\
+             mybake: 1 tag(s) not written: r/a:3\n"
+        );
+    }
+}
