@@ -937,3 +937,48 @@ async fn unreachable_registry_fails_clearly_and_writes_nothing() {
         None
     );
 }
+
+/// A publish whose cancellation token is cancelled (SIGINT/SIGTERM in
+/// `build`) sends no further request: it fails as interrupted, lists every
+/// tag as not written, and writes none.
+#[tokio::test]
+async fn cancelled_publish_writes_no_tag() {
+    require_registry().await;
+    let direct = client();
+    let (amd, arm) = seed(&direct, SRC).await;
+    let u = unique();
+    let tags = vec![
+        format!("{REGISTRY}/mybake-test/publish-cancelled-{u}:a"),
+        format!("{REGISTRY}/mybake-test/publish-cancelled-{u}:b"),
+    ];
+    let mut t = target(
+        "cancelled",
+        &tags,
+        &[("linux/amd64", &amd), ("linux/arm64", &arm)],
+    );
+    t.source = Some(SRC.into());
+    let opts = options();
+    opts.cancel.cancel();
+    let (tx, mut rx) = mpsc::channel(256);
+    let err = publish(PublishPlan { targets: vec![t] }, opts, tx)
+        .await
+        .expect_err("cancelled");
+    match &err {
+        PublishError::Interrupted {
+            written,
+            in_flight,
+            not_written,
+        } => {
+            assert!(written.is_empty() && in_flight.is_empty(), "{err:?}");
+            assert_eq!(not_written, &tags);
+        }
+        other => panic!("unexpected error: {other:?}"),
+    }
+    assert!(err.written().is_empty());
+    assert!(!drain(&mut rx)
+        .iter()
+        .any(|e| matches!(e, PublishEvent::TagWritten { .. })));
+    for tag in &tags {
+        assert_eq!(head_digest(&direct, tag).await, None, "{tag}");
+    }
+}

@@ -49,6 +49,33 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             Err(e) => return err(exit::FAILED, format!("mybake: {e}; nothing was built\n")),
         }
     }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return err(
+                exit::FAILED,
+                format!("mybake: cannot start the async runtime: {e}\n"),
+            )
+        }
+    };
+    // SIGINT/SIGTERM from here on cancel the run instead of ending the
+    // process, so that the staging below is always removed (on drop, when
+    // this function returns).
+    let interrupt = {
+        let _rt = rt.enter();
+        match super::interrupt::Interrupt::install(CancellationToken::new()) {
+            Ok(i) => i,
+            Err(e) => {
+                return err(
+                    exit::FAILED,
+                    format!("mybake: cannot handle signals: {e}\n"),
+                )
+            }
+        }
+    };
     let (staging, files) = match outputs::Staging::create(&file_targets) {
         Ok(s) => s,
         Err(e) => {
@@ -71,20 +98,8 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
         insecure_registries: insecure.clone(),
         ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return err(
-                exit::FAILED,
-                format!("mybake: cannot start the async runtime: {e}\n"),
-            )
-        }
-    };
     let progress = b.progress;
-    rt.block_on(async {
+    let outcome = rt.block_on(async {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let printer = tokio::spawn(async move {
             let mut plain = Plain::default();
@@ -119,30 +134,44 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 t.finish();
             }
         });
-        let cancel = CancellationToken::new();
-        let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        {
-            let cancel = cancel.clone();
-            let interrupted = interrupted.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-                    cancel.cancel();
-                }
-            });
-        }
-        let outcome = exec::run(r, plan, &opts, tx, cancel).await;
-        let _ = printer.await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) => return err(exit::FAILED, format!("mybake: {e}; nothing was built\n")),
+        let cancel = interrupt.token().clone();
+        // On a signal the executor cancels its solves and returns; if it
+        // has not within the grace period (a hung connect), it is dropped.
+        let outcome = tokio::select! {
+            o = exec::run(r, plan, &opts, tx, cancel.clone()) => Some(o),
+            _ = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(EXEC_GRACE).await;
+            } => None,
         };
-        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        if interrupt.code().is_some() {
+            let _ = tokio::time::timeout(EXEC_GRACE, printer).await;
+        } else {
+            let _ = printer.await;
+        }
+        if let Some(code) = interrupt.code() {
+            let when = match &outcome {
+                Some(Ok(o)) if o.cancelled.is_empty() && o.skipped.is_empty() => {
+                    "after the builds; nothing published"
+                }
+                None => "while connecting or building; builds abandoned, nothing published",
+                _ => "while building; builds cancelled, nothing published",
+            };
             return err(
-                exit::INTERRUPTED,
-                "mybake: interrupted; builds cancelled, nothing published\n".into(),
+                code,
+                format!(
+                    "mybake: interrupted ({}) {when}; no tag was written\n",
+                    interrupt.name().unwrap_or_default()
+                ),
             );
         }
+        let outcome = match outcome {
+            Some(Ok(o)) => o,
+            Some(Err(e)) => {
+                return err(exit::FAILED, format!("mybake: {e}; nothing was built\n"))
+            }
+            None => unreachable!("dropped only after a signal"),
+        };
         let mut rows = vec![[
             "NODE".to_string(),
             "BUILDER".into(),
@@ -258,16 +287,34 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 }
             }
         };
+        if let Some(code) = interrupt.code() {
+            msg.push_str(&format!(
+                "mybake: interrupted ({}) before publishing; nothing was written, loaded or published; no tag was written\n",
+                interrupt.name().unwrap_or_default()
+            ));
+            return err(code, msg);
+        }
         let mut published = None;
         if !targets.is_empty() {
+            let all_tags: Vec<String> = targets.iter().flat_map(|t| t.tags.clone()).collect();
             let opts = crate::publish::PublishOptions {
                 insecure_registries: insecure.clone(),
+                cancel: interrupt.token().clone(),
                 ..Default::default()
             };
             let (ptx, mut prx) = mpsc::channel::<crate::publish::PublishEvent>(64);
             let quiet = progress == Progress::Quiet || progress == Progress::Json;
+            // The tags confirmed written, as they come: what the summary
+            // reports if the publish has to be dropped after a signal.
+            let tagged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let seen = tagged.clone();
             let printer = tokio::spawn(async move {
                 while let Some(e) = prx.recv().await {
+                    if let crate::publish::PublishEvent::TagWritten { tag, .. } = &e {
+                        if let Ok(mut t) = seen.lock() {
+                            t.push(tag.clone());
+                        }
+                    }
                     if !quiet {
                         if let Some(line) = publish_line(&e) {
                             eprintln!("{line}");
@@ -275,9 +322,29 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                     }
                 }
             });
-            let res =
-                crate::publish::publish(crate::publish::PublishPlan { targets }, opts, ptx).await;
-            let _ = printer.await;
+            let cancel = interrupt.token().clone();
+            // The publish stops on its own on a signal; the grace period
+            // only bounds a step that does not (a credential helper).
+            let res = tokio::select! {
+                r = crate::publish::publish(crate::publish::PublishPlan { targets }, opts, ptx) => r,
+                _ = async {
+                    cancel.cancelled().await;
+                    tokio::time::sleep(EXEC_GRACE).await;
+                } => {
+                    let written: Vec<String> = tagged.lock().map(|t| t.clone()).unwrap_or_default();
+                    let not_written = all_tags.iter().filter(|t| !written.contains(t)).cloned().collect();
+                    Err(crate::publish::PublishError::Interrupted {
+                        written,
+                        in_flight: Vec::new(),
+                        not_written,
+                    })
+                }
+            };
+            if interrupt.code().is_some() {
+                let _ = tokio::time::timeout(EXEC_GRACE, printer).await;
+            } else {
+                let _ = printer.await;
+            }
             match res {
                 Ok(rep) => {
                     for t in &rep.targets {
@@ -291,16 +358,16 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                     published = Some(rep);
                 }
                 Err(e) => {
-                    msg.push_str(&format!("mybake: publishing failed: {e}\n"));
-                    if matches!(e, crate::publish::PublishError::Tags { .. }) {
-                        msg.push_str(
-                            "mybake: some tags were written before the failure (listed above)\n",
-                        );
-                    } else {
-                        msg.push_str("mybake: no tag was written\n");
-                    }
-                    return err(exit::FAILED, msg);
+                    msg.push_str(&publish_failure(&e));
+                    return err(interrupt.code().unwrap_or(exit::FAILED), msg);
                 }
+            }
+            if let Some(code) = interrupt.code() {
+                msg.push_str(&format!(
+                    "mybake: interrupted ({}) after the tags were written (listed above); file outputs and the metadata file were not written\n",
+                    interrupt.name().unwrap_or_default()
+                ));
+                return err(code, msg);
             }
         }
         let mut written = None;
@@ -311,7 +378,20 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 Ok(mybake_buildkit::Endpoint::Docker(d)) => Some(d),
                 _ => None,
             };
-            match outputs::commit(ready, docker.as_ref()).await {
+            let cancel = interrupt.token().clone();
+            let committed = tokio::select! {
+                r = outputs::commit(ready, docker.as_ref()) => r,
+                // Files are moved in one synchronous step after the image
+                // loads, so dropping the commit here moved no file.
+                _ = cancel.cancelled() => {
+                    msg.push_str(&format!(
+                        "mybake: interrupted ({}) while loading images into Docker; no file output was placed; images loaded before the signal stay in Docker\n",
+                        interrupt.name().unwrap_or_default()
+                    ));
+                    return err(interrupt.code().unwrap_or(exit::INTERRUPTED), msg);
+                }
+            };
+            match committed {
                 Ok(rep) => {
                     if progress != Progress::Quiet && progress != Progress::Json {
                         for line in &rep.lines {
@@ -358,6 +438,13 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
                 );
             }
         }
+        if let Some(code) = interrupt.code() {
+            msg.push_str(&format!(
+                "mybake: interrupted ({}) after everything above was done\n",
+                interrupt.name().unwrap_or_default()
+            ));
+            return err(code, msg);
+        }
         if failed {
             let extra = match (outcome.cancelled.len(), outcome.skipped.len()) {
                 (0, 0) => String::new(),
@@ -376,8 +463,18 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             return err(exit::FAILED, msg);
         }
         err(exit::OK, msg)
-    })
+    });
+    // Tasks still running (dropped requests, a blocking DNS lookup) do not
+    // hold up the exit.
+    rt.shutdown_timeout(RUNTIME_SHUTDOWN);
+    outcome
 }
+
+/// After a signal, how long a phase may take to stop on its own before it
+/// is dropped.
+const EXEC_GRACE: std::time::Duration = std::time::Duration::from_millis(1000);
+/// How long leftover tasks may hold up the exit.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(300);
 
 fn publish_line(e: &crate::publish::PublishEvent) -> Option<String> {
     use crate::publish::PublishEvent as P;
@@ -401,7 +498,78 @@ fn publish_line(e: &crate::publish::PublishEvent) -> Option<String> {
             delay.as_secs_f64()
         ),
         P::TagWritten { target, tag, .. } => format!("[{target}] tagged {tag}"),
+        P::WaitingForLock { repository } => {
+            format!("waiting for another mybake run publishing to {repository}")
+        }
     })
+}
+
+/// The summary lines of a failed publish: what failed, then exactly which
+/// tags were written before the failure ("no tag was written" when none).
+fn publish_failure(e: &crate::publish::PublishError) -> String {
+    use crate::publish::PublishError as E;
+    let mut out = match e {
+        E::Tags { written, failed } => {
+            let mut s = format!(
+                "mybake: publishing failed: {} of {} tag(s) could not be written:\n",
+                failed.len(),
+                failed.len() + written.len()
+            );
+            for (tag, why) in failed {
+                s.push_str(&format!("  {tag}: {why}\n"));
+            }
+            s
+        }
+        E::Interrupted {
+            written,
+            in_flight,
+            not_written,
+        } => {
+            let mut s = format!("mybake: publishing {e}\n");
+            s.push_str(&written_tags_line(written, "before the signal"));
+            if !in_flight.is_empty() {
+                s.push_str(&format!(
+                    "mybake: {} tag write(s) under way were abandoned (the registry may have applied them): {}\n",
+                    in_flight.len(),
+                    in_flight.join(", ")
+                ));
+            }
+            if !not_written.is_empty() {
+                s.push_str(&format!(
+                    "mybake: {} tag(s) not written: {}\n",
+                    not_written.len(),
+                    not_written.join(", ")
+                ));
+            }
+            return s;
+        }
+        E::Changed { written, changed } => {
+            let mut s = format!(
+                "mybake: publishing failed: {} tag(s) do not point to this run's index after writing:\n",
+                changed.len()
+            );
+            for c in changed {
+                s.push_str(&format!("  {c}\n"));
+            }
+            s.push_str(&written_tags_line(written, "by this run"));
+            return s;
+        }
+        other => format!("mybake: publishing failed: {other}\n"),
+    };
+    out.push_str(&written_tags_line(e.written(), "before the failure"));
+    out
+}
+
+/// "no tag was written", or the exact list.
+fn written_tags_line(written: &[String], when: &str) -> String {
+    match written {
+        [] => "mybake: no tag was written\n".to_owned(),
+        w => format!(
+            "mybake: {} tag(s) written {when}: {}\n",
+            w.len(),
+            w.join(", ")
+        ),
+    }
 }
 
 /// Targets whose every platform was built and pushed by digest, ready for
@@ -528,4 +696,56 @@ fn file_outputs(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::{PublishError, RegistryError};
+
+    fn unreachable(tag: &str) -> (String, RegistryError) {
+        (
+            tag.to_owned(),
+            RegistryError::Unreachable {
+                reference: tag.to_owned(),
+                attempts: 5,
+                message: "503".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn tag_failures_say_exactly_what_was_written() {
+        let none = publish_failure(&PublishError::Tags {
+            written: vec![],
+            failed: vec![unreachable("r/a:1"), unreachable("r/a:2")],
+        });
+        assert_eq!(
+            none,
+            "mybake: publishing failed: 2 of 2 tag(s) could not be written:\n\
+             \x20 r/a:1: r/a:1: registry unreachable after 5 attempt(s): 503\n\
+             \x20 r/a:2: r/a:2: registry unreachable after 5 attempt(s): 503\n\
+             mybake: no tag was written\n"
+        );
+        let some = publish_failure(&PublishError::Tags {
+            written: vec!["r/a:1".into()],
+            failed: vec![unreachable("r/a:2")],
+        });
+        assert!(
+            some.ends_with("mybake: 1 tag(s) written before the failure: r/a:1\n"),
+            "{some}"
+        );
+        let interrupted = publish_failure(&PublishError::Interrupted {
+            written: vec!["r/a:1".into()],
+            in_flight: vec!["r/a:2".into()],
+            not_written: vec!["r/a:3".into()],
+        });
+        assert_eq!(
+            interrupted,
+            "mybake: publishing interrupted while writing tags (1 of 3 written)\n\
+             mybake: 1 tag(s) written before the signal: r/a:1\n\
+             mybake: 1 tag write(s) under way were abandoned (the registry may have applied them): r/a:2\n\
+             mybake: 1 tag(s) not written: r/a:3\n"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 pub mod args;
 mod build;
 mod index;
+mod interrupt;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -25,6 +26,8 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     pub const INVALID: i32 = 2;
     pub const INTERRUPTED: i32 = 130;
+    /// Ended by SIGTERM (128 + 15), as a shell reports a process it killed.
+    pub const TERMINATED: i32 = 143;
 }
 
 /// What a command produced: text for stdout, or diagnostics.

@@ -118,19 +118,16 @@ pub fn check(
                 }
             }
             if let Some(src) = s.get("src") {
-                let problem = match std::fs::metadata(&src.v) {
-                    Ok(m) if m.is_file() => None,
-                    Ok(m) if m.is_dir() => Some("is a directory, not a file"),
-                    Ok(_) => Some("is not a regular file (a device, FIFO or socket); a secret is read from a regular file"),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
-                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Some("cannot be read (permission denied)"),
-                    Err(_) => Some("cannot be read"),
-                };
-                if let Some(problem) = problem {
+                use mybake_buildkit::secrets::{check_file, FileProblem};
+                if let Err(problem) = check_file(Path::new(&src.v)) {
+                    let code = match problem {
+                        FileProblem::Missing { .. } => "mybake::exec::missing-secret",
+                        _ => "mybake::exec::invalid-secret",
+                    };
                     diags.push(
                         Diag::new(
-                            "mybake::exec::missing-secret",
-                            format!("target `{}`: secret file {} {problem}", t.name.v, src.v),
+                            code,
+                            format!("target `{}`: secret file {problem}", t.name.v),
                         )
                         .label(at(src.span), "this file"),
                     );

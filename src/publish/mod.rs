@@ -35,6 +35,7 @@
 pub mod copy;
 pub mod index;
 pub mod index_cmd;
+pub mod lock;
 pub mod outputs;
 pub mod place;
 pub mod registry;
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use mybake_buildkit::auth::AuthService;
-use mybake_buildkit::Descriptor;
+use mybake_buildkit::{CancellationToken, Descriptor};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -116,6 +117,10 @@ pub struct PublishOptions {
     pub concurrency: usize,
     /// Credentials; `None`: the user's Docker configuration.
     pub auth: Option<AuthService>,
+    /// Cancelling it (SIGINT/SIGTERM) stops the publish at once: no request
+    /// is started after it, requests in flight are dropped, and the error
+    /// is [`PublishError::Interrupted`] with the tags written before.
+    pub cancel: CancellationToken,
 }
 
 impl Default for PublishOptions {
@@ -129,6 +134,7 @@ impl Default for PublishOptions {
             read_timeout: r.read_timeout,
             concurrency: 8,
             auth: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -143,6 +149,7 @@ impl PublishOptions {
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
             auth: self.auth.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -195,6 +202,12 @@ pub enum PublishEvent {
         /// Why it failed.
         reason: String,
     },
+    /// Another run (on this machine) is writing tags of `repository`;
+    /// this one waits for it before writing its own.
+    WaitingForLock {
+        /// `registry/repository`.
+        repository: String,
+    },
     /// A tag now points to the target's index.
     TagWritten {
         /// The target.
@@ -227,13 +240,65 @@ pub enum PublishError {
         source: RegistryError,
     },
     /// Some tag writes failed (after their retries); `written` did happen.
-    #[error("{} of {} tag(s) could not be written: {}{}", failed.len(), failed.len() + written.len(), failed.first().map(|(_, e)| e.to_string()).unwrap_or_default(), if written.is_empty() { String::new() } else { format!(" (written: {})", written.join(", ")) })]
+    #[error("{} of {} tag(s) could not be written: {}{}", failed.len(), failed.len() + written.len(), failed.first().map(|(_, e)| e.to_string()).unwrap_or_default(), if written.is_empty() { " (no tag was written)".to_owned() } else { format!(" (written: {})", written.join(", ")) })]
     Tags {
         /// Tags that were written.
         written: Vec<String>,
         /// Tags that were not, with why.
         failed: Vec<(String, RegistryError)>,
     },
+    /// The tags could not be locked against concurrent runs (nothing was
+    /// written).
+    #[error("{0}")]
+    Lock(#[from] lock::LockError),
+    /// Every tag was written, but reading them back found some pointing
+    /// elsewhere: another writer changed them (or they could not be read).
+    #[error("{} of {} tag(s) written by this run {}: {}", changed.len(), written.len(), if changed.iter().all(|c| c.found.is_ok()) { "were changed by another writer right after" } else { "could not be confirmed" }, changed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Changed {
+        /// Every tag this run wrote.
+        written: Vec<String>,
+        /// The ones that no longer point to this run's index.
+        changed: Vec<ChangedTag>,
+    },
+    /// Cancelled (SIGINT/SIGTERM). `written`: confirmed written before;
+    /// `in_flight`: the write was under way and was dropped (the registry
+    /// may or may not have applied it); `not_written`: never sent (or
+    /// failed).
+    #[error("interrupted {}", if written.is_empty() && in_flight.is_empty() { "before any tag was written".to_owned() } else { format!("while writing tags ({} of {} written)", written.len(), written.len() + in_flight.len() + not_written.len()) })]
+    Interrupted {
+        /// Tags written before the interruption.
+        written: Vec<String>,
+        /// Tags whose write was in flight.
+        in_flight: Vec<String>,
+        /// Tags not written.
+        not_written: Vec<String>,
+    },
+}
+
+/// A tag that did not read back as this run's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedTag {
+    /// The tag.
+    pub tag: String,
+    /// This run's index.
+    pub expected: String,
+    /// What the tag points to now (`None`: nothing), or why it could not be
+    /// read.
+    pub found: Result<Option<String>, String>,
+}
+
+impl std::fmt::Display for ChangedTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.found {
+            Ok(Some(d)) => write!(
+                f,
+                "{} now points to {d}, not to this run's index {}",
+                self.tag, self.expected
+            ),
+            Ok(None) => write!(f, "{} no longer exists", self.tag),
+            Err(e) => write!(f, "{} could not be read back: {e}", self.tag),
+        }
+    }
 }
 
 fn prefix(target: &Option<String>) -> String {
@@ -258,12 +323,28 @@ impl PublishError {
         }
     }
 
+    /// The tags written before the failure, in the order given (none for
+    /// a failure before the tag writes).
+    pub fn written(&self) -> &[String] {
+        match self {
+            PublishError::Tags { written, .. }
+            | PublishError::Changed { written, .. }
+            | PublishError::Interrupted { written, .. } => written,
+            PublishError::Invalid { .. }
+            | PublishError::Registry { .. }
+            | PublishError::Lock(_) => &[],
+        }
+    }
+
     /// The registry error behind this one, if any.
     pub fn registry_error(&self) -> Option<&RegistryError> {
         match self {
             PublishError::Registry { source, .. } => Some(source),
             PublishError::Tags { failed, .. } => failed.first().map(|(_, e)| e),
-            PublishError::Invalid { .. } => None,
+            PublishError::Invalid { .. }
+            | PublishError::Lock(_)
+            | PublishError::Changed { .. }
+            | PublishError::Interrupted { .. } => None,
         }
     }
 }
@@ -367,6 +448,33 @@ pub async fn publish(
 
 /// [`publish`] with a given client (shared connections and credentials).
 pub async fn publish_with(
+    client: &RegistryClient,
+    plan: PublishPlan,
+    opts: &PublishOptions,
+    events: &mpsc::Sender<PublishEvent>,
+) -> Result<PublishReport, PublishError> {
+    let cancel = client.options().cancel.clone();
+    let all_tags: Vec<String> = plan
+        .targets
+        .iter()
+        .flat_map(|t| t.tags.iter().cloned())
+        .collect();
+    let result = publish_stages(client, plan, opts, events).await;
+    match result {
+        Err(e @ PublishError::Interrupted { .. }) => Err(e),
+        // Cancelled before the tag writes (or a failure caused by it).
+        Err(e) if cancel.is_cancelled() && e.written().is_empty() => {
+            Err(PublishError::Interrupted {
+                written: Vec::new(),
+                in_flight: Vec::new(),
+                not_written: all_tags,
+            })
+        }
+        other => other,
+    }
+}
+
+async fn publish_stages(
     client: &RegistryClient,
     plan: PublishPlan,
     opts: &PublishOptions,
@@ -595,23 +703,86 @@ pub(crate) async fn prepare_repositories(
     Ok(())
 }
 
-/// Writes every tag of every prepared target, `concurrency` at a time;
-/// returns the tags written (as given), or [`PublishError::Tags`].
+/// How one tag write ended.
+enum TagWrite {
+    Written,
+    Failed(RegistryError),
+    /// Cancelled while the request was under way.
+    InFlight,
+    /// Cancelled before it started.
+    NotStarted,
+}
+
+/// Writes every tag of every prepared target, `concurrency` at a time,
+/// holding the lock of every repository written to ([`lock`]) so that
+/// concurrent runs on this machine do not interleave their tags, then reads
+/// every tag back (manifest `HEAD`) to catch another writer. Returns the
+/// tags written (as given), or [`PublishError::Tags`],
+/// [`PublishError::Changed`], [`PublishError::Interrupted`] (the client's
+/// cancellation token) or [`PublishError::Lock`].
 pub(crate) async fn write_tags(
     client: &RegistryClient,
     prepared: &[Prepared],
     concurrency: usize,
     events: &mpsc::Sender<PublishEvent>,
 ) -> Result<HashSet<String>, PublishError> {
+    let cancel = client.options().cancel.clone();
+    let cancel = &cancel;
+    // The tags in the order given, for reports.
+    let order: Vec<&String> = prepared
+        .iter()
+        .flat_map(|p| p.tags.iter().map(|(t, _)| t))
+        .collect();
+    let pos = |t: &String| order.iter().position(|o| *o == t).unwrap_or(usize::MAX);
+    let interrupted = |written: Vec<String>, in_flight: Vec<String>| {
+        let not_written = order
+            .iter()
+            .filter(|t| !written.contains(t) && !in_flight.contains(t))
+            .map(|t| (*t).clone())
+            .collect();
+        PublishError::Interrupted {
+            written,
+            in_flight,
+            not_written,
+        }
+    };
+
+    let repositories: Vec<String> = prepared
+        .iter()
+        .flat_map(|p| p.tags.iter().map(|(_, r)| lock_key(r)))
+        .collect();
+    let locks = lock::lock_repositories(&lock::lock_dir(), &repositories, cancel, |repo| {
+        // Best effort and immediate: the channel may be full or closed.
+        let _ = events.try_send(PublishEvent::WaitingForLock {
+            repository: repo.to_owned(),
+        });
+    })
+    .await;
+    let _locks = match locks {
+        Ok(l) => l,
+        Err(lock::LockError::Interrupted { .. }) => {
+            return Err(interrupted(Vec::new(), Vec::new()))
+        }
+        Err(e) => return Err(e.into()),
+    };
+
     let jobs = prepared
         .iter()
         .flat_map(|p| p.tags.iter().map(move |(text, r)| (p, text, r)));
-    let results: Vec<(String, Result<(), RegistryError>)> =
+    let results: Vec<(String, TagWrite)> =
         futures::stream::iter(jobs.map(|(p, text, r)| async move {
-            let result = client
+            if cancel.is_cancelled() {
+                return (text.clone(), TagWrite::NotStarted);
+            }
+            let outcome = match client
                 .put_manifest(r, p.built.bytes.clone(), OCI_INDEX)
-                .await;
-            if result.is_ok() {
+                .await
+            {
+                Ok(()) => TagWrite::Written,
+                Err(RegistryError::Interrupted { .. }) => TagWrite::InFlight,
+                Err(e) => TagWrite::Failed(e),
+            };
+            if matches!(outcome, TagWrite::Written) {
                 let _ = events
                     .send(PublishEvent::TagWritten {
                         target: p.name.clone(),
@@ -620,32 +791,69 @@ pub(crate) async fn write_tags(
                     })
                     .await;
             }
-            (text.clone(), result)
+            (text.clone(), outcome)
         }))
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     let mut written = Vec::new();
     let mut failed = Vec::new();
+    let mut in_flight = Vec::new();
     for (tag, r) in results {
         match r {
-            Ok(()) => written.push(tag),
-            Err(e) => failed.push((tag, e)),
+            TagWrite::Written => written.push(tag),
+            TagWrite::Failed(e) => failed.push((tag, e)),
+            TagWrite::InFlight => in_flight.push(tag),
+            TagWrite::NotStarted => {}
         }
     }
-    if failed.is_empty() {
-        Ok(written.into_iter().collect())
-    } else {
-        // Report in the order given, not completion order.
-        let order: Vec<&String> = prepared
-            .iter()
-            .flat_map(|p| p.tags.iter().map(|(t, _)| t))
-            .collect();
-        let pos = |t: &String| order.iter().position(|o| *o == t).unwrap_or(usize::MAX);
-        written.sort_by_key(|t| pos(t));
-        failed.sort_by_key(|(t, _)| pos(t));
-        Err(PublishError::Tags { written, failed })
+    // Report in the order given, not completion order.
+    written.sort_by_key(|t| pos(t));
+    failed.sort_by_key(|(t, _)| pos(t));
+    in_flight.sort_by_key(|t| pos(t));
+    if cancel.is_cancelled() {
+        return Err(interrupted(written, in_flight));
     }
+    if !failed.is_empty() {
+        return Err(PublishError::Tags { written, failed });
+    }
+
+    // Read back, still holding the locks: a tag that does not point to this
+    // run's index was changed by a writer outside this machine's locks.
+    let checks = prepared.iter().flat_map(|p| {
+        p.tags
+            .iter()
+            .map(move |(text, r)| (text, r, p.built.digest.as_str()))
+    });
+    let read: Vec<Option<ChangedTag>> =
+        futures::stream::iter(checks.map(|(text, r, digest)| async move {
+            let found = match client.head_manifest(r).await {
+                Ok(h) => Ok(h.map(|h| h.digest)),
+                Err(e) => Err(e.to_string()),
+            };
+            (found.as_ref() != Ok(&Some(digest.to_owned()))).then(|| ChangedTag {
+                tag: text.clone(),
+                expected: digest.to_owned(),
+                found,
+            })
+        }))
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    if cancel.is_cancelled() {
+        return Err(interrupted(written, Vec::new()));
+    }
+    let changed: Vec<ChangedTag> = read.into_iter().flatten().collect();
+    if !changed.is_empty() {
+        return Err(PublishError::Changed { written, changed });
+    }
+    Ok(written.into_iter().collect())
+}
+
+/// The lock key of a tag's repository: `registry/repository`, the registry
+/// as requests go to it (`docker.io` → `index.docker.io`).
+fn lock_key(r: &Reference) -> String {
+    format!("{}/{}", r.resolve_registry(), r.repository())
 }
 
 #[cfg(test)]

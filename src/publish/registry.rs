@@ -39,6 +39,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use mybake_buildkit::auth::{AuthConfig, AuthService};
+use mybake_buildkit::CancellationToken;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
@@ -124,6 +125,10 @@ pub struct RegistryOptions {
     /// Where credentials come from; `None`: the user's Docker configuration
     /// ([`AuthService::from_env`]).
     pub auth: Option<AuthService>,
+    /// Once cancelled, every request of the client stops at once (the
+    /// attempt in flight is dropped, no retry is made) and fails with
+    /// [`RegistryError::Interrupted`].
+    pub cancel: CancellationToken,
 }
 
 impl Default for RegistryOptions {
@@ -135,6 +140,7 @@ impl Default for RegistryOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             auth: None,
+            cancel: CancellationToken::new(),
         }
     }
 }
@@ -148,6 +154,7 @@ impl fmt::Debug for RegistryOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("read_timeout", &self.read_timeout)
             .field("auth", &self.auth.as_ref().map(|_| "<configured>"))
+            .field("cancelled", &self.cancel.is_cancelled())
             .finish()
     }
 }
@@ -210,6 +217,13 @@ pub enum RegistryError {
         /// What is wrong.
         message: String,
     },
+    /// The client was cancelled (SIGINT/SIGTERM) before the request
+    /// ended; it may or may not have reached the registry.
+    #[error("{reference}: interrupted")]
+    Interrupted {
+        /// The reference.
+        reference: String,
+    },
     /// Credentials could not be looked up.
     #[error("credentials for {registry}: {message}")]
     Credentials {
@@ -229,7 +243,8 @@ impl RegistryError {
             | RegistryError::ManifestInvalid { reference, .. }
             | RegistryError::Unreachable { reference, .. }
             | RegistryError::Rejected { reference, .. }
-            | RegistryError::Invalid { reference, .. } => reference,
+            | RegistryError::Invalid { reference, .. }
+            | RegistryError::Interrupted { reference } => reference,
             RegistryError::Credentials { registry, .. } => registry,
         }
     }
@@ -702,18 +717,34 @@ impl RegistryClient {
         Fut: Future<Output = Result<T, Fault>>,
     {
         let policy = &self.inner.options.retry;
+        let cancel = &self.inner.options.cancel;
+        let interrupted = || RegistryError::Interrupted {
+            reference: reference.to_owned(),
+        };
         let attempts = policy.attempts.max(1);
         let mut n = 1;
         loop {
-            let result = match timeout {
-                Some(t) => match tokio::time::timeout(t, attempt()).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Fault::Transport(format!(
-                        "no answer within {} ms",
-                        t.as_millis()
-                    ))),
-                },
-                None => attempt().await,
+            if cancel.is_cancelled() {
+                return Err(interrupted());
+            }
+            let one = async {
+                match timeout {
+                    Some(t) => match tokio::time::timeout(t, attempt()).await {
+                        Ok(r) => r,
+                        Err(_) => Err(Fault::Transport(format!(
+                            "no answer within {} ms",
+                            t.as_millis()
+                        ))),
+                    },
+                    None => attempt().await,
+                }
+            };
+            // An attempt that ended counts even when the cancellation
+            // came at the same time (`biased`): its effect happened.
+            let result = tokio::select! {
+                biased;
+                r = one => r,
+                _ = cancel.cancelled() => return Err(interrupted()),
             };
             match result {
                 Ok(v) => return Ok(v),
@@ -739,7 +770,10 @@ impl RegistryClient {
                             })
                             .await;
                     }
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = cancel.cancelled() => return Err(interrupted()),
+                    }
                     n += 1;
                 }
                 Err(fault) => return Err(fault.into_error(reference, n, op)),

@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::{Secrets, SecretsServer};
@@ -77,14 +77,17 @@ impl SecretSource {
     }
 }
 
-/// A configuration error of the secret sources.
+/// Why a file cannot be a secret source.
 #[derive(Debug, thiserror::Error)]
-pub enum SecretsError {
-    /// A secret without id.
-    #[error("secret missing ID")]
-    MissingId,
-    /// A file source that cannot be read.
-    #[error("failed to stat {path}: {source}")]
+pub enum FileProblem {
+    /// Nothing at the path.
+    #[error("{} does not exist", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The path exists (or may) but cannot be examined.
+    #[error("{} cannot be examined: {source}", path.display())]
     Stat {
         /// The file.
         path: PathBuf,
@@ -92,11 +95,85 @@ pub enum SecretsError {
         #[source]
         source: std::io::Error,
     },
-    /// A file source larger than BuildKit accepts.
-    #[error("secret {id} too big. max size {MAX_SECRET_SIZE} bytes")]
-    TooBig {
+    /// A directory, device, FIFO or socket: its "contents" are not a value.
+    #[error("{} is a {kind}, not a regular file", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead (`directory`, `character device`, ...).
+        kind: &'static str,
+    },
+    /// Larger than BuildKit accepts.
+    #[error("{} is {size} bytes, more than the {MAX_SECRET_SIZE} bytes BuildKit accepts for a secret", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+}
+
+/// Checks that `path` (symlinks followed) is a regular file of at most
+/// [`MAX_SECRET_SIZE`] bytes; returns its size.
+pub fn check_file(path: &Path) -> Result<u64, FileProblem> {
+    let md = match std::fs::metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FileProblem::Missing {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => {
+            return Err(FileProblem::Stat {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let ft = md.file_type();
+    if !ft.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_dir() {
+            "directory"
+        } else if ft.is_char_device() {
+            "character device"
+        } else if ft.is_block_device() {
+            "block device"
+        } else if ft.is_fifo() {
+            "named pipe (FIFO)"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(FileProblem::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    if md.len() > MAX_SECRET_SIZE {
+        return Err(FileProblem::TooLarge {
+            path: path.to_path_buf(),
+            size: md.len(),
+        });
+    }
+    Ok(md.len())
+}
+
+/// A configuration error of the secret sources.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// A secret without id.
+    #[error("secret missing ID")]
+    MissingId,
+    /// A file source that cannot be a secret ([`check_file`]).
+    #[error("secret {id}: {problem}")]
+    File {
         /// The secret id.
         id: String,
+        /// What is wrong with the file.
+        #[source]
+        problem: FileProblem,
     },
 }
 
@@ -117,7 +194,8 @@ impl fmt::Debug for SecretsService {
 impl SecretsService {
     /// A service for `sources` (id → source). Like buildkit's
     /// `secretsprovider.NewStore`, checks up front that every file source
-    /// exists and is at most [`MAX_SECRET_SIZE`] bytes.
+    /// is a regular file of at most [`MAX_SECRET_SIZE`] bytes
+    /// ([`check_file`]).
     pub fn new<I>(sources: I) -> Result<Self, SecretsError>
     where
         I: IntoIterator<Item = (String, SecretSource)>,
@@ -128,12 +206,8 @@ impl SecretsService {
                 return Err(SecretsError::MissingId);
             }
             if let SecretSource::File(path) = &source {
-                let md = std::fs::metadata(path).map_err(|source| SecretsError::Stat {
-                    path: path.clone(),
-                    source,
-                })?;
-                if md.len() > MAX_SECRET_SIZE {
-                    return Err(SecretsError::TooBig { id });
+                if let Err(problem) = check_file(path) {
+                    return Err(SecretsError::File { id, problem });
                 }
             }
             map.insert(id, source);
@@ -168,12 +242,18 @@ impl SecretsService {
                     v.into_vec()
                 })
                 .unwrap_or_default(),
-            SecretSource::File(path) => tokio::fs::read(path).await.map_err(|e| {
-                Status::unknown(format!(
-                    "failed to read secret {id} from {}: {e}",
-                    path.display()
-                ))
-            })?,
+            SecretSource::File(path) => {
+                // Checked again: the file may have been replaced by a FIFO
+                // or device since, and reading one would not end.
+                check_file(path)
+                    .map_err(|e| Status::unknown(format!("failed to read secret {id}: {e}")))?;
+                tokio::fs::read(path).await.map_err(|e| {
+                    Status::unknown(format!(
+                        "failed to read secret {id} from {}: {e}",
+                        path.display()
+                    ))
+                })?
+            }
         };
         if data.len() as u64 > MAX_SECRET_SIZE {
             return Err(Status::unknown(format!(
@@ -256,14 +336,53 @@ mod tests {
                 "a".to_owned(),
                 SecretSource::File(dir.path().join("missing"))
             )]),
-            Err(SecretsError::Stat { .. })
+            Err(SecretsError::File {
+                problem: FileProblem::Missing { .. },
+                ..
+            })
         ));
         let big = dir.path().join("big");
         std::fs::write(&big, vec![0u8; 500 * 1024 + 1])?;
-        assert!(matches!(
-            SecretsService::new([("big".to_owned(), SecretSource::File(big))]),
-            Err(SecretsError::TooBig { .. })
-        ));
+        let err = SecretsService::new([("big".to_owned(), SecretSource::File(big))]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SecretsError::File {
+                    problem: FileProblem::TooLarge { size: 512001, .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains("512001 bytes, more than the 512000"),
+            "{err}"
+        );
+        // Exists, but not a regular file: said so, not "does not exist".
+        for (path, kind) in [
+            (Path::new("/dev/zero"), "character device"),
+            (dir.path(), "directory"),
+        ] {
+            let e = check_file(path).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("{} is a {kind}, not a regular file", path.display())
+            );
+        }
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = SecretsService::new([("p".to_owned(), SecretSource::File(fifo))]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is a named pipe (FIFO), not a regular file"),
+            "{e}"
+        );
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, b"v")?;
+        assert_eq!(check_file(&ok).ok(), Some(1));
         Ok(())
     }
 
