@@ -726,3 +726,49 @@ fn secret_src_that_is_not_a_file_says_what_it_is() {
     assert!(o.stderr.contains("missing does not exist"), "{}", o.stderr);
     assert!(!o.stderr.contains("/dev/zero does not exist"), "{}", o.stderr);
 }
+
+/// SIGTERM and SIGINT during the builds: exit 143 / 130, every
+/// destination as it was, and no staging left behind (the run cleans up
+/// on its way out; only SIGKILL leaves staging for the next run).
+#[test]
+fn sigterm_and_sigint_leave_no_staging() {
+    testbed();
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let t = Test::new()
+            .kdl(
+                "target \"x\" {\n    platforms \"linux/amd64\"\n    output \"tar\" dest=\"out/x.tar\"\n    output \"local\" dest=\"out/x\"\n}\ngroup \"default\" { targets \"x\"; }\n",
+            )
+            .file(
+                "Dockerfile",
+                &format!("FROM {BUSYBOX}\nRUN echo {} > /n && sleep 60\n", nonce()),
+            )
+            .file("out/x/user-file", "mine\n")
+            .file("out/x.tar", "old\n");
+        let out = t.path().join("out");
+        let before = tree(&out);
+        let child = Command::new(env!("CARGO_BIN_EXE_mybake"))
+            .args(["build", "--progress", "plain"])
+            .current_dir(t.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", t.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while staging_left(&out).len() < 2 || staging_left(&out.join("x")).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "no staging appeared");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // Let the solve start (the staging exists before the builder is
+        // contacted).
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "signal {sig}:\n{stderr}");
+        assert_eq!(staging_left(&out), Vec::<String>::new(), "signal {sig}");
+        assert_eq!(staging_left(&out.join("x")), Vec::<String>::new(), "signal {sig}");
+        assert_eq!(tree(&out), before, "signal {sig}: out/ changed");
+    }
+}
