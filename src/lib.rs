@@ -11,6 +11,7 @@ pub mod cli;
 pub mod diag;
 pub mod exec;
 pub mod load;
+pub mod oci;
 pub mod par;
 pub mod plan;
 pub mod publish;

@@ -719,12 +719,24 @@ fn secret_src_that_is_not_a_file_says_what_it_is() {
         .kdl("target \"x\" {\n    secret id=\"a\" src=\"/dev/zero\"\n    secret id=\"b\" src=\"sub\"\n    secret id=\"c\" src=\"missing\"\n}\ngroup \"default\" { targets \"x\"; }\n")
         .file("Dockerfile", "FROM scratch\n")
         .file("sub/f", "x");
-    let o = Test::run_in(&t, &["build", "--builder", "unix:///nonexistent/mybake-test.sock"]);
+    let o = Test::run_in(
+        &t,
+        &["build", "--builder", "unix:///nonexistent/mybake-test.sock"],
+    );
     assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("/dev/zero is a character device, not a regular file"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("/dev/zero is a character device, not a regular file"),
+        "{}",
+        o.stderr
+    );
     assert!(o.stderr.contains("sub is a directory"), "{}", o.stderr);
     assert!(o.stderr.contains("missing does not exist"), "{}", o.stderr);
-    assert!(!o.stderr.contains("/dev/zero does not exist"), "{}", o.stderr);
+    assert!(
+        !o.stderr.contains("/dev/zero does not exist"),
+        "{}",
+        o.stderr
+    );
 }
 
 /// SIGTERM and SIGINT during the builds: exit 143 / 130, every
@@ -768,7 +780,11 @@ fn sigterm_and_sigint_leave_no_staging() {
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(code), "signal {sig}:\n{stderr}");
         assert_eq!(staging_left(&out), Vec::<String>::new(), "signal {sig}");
-        assert_eq!(staging_left(&out.join("x")), Vec::<String>::new(), "signal {sig}");
+        assert_eq!(
+            staging_left(&out.join("x")),
+            Vec::<String>::new(),
+            "signal {sig}"
+        );
         assert_eq!(tree(&out), before, "signal {sig}: out/ changed");
     }
 }

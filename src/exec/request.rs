@@ -95,13 +95,10 @@ pub fn registry_of(reference: &str) -> &str {
     }
 }
 
-/// Plain-HTTP registries: loopback, plus those the user marks insecure.
+/// Plain-HTTP registries: loopback, plus those the user marks insecure
+/// (`MYBAKE_INSECURE_REGISTRIES`), by the one rule publish also uses.
 pub fn is_insecure(host: &str, extra: &[String]) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    name == "localhost"
-        || name.starts_with("127.")
-        || name == "[::1]"
-        || extra.iter().any(|e| e == host)
+    crate::oci::is_plain_http(host, extra)
 }
 
 /// Options of the run that change requests.
@@ -397,6 +394,8 @@ mod tests {
                 && !is_insecure("ghcr.io", &[])
         );
         assert!(is_insecure("reg.lan:5000", &["reg.lan:5000".into()]));
+        // The same rule as publish: a bare host means every port.
+        assert!(is_insecure("reg.lan:5000", &["reg.lan".into()]));
     }
 
     #[test]
