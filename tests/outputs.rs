@@ -719,21 +719,10 @@ fn secret_src_that_is_not_a_file_says_what_it_is() {
         .kdl("target \"x\" {\n    secret id=\"a\" src=\"/dev/zero\"\n    secret id=\"b\" src=\"sub\"\n    secret id=\"c\" src=\"missing\"\n}\ngroup \"default\" { targets \"x\"; }\n")
         .file("Dockerfile", "FROM scratch\n")
         .file("sub/f", "x");
-    let o = Test::run_in(
-        &t,
-        &["build", "--builder", "unix:///nonexistent/mybake-test.sock"],
-    );
+    let o = Test::run_in(&t, &["build", "--builder", "unix:///nonexistent/mybake-test.sock"]);
     assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("/dev/zero is not a regular file"),
-        "{}",
-        o.stderr
-    );
+    assert!(o.stderr.contains("/dev/zero is not a regular file"), "{}", o.stderr);
     assert!(o.stderr.contains("sub is a directory"), "{}", o.stderr);
     assert!(o.stderr.contains("missing does not exist"), "{}", o.stderr);
-    assert!(
-        !o.stderr.contains("/dev/zero does not exist"),
-        "{}",
-        o.stderr
-    );
+    assert!(!o.stderr.contains("/dev/zero does not exist"), "{}", o.stderr);
 }
