@@ -1,7 +1,13 @@
 //! The `mybake build` scheduler against the real test bed
-//! (scripts/testbed/README.md): per-platform ordering, `-j`, fail-fast and
-//! `--keep-going`, Ctrl-C, a builder that disappears, a two-node builder
-//! with disjoint platforms, and the progress formats.
+//! (scripts/testbed/README.md): critical path first under `-j 1`, fail-fast
+//! and `--keep-going`, Ctrl-C, a builder that disappears, a two-node
+//! builder with disjoint platforms, and the progress formats.
+//!
+//! The scheduling cases themselves (per-platform ordering, `-j` caps,
+//! critical path first, fail-fast, keep-going, cancellation, a lost
+//! builder) are unit tests over a fake solver in `src/exec/schedule.rs`;
+//! the ones here check that the real daemon run behaves the same end to
+//! end.
 //!
 //! These tests never skip: when the daemon, the registry or the splice
 //! socket is down they fail and say what is missing. Every test pushes to
@@ -267,93 +273,7 @@ fn show(o: &Output) -> String {
     format!("exit {}\nstderr:\n{}", o.code, o.stderr)
 }
 
-// ---------------------------------------------------------------- 1: per-platform ordering
-
-/// `app` needs `base` per platform: app@arm64 waits for base@arm64 only,
-/// and so starts while base@amd64 (slow on purpose) is still building.
-#[test]
-fn dependent_platform_starts_before_other_platform_of_its_dependency_finishes() {
-    testbed();
-    let n = nonce();
-    let base_repo = unique_repo("order-base");
-    let app_repo = unique_repo("order-app");
-    let _cleanup = StoreCleanup(vec![base_repo.clone(), app_repo.clone()]);
-    let kdl = format!(
-        r#"
-target "base" {{
-    context "base"
-    platforms "linux/amd64" "linux/arm64"
-    arg "NONCE" "{n}"
-    tags "{base_repo}:dev"
-}}
-target "app" {{
-    context "app"
-    contexts {{ base "target:base" }}
-    platforms "linux/amd64" "linux/arm64"
-    arg "NONCE" "{n}"
-    tags "{app_repo}:dev"
-}}
-"#
-    );
-    let t = Test::new()
-        .kdl(&kdl)
-        .file("base/Dockerfile", &format!("FROM {BUSYBOX}\nARG NONCE\nRUN echo \"$NONCE\" > /nonce && if [ \"$(uname -m)\" = x86_64 ]; then sleep 10; fi\n"))
-        .file("app/Dockerfile", "FROM base\nARG NONCE\nRUN echo \"app $NONCE\" > /app\n");
-    let (o, ev, _) = run_json(t, &["build", "app"]);
-    assert_eq!(o.code, 0, "{}", show(&o));
-    let (base_amd_start, base_amd_end) = ev.interval("base@linux/amd64");
-    let (_, base_arm_end) = ev.interval("base@linux/arm64");
-    let (app_arm_start, app_arm_end) = ev.interval("app@linux/arm64");
-    let (app_amd_start, _) = ev.interval("app@linux/amd64");
-    // Each app platform waited for its own base platform...
-    assert!(app_arm_start >= base_arm_end, "app@linux/arm64 started ({app_arm_start}) before base@linux/arm64 finished ({base_arm_end})");
-    assert!(app_amd_start >= base_amd_end, "app@linux/amd64 started ({app_amd_start}) before base@linux/amd64 finished ({base_amd_end})");
-    // ...and for nothing else.
-    assert!(
-        base_amd_end - base_amd_start >= 10_000,
-        "base@linux/amd64 should take ≥ 10 s (sleep 10): {base_amd_start}..{base_amd_end}"
-    );
-    assert!(
-        app_arm_start < base_amd_end,
-        "app@linux/arm64 started at {app_arm_start}, after base@linux/amd64 finished at {base_amd_end}: it waited for the other platform (base@arm64 finished at {base_arm_end})"
-    );
-    eprintln!("base@arm64 done +{} ms, app@arm64 start +{} ms / done +{} ms, base@amd64 done +{} ms (from base@amd64 start)", base_arm_end - base_amd_start, app_arm_start - base_amd_start, app_arm_end - base_amd_start, base_amd_end - base_amd_start);
-}
-
-// ---------------------------------------------------------------- 2: -j 1
-
-fn fan_out(n: &str, k: usize) -> Test {
-    let mut kdl = String::new();
-    let mut t = Test::new();
-    for i in 0..k {
-        kdl.push_str(&format!(
-            "target \"t{i}\" {{\n    context \"t{i}\"\n    platforms \"linux/amd64\"\n}}\n"
-        ));
-        t = t.file(
-            &format!("t{i}/Dockerfile"),
-            &format!("FROM {BUSYBOX}\nRUN echo \"{n} {i}\" > /id && sleep 2\n"),
-        );
-    }
-    kdl.push_str(&format!(
-        "group \"default\" {{\n    targets {}\n}}\n",
-        (0..k)
-            .map(|i| format!("\"t{i}\""))
-            .collect::<Vec<_>>()
-            .join(" ")
-    ));
-    t.kdl(&kdl)
-}
-
-fn intervals(ev: &Events, k: usize) -> Vec<(String, u64, u64)> {
-    (0..k)
-        .map(|i| {
-            let id = format!("t{i}@linux/amd64");
-            let (s, f) = ev.interval(&id);
-            assert!(s <= f, "{id}: started {s} after finished {f}");
-            (id, s, f)
-        })
-        .collect()
-}
+// ---------------------------------------------------------------- 2: -j 1 (per-platform ordering and the -j caps: src/exec/schedule.rs)
 
 fn overlaps(iv: &[(String, u64, u64)]) -> Vec<String> {
     let mut out = Vec::new();
@@ -369,32 +289,6 @@ fn overlaps(iv: &[(String, u64, u64)]) -> Vec<String> {
         }
     }
     out
-}
-
-#[test]
-fn jobs_1_never_overlaps_solves() {
-    testbed();
-    const K: usize = 4;
-    let (o, ev, took) = run_json(fan_out(&nonce(), K), &["build", "-j", "1"]);
-    assert_eq!(o.code, 0, "{}", show(&o));
-    let iv = intervals(&ev, K);
-    let bad = overlaps(&iv);
-    assert!(
-        bad.is_empty(),
-        "-j 1 ran solves at the same time:\n{}",
-        bad.join("\n")
-    );
-    eprintln!("-j 1: {K} solves in {took:?}: {iv:?}");
-    // Control: without -j the same fan-out does overlap, so the check above
-    // can see an overlap when there is one.
-    let (o, ev, took) = run_json(fan_out(&nonce(), K), &["build"]);
-    assert_eq!(o.code, 0, "{}", show(&o));
-    let iv = intervals(&ev, K);
-    assert!(
-        !overlaps(&iv).is_empty(),
-        "without -j the {K} independent solves never overlapped: {iv:?}"
-    );
-    eprintln!("no -j: {K} solves in {took:?}");
 }
 
 /// With one slot, the ready node with the longest chain behind it goes

@@ -11,6 +11,10 @@
 //! written here, and dependents use the result as `repo@digest` (so it
 //! works across builders too). The first failure cancels the run unless
 //! `keep_going`.
+//!
+//! [`run`] connects to the builder nodes, assigns each build node to one
+//! and ranks them; [`schedule`] decides what starts when, on a
+//! [`schedule::Solver`] — here one that solves on BuildKit.
 
 pub mod builders;
 pub mod event;
@@ -18,14 +22,15 @@ pub mod preflight;
 pub mod priority;
 pub mod request;
 pub mod retry;
+pub mod schedule;
 
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use futures::future::BoxFuture;
 use petgraph::graph::NodeIndex;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 pub use event::Event;
 use mybake_buildkit::{CancellationToken, Client, Descriptor, Endpoint, StatusEvent};
@@ -105,7 +110,7 @@ pub enum ExecError {
 
 /// Why a solve did not produce a result.
 #[derive(Debug)]
-enum NodeError {
+pub enum NodeError {
     /// The run was cancelled (another node failed, or Ctrl-C) while it ran.
     Cancelled,
     /// The message names the node (and the builder, for solve errors).
@@ -291,12 +296,6 @@ pub async fn run(
             priority::EMULATED_WEIGHT
         }
     });
-    let position: HashMap<NodeIndex, usize> = plan
-        .order
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| (n, i))
-        .collect();
     let req_opts = RequestOptions {
         no_cache: opts.no_cache,
         history: opts.history,
@@ -304,152 +303,101 @@ pub async fn run(
         ssh_auth_sock: opts.ssh_auth_sock.clone(),
         files: opts.files.clone(),
     };
+    let limits = schedule::Limits {
+        jobs: opts.jobs,
+        per_builder: nodes.iter().map(|n| n.jobs).collect(),
+    };
+    let solver = BuildKitSolver {
+        r,
+        plan,
+        pushes,
+        clients,
+        builders: nodes.iter().map(|n| n.name.clone()).collect(),
+        req_opts,
+        events: events.clone(),
+    };
+    let sched = schedule::Scheduler::new(plan, assigned, rank, &limits, opts.keep_going);
+    Ok(schedule::drive(sched, &solver, &events, &cancel).await)
+}
 
-    // The run state lives in this task alone. Solves run as spawned tasks
-    // and report back through the JoinSet; a node is dispatched the moment
-    // the build nodes it needs have finished and both its builder node and
-    // the run (`-j`) have a free slot. Among ready nodes, the highest rank
-    // (longest remaining chain, see `priority`) goes first.
-    let global_cap = opts.jobs.map_or(usize::MAX, |j| j.max(1));
-    let caps: Vec<usize> = nodes.iter().map(|n| n.jobs.max(1)).collect();
-    let mut running = vec![0usize; nodes.len()];
-    let mut running_total = 0usize;
-    type ReadyEntry = (u64, std::cmp::Reverse<usize>, NodeIndex);
-    let mut ready: Vec<BinaryHeap<ReadyEntry>> = vec![BinaryHeap::new(); nodes.len()];
-    let mut waiting: HashMap<NodeIndex, usize> = HashMap::new();
-    for &n in &build_nodes {
-        let _ = events.send(Event::Queued {
-            node: plan.node(n).id.clone(),
-        });
-        let needs = plan.needs(n).len();
-        if needs == 0 {
-            ready[assigned[&n]].push((rank[&n], std::cmp::Reverse(position[&n]), n));
-        } else {
-            waiting.insert(n, needs);
-        }
-    }
-    let mut results: HashMap<NodeIndex, Arc<NodeResult>> = HashMap::new();
-    let mut ended: HashSet<NodeIndex> = HashSet::new();
-    let mut out = ExecOutcome::default();
-    let mut tasks: JoinSet<(NodeIndex, Result<NodeResult, NodeError>)> = JoinSet::new();
-    loop {
-        while !cancel.is_cancelled() && running_total < global_cap {
-            let best = (0..nodes.len())
-                .filter(|&b| running[b] < caps[b])
-                .filter_map(|b| ready[b].peek().map(|e| (*e, b)))
-                .max();
-            let Some((_, b)) = best else { break };
-            let (_, _, n) = ready[b].pop().expect("peeked");
-            running[b] += 1;
-            running_total += 1;
-            let node = plan.node(n);
-            let t = r.targets[node.target].clone();
-            let mut deps: HashMap<String, String> = HashMap::new();
-            for d in plan.needs(n) {
-                let dep_target = &plan.node(d).target_name;
-                let Some(reference) = results.get(&d).and_then(|res| res.reference.clone()) else {
-                    continue;
-                };
-                for (ctx, dep) in &t.deps {
-                    if &dep.v == dep_target {
-                        deps.insert(ctx.clone(), reference.clone());
-                    }
-                }
-            }
-            let platform = node.platform.clone().unwrap_or_default();
-            let push = pushes[&n].clone();
-            let id = node.id.clone();
-            let events = events.clone();
-            let cancel = cancel.clone();
-            let client = clients[b].clone();
-            let builder_name = nodes[b].name.clone();
-            let req_opts = req_opts.clone();
-            tasks.spawn(async move {
-                let node = NodeSolve {
-                    client: &client,
-                    builder: &builder_name,
-                    t: &t,
-                    platform: &platform,
-                    deps: &deps,
-                    id: &id,
-                    events: &events,
-                };
-                let res = solve_node(&node, push.as_ref(), &req_opts, cancel).await;
-                (n, res)
-            });
-        }
-        let Some(joined) = tasks.join_next().await else {
-            break;
-        };
-        let (n, res) = match joined {
-            Ok(v) => v,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        let b = assigned[&n];
-        running[b] -= 1;
-        running_total -= 1;
-        ended.insert(n);
-        match res {
-            Ok(result) => {
-                let result = Arc::new(result);
-                out.results.insert(n, (*result).clone());
-                results.insert(n, result);
-                for d in plan
-                    .graph
-                    .neighbors_directed(n, petgraph::Direction::Incoming)
-                {
-                    if let Some(w) = waiting.get_mut(&d) {
-                        *w -= 1;
-                        if *w == 0 {
-                            waiting.remove(&d);
-                            ready[assigned[&d]].push((
-                                rank[&d],
-                                std::cmp::Reverse(position[&d]),
-                                d,
-                            ));
-                        }
-                    }
-                }
-            }
-            Err(NodeError::Cancelled) => out.cancelled.push(n),
-            Err(NodeError::Failed(e)) => {
-                out.failures.push((n, e));
-                // Everything that needs this node, directly or not, will not run.
-                let failed = plan.node(n).target_name.clone();
-                let mut stack = vec![n];
-                while let Some(x) = stack.pop() {
-                    for d in plan
-                        .graph
-                        .neighbors_directed(x, petgraph::Direction::Incoming)
-                    {
-                        if waiting.remove(&d).is_some() {
-                            ended.insert(d);
-                            out.skipped.push(d);
-                            let _ = events.send(Event::Skipped {
-                                node: plan.node(d).id.clone(),
-                                reason: format!("{failed} failed"),
-                            });
-                            stack.push(d);
-                        }
-                    }
-                }
-                if !opts.keep_going {
-                    cancel.cancel();
+/// The [`schedule::Solver`] of a real run: each node is solved on its
+/// builder node's BuildKit client, in a task of its own.
+struct BuildKitSolver<'a> {
+    r: &'a Resolved,
+    plan: &'a Plan,
+    pushes: HashMap<NodeIndex, Option<PushTo>>,
+    clients: Vec<Arc<Client>>,
+    /// Builder node names, by index.
+    builders: Vec<String>,
+    req_opts: RequestOptions,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl schedule::Solver for BuildKitSolver<'_> {
+    fn solve(
+        &self,
+        job: schedule::Job,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+        let node = self.plan.node(job.node);
+        let t = self.r.targets[node.target].clone();
+        let mut deps: HashMap<String, String> = HashMap::new();
+        for (d, res) in &job.deps {
+            let dep_target = &self.plan.node(*d).target_name;
+            let Some(reference) = res.reference.clone() else {
+                continue;
+            };
+            for (ctx, dep) in &t.deps {
+                if &dep.v == dep_target {
+                    deps.insert(ctx.clone(), reference.clone());
                 }
             }
         }
+        let platform = node.platform.clone().unwrap_or_default();
+        let push = self.pushes[&job.node].clone();
+        let id = node.id.clone();
+        let events = self.events.clone();
+        let client = self.clients[job.builder].clone();
+        let builder_name = self.builders[job.builder].clone();
+        let req_opts = self.req_opts.clone();
+        let task = AbortOnDrop(tokio::spawn(async move {
+            let node = NodeSolve {
+                client: &client,
+                builder: &builder_name,
+                t: &t,
+                platform: &platform,
+                deps: &deps,
+                id: &id,
+                events: &events,
+            };
+            solve_node(&node, push.as_ref(), &req_opts, cancel).await
+        }));
+        Box::pin(async move {
+            match task.await {
+                Ok(v) => v,
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        })
     }
-    // What never started: the run was cancelled (fail-fast or Ctrl-C).
-    for &n in &build_nodes {
-        if !ended.contains(&n) {
-            out.skipped.push(n);
-            let _ = events.send(Event::Skipped {
-                node: plan.node(n).id.clone(),
-                reason: "run cancelled".into(),
-            });
-        }
+}
+
+/// A spawned solve, aborted if the run stops waiting for it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
     }
-    Ok(out)
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Does a builder platform list cover `p` (`linux/arm/v7` ~ `linux/arm`)?
