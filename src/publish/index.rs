@@ -13,7 +13,6 @@
 //! BuildKit lays out a multi-platform index).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -50,118 +49,7 @@ pub fn is_index_media_type(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
 }
 
-/// A platform as in an OCI descriptor. Field order is the serialization
-/// order (Go's `ocispec.Platform`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Platform {
-    /// CPU architecture (`amd64`, `arm64`, `arm`, ...).
-    pub architecture: String,
-    /// Operating system (`linux`, `windows`, ...).
-    pub os: String,
-    /// OS version (Windows).
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    /// OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Vec::is_empty")]
-    pub os_features: Vec<String>,
-    /// CPU variant (`v7` for `linux/arm/v7`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// Parses `os/arch[/variant]` and normalizes it as containerd does
-    /// (`x86_64` → `amd64`, `aarch64` → `arm64`, `arm64/v8` → `arm64`,
-    /// `arm` → `arm/v7`, `armhf` → `arm/v7`, `armel` → `arm/v6`,
-    /// `i386` → `386`, variant `7` → `v7`).
-    pub fn parse(text: &str) -> Result<Platform, String> {
-        let parts: Vec<&str> = text.trim().split('/').collect();
-        if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.trim().is_empty()) {
-            return Err(format!(
-                "invalid platform {text:?}: expected os/arch[/variant]"
-            ));
-        }
-        Ok(Platform {
-            architecture: parts[1].trim().to_owned(),
-            os: parts[0].trim().to_owned(),
-            os_version: None,
-            os_features: Vec::new(),
-            variant: parts.get(2).map(|v| v.trim().to_owned()),
-        }
-        .normalized())
-    }
-
-    /// The unknown platform (`unknown/unknown`) of attestation manifests.
-    pub fn unknown() -> Platform {
-        Platform {
-            architecture: "unknown".into(),
-            os: "unknown".into(),
-            os_version: None,
-            os_features: Vec::new(),
-            variant: None,
-        }
-    }
-
-    /// The containerd normalization of os, architecture and variant.
-    pub fn normalized(mut self) -> Platform {
-        self.os = match self.os.to_ascii_lowercase().as_str() {
-            "macos" => "darwin".to_owned(),
-            other => other.to_owned(),
-        };
-        let arch = self.architecture.to_ascii_lowercase();
-        let variant = self
-            .variant
-            .take()
-            .map(|v| v.to_ascii_lowercase())
-            .filter(|v| !v.is_empty());
-        let (arch, variant) = match arch.as_str() {
-            "i386" => ("386".to_owned(), variant),
-            "x86_64" | "x86-64" | "amd64" => ("amd64".to_owned(), variant.filter(|v| v != "v1")),
-            "aarch64" | "arm64" => (
-                "arm64".to_owned(),
-                variant.filter(|v| v != "8" && v != "v8"),
-            ),
-            "armhf" => ("arm".to_owned(), Some("v7".to_owned())),
-            "armel" => ("arm".to_owned(), Some("v6".to_owned())),
-            "arm" => (
-                "arm".to_owned(),
-                Some(match variant.as_deref() {
-                    None | Some("7") | Some("v7") => "v7".to_owned(),
-                    Some("5") | Some("6") | Some("8") => {
-                        format!("v{}", variant.unwrap_or_default())
-                    }
-                    Some(v) => v.to_owned(),
-                }),
-            ),
-            _ => (arch, variant),
-        };
-        self.architecture = arch;
-        self.variant = variant;
-        self
-    }
-
-    /// Whether two platforms are the same os/architecture/variant after
-    /// normalization (OS version and features are not compared).
-    pub fn matches(&self, other: &Platform) -> bool {
-        let a = self.clone().normalized();
-        let b = other.clone().normalized();
-        a.os == b.os && a.architecture == b.architecture && a.variant == b.variant
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::oci::Platform;
 
 /// A descriptor in an index. Field order is the serialization order (Go's
 /// `ocispec.Descriptor`); unknown fields of descriptors read from a
