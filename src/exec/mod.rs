@@ -401,9 +401,13 @@ impl<T> Drop for AbortOnDrop<T> {
 }
 
 /// Does a builder platform list cover `p` (`linux/arm/v7` ~ `linux/arm`)?
+/// Whether a builder that reports `supported` builds `p`: the same
+/// platform after normalisation ([`crate::plan::same_platform`], the
+/// plan's rule), or the same os/arch where one side names no variant (a
+/// builder reporting `linux/arm64` builds `linux/arm64/v8`).
 fn platform_supported(p: &str, supported: &[String]) -> bool {
     supported.iter().any(|s| {
-        s == p
+        crate::plan::same_platform(s, p)
             || (p.matches('/').count() == 1 && s.starts_with(&format!("{p}/")))
             || (s.matches('/').count() == 1 && p.starts_with(&format!("{s}/")))
     })

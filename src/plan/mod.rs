@@ -112,8 +112,23 @@ impl<'r> Declared<'r> {
         list.iter().map(|s| s.v.as_str()).chain(local)
     }
     fn contains(self, p: &str) -> bool {
-        self.iter().any(|q| q == p)
+        self.find(p).is_some()
     }
+    /// The declared spelling of platform `p`: the same string, or one that
+    /// is the same platform after normalisation (`linux/arm` and
+    /// `linux/arm/v7`).
+    fn find(self, p: &str) -> Option<&'r str> {
+        self.iter()
+            .find(|q| *q == p)
+            .or_else(|| self.iter().find(|q| same_platform(q, p)))
+    }
+}
+
+/// Whether two platform strings name the same platform, compared as
+/// containerd does after normalisation ([`crate::oci::Platform`]).
+pub fn same_platform(a: &str, b: &str) -> bool {
+    use crate::oci::Platform;
+    a == b || matches!((Platform::parse(a), Platform::parse(b)), (Ok(x), Ok(y)) if x.matches(&y))
 }
 
 /// The platforms a target is built for in a run.
@@ -209,8 +224,11 @@ fn platforms_needed<'r>(
                 // many as `avail` has means all of them.
                 if entry.len() < avail.iter().count() {
                     for p in mine_ref() {
-                        if avail.contains(p) && !entry.contains(&p) {
-                            entry.push(p);
+                        // The dependency's own spelling of the platform.
+                        if let Some(q) = avail.find(p) {
+                            if !entry.contains(&q) {
+                                entry.push(q);
+                            }
                         }
                     }
                 }
@@ -266,7 +284,14 @@ fn graph(r: &Resolved, sel: &Selection, needed: HashMap<usize, Vec<String>>) -> 
             });
         }
     }
-    let find = |t: usize, p: &str| build_ix[t].iter().find(|(q, _)| *q == p).map(|&(_, n)| n);
+    let find = |t: usize, p: &str| {
+        let nodes = &build_ix[t];
+        nodes
+            .iter()
+            .find(|(q, _)| *q == p)
+            .or_else(|| nodes.iter().find(|(q, _)| same_platform(q, p)))
+            .map(|&(_, n)| n)
+    };
     let mut edges = Vec::new();
     for n in g.node_indices() {
         let node = &g[n];

@@ -76,6 +76,55 @@ fn missing_platform_names_both_targets() {
     );
 }
 
+/// Issue 12 defect 1: platforms compare normalised, as publish does. The
+/// dependency is built once per platform, under its own spelling, whether
+/// or not it is requested too.
+#[test]
+fn platforms_compare_normalised() {
+    let kdl = r#"
+target "base" { platforms "linux/arm/v7" "linux/arm64/v8"; }
+target "app" { platforms "linux/arm" "linux/arm64"; contexts { base "target:base"; }; }
+"#;
+    for names in [&["app"][..], &["app", "base"][..]] {
+        let (_, p) = plan_of(kdl, names).unwrap();
+        let mut edges: Vec<String> = p
+            .graph
+            .edge_indices()
+            .map(|e| {
+                let (a, b) = p.graph.edge_endpoints(e).unwrap();
+                format!("{} -> {}", p.node(a).id, p.node(b).id)
+            })
+            .filter(|e| e.starts_with("app@"))
+            .collect();
+        edges.sort();
+        assert_eq!(
+            edges,
+            [
+                "app@linux/arm -> base@linux/arm/v7",
+                "app@linux/arm64 -> base@linux/arm64/v8",
+            ],
+            "{names:?}"
+        );
+        let base: Vec<&str> = p
+            .graph
+            .node_weights()
+            .filter(|n| n.target_name == "base" && n.kind == NodeKind::Build)
+            .map(|n| n.id.as_str())
+            .collect();
+        assert_eq!(base.len(), 2, "{names:?}: {base:?}");
+    }
+    // Different variants stay different platforms.
+    let e = plan_of(
+        "target \"base\" { platforms \"linux/arm/v6\"; }\ntarget \"app\" { platforms \"linux/arm\"; contexts { b \"target:base\"; }; }\n",
+        &["app"],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        ["`app` needs `base` for linux/arm, but `base` is not built for it"]
+    );
+}
+
 #[test]
 fn cycle_is_a_path() {
     let e = plan_of("target \"a\" { contexts { x \"target:b\"; }; }\ntarget \"b\" { contexts { y \"target:a\"; }; }\n", &["a"]).unwrap_err();
