@@ -18,7 +18,7 @@
 //!   where a file output goes is refused before anything is built; a
 //!   killed run's staging is removed by the next run.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -5,7 +5,7 @@
 //! certificates made by the `openssl` CLI) to the splice socket (the
 //! Engine's BuildKit as a buildkitd) or to the Docker socket.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! when the agent exists; a missing agent fails the build clearly; an unset
 //! SSH_AUTH_SOCK is refused before anything runs.
 
-mod common;
+use crate::common;
 
 use common::Test;
 use std::process::Command;

@@ -15,7 +15,7 @@
 //! `localhost:5000/...` directly: the executor pushes there by digest, and
 //! the proxied tags name the same repository through the proxy.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -15,7 +15,7 @@
 //! puts a fresh nonce into every `RUN` step so nothing is cached from a
 //! previous run. Timings come from `--progress json` (`time` in ms).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};

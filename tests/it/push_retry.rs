@@ -11,7 +11,7 @@
 //! falls back to HTTP when the answer is not TLS, so the proxy answers a
 //! TLS hello with an HTTP 400 as Go's server does).
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};

@@ -3,7 +3,7 @@
 //! resolved: `print`, `plan` and `build` stop with exit 2 and located
 //! diagnostics, before anything is built.
 
-mod common;
+use crate::common;
 
 use common::{Output, Test};
 

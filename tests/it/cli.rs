@@ -1,7 +1,7 @@
 //! Integration tests of `print`, `list`, `plan` and diagnostics, running
 //! the binary. Snapshots live in tests/snapshots.
 
-mod common;
+use crate::common;
 
 use common::Test;
 

@@ -1,7 +1,7 @@
 //! Dockerfile builds against the real daemon, with the build context and
 //! the Dockerfile served by the session's FileSync service.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

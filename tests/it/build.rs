@@ -20,7 +20,7 @@
 //! of reach of the export race that `concurrent_platform_exports_do_not_race`
 //! exposes.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::fs;

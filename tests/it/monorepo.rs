@@ -6,7 +6,7 @@
 //! another repository names the same index, the peer tool reads the
 //! indexes, and a second run with no change pushes byte-identical indexes.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

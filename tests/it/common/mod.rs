@@ -35,11 +35,13 @@ impl Test {
     }
 
     /// Write `mybake.kdl`.
+    #[must_use]
     pub fn kdl(self, text: &str) -> Test {
         self.file("mybake.kdl", text)
     }
 
     /// Write a file (parents created).
+    #[must_use]
     pub fn file(self, path: &str, text: &str) -> Test {
         let p = self.dir.path().join(path);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -47,21 +49,25 @@ impl Test {
         self
     }
 
+    #[must_use]
     pub fn args(mut self, args: &[&str]) -> Test {
         self.args.extend(args.iter().map(|s| s.to_string()));
         self
     }
 
+    #[must_use]
     pub fn env(mut self, k: &str, v: &str) -> Test {
         self.env.push((k.into(), v.into()));
         self
     }
 
+    #[must_use]
     pub fn cwd(mut self, sub: &str) -> Test {
         self.cwd = Some(self.dir.path().join(sub));
         self
     }
 
+    #[must_use]
     pub fn stdin(mut self, s: &str) -> Test {
         self.stdin = Some(s.into());
         self
@@ -107,7 +113,8 @@ impl Test {
         }
     }
 
-    /// Run and expect exit code `code`.
+    /// Run and expect exit code `code` (a failure names the caller's line).
+    #[track_caller]
     pub fn expect(&self, code: i32) -> Output {
         let o = self.run();
         assert_eq!(

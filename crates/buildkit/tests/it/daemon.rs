@@ -3,7 +3,7 @@
 //! through the gRPC splice socket as if it were a standalone buildkitd.
 //! They fail when the daemon, the splice or the registry are missing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,17 @@
+//! Every integration test of the `mybake` crate, in one test binary (one
+//! link of the dependencies instead of one per file). Each module is one
+//! former `tests/NAME.rs`; `common` is the shared harness (the fluent
+//! `Test` builder) and `common::testbed` the real test bed.
+
+mod build;
+mod cli;
+mod common;
+mod examples_schema;
+mod monorepo;
+mod outputs;
+mod publish;
+mod push_retry;
+mod references;
+mod scheduler;
+mod signals;
+mod ssh;
