@@ -26,7 +26,7 @@ const BUSYBOX: &str = "/v2/busybox/manifests/latest";
 const TARGET_COLD_RATIO: f64 = 0.8;
 const TARGET_OVERHEAD: f64 = 0.10;
 /// What Docker's image store says when two per-platform exports of one
-/// new repository race (see tests/build.rs, concurrent_platform_exports_do_not_race).
+/// new repository race (see tests/it/build.rs, concurrent_platform_exports_do_not_race).
 const RACE: &str = "\": already exists";
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 

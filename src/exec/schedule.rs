@@ -283,7 +283,7 @@ pub async fn drive<S: Solver + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    //! The scheduling cases of `tests/scheduler.rs` over a fake solver:
+    //! The scheduling cases of `tests/it/scheduler.rs` over a fake solver:
     //! each solve runs until the test ends it (or the run's token cancels
     //! it), and the driver is polled by hand until nothing moves, so every
     //! step is deterministic: no runtime, no time.
