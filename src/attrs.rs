@@ -1,8 +1,9 @@
 //! The target attribute table: the one place that says what a target
 //! attribute is called in KDL, what shape its node has, how files merge it,
-//! whether its values are paths, and what `print` calls it. Adding an
-//! attribute means adding one row here (plus code only where it has meaning
-//! for a later stage).
+//! whether its values are paths, what `print` calls it and where it takes
+//! effect ([`Reach`]). Adding a pass-through attribute (a frontend option)
+//! is one row here; others need code only where they have meaning for a
+//! later stage. The schemas (`schema/`) are tested against this table.
 
 /// How the node is written and what it decodes into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,31 @@ pub enum Paths {
     Props(&'static [&'static str]),
 }
 
+/// Where an attribute takes effect after resolve. The exec test
+/// `every_attribute_reaches_the_request_or_says_where_it_goes` checks every
+/// row against the solve request it builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Passed through to the frontend as `frontend_attrs[KEY] = value`
+    /// (`Str` and `List` rows; a list is joined with `,`). Such a row needs
+    /// no code anywhere else: this is how a pass-through attribute is added.
+    Frontend(&'static str),
+    /// Passed through as `frontend_attrs[PREFIX + key] = value` for every
+    /// entry (`KeyValue` rows).
+    FrontendPrefix(&'static str),
+    /// Turned into the solve request by code of its own in
+    /// `exec::request::build` (contexts, secrets, caches, ...).
+    Request,
+    /// Decides the plan's build nodes (`platforms`: one solve per
+    /// platform, each sent as the `platform` frontend option).
+    Plan,
+    /// Used by publish, not by the solve request (tags, annotations,
+    /// outputs: the exporters come from the run's staging and push plan).
+    Publish,
+    /// Shown by `print`/`list` only.
+    PrintOnly,
+}
+
 #[derive(Debug)]
 pub struct AttrDef {
     /// KDL node name; also the `--set` attribute name.
@@ -52,11 +78,13 @@ pub struct AttrDef {
     pub props: Option<&'static [&'static str]>,
     /// Properties one of which is required (`Props`).
     pub required: &'static [&'static str],
+    /// Where the attribute takes effect.
+    pub reach: Reach,
     pub doc: &'static str,
 }
 
 macro_rules! attrs {
-    ($( $id:ident = $name:literal => $print:literal, $shape:ident, $paths:expr, $props:expr, $req:expr, $doc:literal; )*) => {
+    ($( $id:ident = $name:literal => $print:literal, $shape:ident, $paths:expr, $props:expr, $req:expr, $reach:expr, $doc:literal; )*) => {
         /// Indices into [`ATTRS`].
         #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,35 +94,38 @@ macro_rules! attrs {
         /// How many attributes there are.
         pub const COUNT: usize = [$(A::$id),*].len();
 
+        /// Every attribute, in table order (`ALL[i].index() == i`).
+        pub const ALL: [A; COUNT] = [$(A::$id),*];
+
         /// Every attribute, in `print` order (bake's field order).
         pub static ATTRS: &[AttrDef; COUNT] = &[
-            $(AttrDef { name: $name, print: $print, shape: Shape::$shape, paths: $paths, props: $props, required: $req, doc: $doc }),*
+            $(AttrDef { name: $name, print: $print, shape: Shape::$shape, paths: $paths, props: $props, required: $req, reach: $reach, doc: $doc }),*
         ];
     };
 }
 
 attrs! {
-    Description = "description" => "description", Str, Paths::No, None, &[], "human description shown by `list`";
-    Context = "context" => "context", Str, Paths::Value, None, &[], "build context directory (default `.`)";
-    Contexts = "contexts" => "contexts", ChildMap, Paths::ContextValue, None, &[], "named contexts: `target:NAME`, `docker-image://REF`, or a directory";
-    Dockerfile = "dockerfile" => "dockerfile", Str, Paths::No, None, &[], "Dockerfile path relative to the context (default `Dockerfile`)";
-    DockerfileInline = "dockerfile-inline" => "dockerfile-inline", Str, Paths::No, None, &[], "Dockerfile text";
-    Arg = "arg" => "args", KeyValue, Paths::No, None, &[], "build argument `arg KEY VALUE`";
-    Annotation = "annotation" => "annotations", KeyValue, Paths::No, None, &[], "image/index annotation `annotation [index:|manifest:]KEY VALUE`";
-    Attest = "attest" => "attest", Typed, Paths::No, None, &[], "attestation `attest provenance|sbom [mode=…]`";
-    Label = "label" => "labels", KeyValue, Paths::No, None, &[], "image label `label KEY VALUE`";
-    Tags = "tags" => "tags", List, Paths::No, None, &[], "image references to publish";
-    CacheFrom = "cache-from" => "cache-from", CsvList, Paths::No, None, &[], "cache import `type=…,ref=…`";
-    CacheTo = "cache-to" => "cache-to", CsvList, Paths::No, None, &[], "cache export `type=…`";
-    Stage = "stage" => "target", Str, Paths::No, None, &[], "Dockerfile build stage";
-    Secret = "secret" => "secret", Props, Paths::Props(&["src"]), Some(&["id", "src", "env"]), &["id"], "build secret `secret id=… src=…|env=…`";
-    Ssh = "ssh" => "ssh", List, Paths::No, None, &[], "SSH agent sockets or keys to forward (`default`)";
-    Platforms = "platforms" => "platforms", List, Paths::No, None, &[], "target platforms `os/arch[/variant]`";
-    Output = "output" => "output", Typed, Paths::Props(&["dest"]), None, &[], "output `registry|docker|oci|local|tar|cacheonly [dest=…]`";
-    Pull = "pull" => "pull", Bool, Paths::No, None, &[], "always pull base images";
-    NoCache = "no-cache" => "no-cache", Bool, Paths::No, None, &[], "build without cache";
-    Network = "network" => "network", Str, Paths::No, None, &[], "network mode for RUN (`default`, `none`, `host`)";
-    NoCacheFilter = "no-cache-filter" => "no-cache-filter", List, Paths::No, None, &[], "stages to build without cache";
+    Description = "description" => "description", Str, Paths::No, None, &[], Reach::PrintOnly, "human description shown by `list`";
+    Context = "context" => "context", Str, Paths::Value, None, &[], Reach::Request, "build context directory (default `.`)";
+    Contexts = "contexts" => "contexts", ChildMap, Paths::ContextValue, None, &[], Reach::Request, "named contexts: `target:NAME`, `docker-image://REF`, or a directory";
+    Dockerfile = "dockerfile" => "dockerfile", Str, Paths::No, None, &[], Reach::Request, "Dockerfile path relative to the context (default `Dockerfile`)";
+    DockerfileInline = "dockerfile-inline" => "dockerfile-inline", Str, Paths::No, None, &[], Reach::Request, "Dockerfile text";
+    Arg = "arg" => "args", KeyValue, Paths::No, None, &[], Reach::FrontendPrefix("build-arg:"), "build argument `arg KEY VALUE`";
+    Annotation = "annotation" => "annotations", KeyValue, Paths::No, None, &[], Reach::Publish, "image/index annotation `annotation [index:|manifest:]KEY VALUE`";
+    Attest = "attest" => "attest", Typed, Paths::No, None, &[], Reach::Request, "attestation `attest provenance|sbom [mode=…]`";
+    Label = "label" => "labels", KeyValue, Paths::No, None, &[], Reach::FrontendPrefix("label:"), "image label `label KEY VALUE`";
+    Tags = "tags" => "tags", List, Paths::No, None, &[], Reach::Publish, "image references to publish";
+    CacheFrom = "cache-from" => "cache-from", CsvList, Paths::No, None, &[], Reach::Request, "cache import `type=…,ref=…`";
+    CacheTo = "cache-to" => "cache-to", CsvList, Paths::No, None, &[], Reach::Request, "cache export `type=…`";
+    Stage = "stage" => "target", Str, Paths::No, None, &[], Reach::Frontend("target"), "Dockerfile build stage";
+    Secret = "secret" => "secret", Props, Paths::Props(&["src"]), Some(&["id", "src", "env"]), &["id"], Reach::Request, "build secret `secret id=… src=…|env=…`";
+    Ssh = "ssh" => "ssh", List, Paths::No, None, &[], Reach::Request, "SSH agent sockets or keys to forward (`default`)";
+    Platforms = "platforms" => "platforms", List, Paths::No, None, &[], Reach::Plan, "target platforms `os/arch[/variant]`";
+    Output = "output" => "output", Typed, Paths::Props(&["dest"]), None, &[], Reach::Publish, "output `registry|docker|oci|local|tar|cacheonly [dest=…]`";
+    Pull = "pull" => "pull", Bool, Paths::No, None, &[], Reach::Request, "always pull base images";
+    NoCache = "no-cache" => "no-cache", Bool, Paths::No, None, &[], Reach::Request, "build without cache";
+    Network = "network" => "network", Str, Paths::No, None, &[], Reach::Request, "network mode for RUN (`default`, `none`, `host`)";
+    NoCacheFilter = "no-cache-filter" => "no-cache-filter", List, Paths::No, None, &[], Reach::Request, "stages to build without cache";
 }
 
 /// Nodes of a target block that are not attributes of the resolved target.

@@ -9,7 +9,7 @@ use mybake_buildkit::filesync::{FileSyncService, LocalDir};
 use mybake_buildkit::secrets::{SecretSource, SecretsService};
 use mybake_buildkit::{CacheEntry, Exporter, SolveRequest};
 
-use crate::attrs::A;
+use crate::attrs::{Reach, A};
 use crate::resolve::Target;
 use crate::value::Value;
 
@@ -229,14 +229,26 @@ pub fn build(
         attrs.insert("filename".into(), name);
     }
     attrs.insert("platform".into(), platform.into());
-    if let Some(stage) = t.str(A::Stage) {
-        attrs.insert("target".into(), stage.v.clone());
-    }
-    for (key, prefix) in [(A::Arg, "build-arg:"), (A::Label, "label:")] {
-        if let Some(Value::Map(m)) = t.get(key) {
-            for (k, e) in m {
-                attrs.insert(format!("{prefix}{k}"), e.value.v.clone());
+    // Pass-through attributes: the table says which frontend option each
+    // one is (`stage` → `target`, `arg` → `build-arg:K`, ...).
+    for (i, def) in crate::attrs::ATTRS.iter().enumerate() {
+        let Some(v) = t.attrs.get(i) else {
+            continue;
+        };
+        match (def.reach, v) {
+            (Reach::Frontend(key), Value::Str(s)) => {
+                attrs.insert(key.into(), s.v.clone());
             }
+            (Reach::Frontend(key), Value::List(l)) => {
+                let joined: Vec<&str> = l.iter().map(|s| s.v.as_str()).collect();
+                attrs.insert(key.into(), joined.join(","));
+            }
+            (Reach::FrontendPrefix(prefix), Value::Map(m)) => {
+                for (k, e) in m {
+                    attrs.insert(format!("{prefix}{k}"), e.value.v.clone());
+                }
+            }
+            _ => {}
         }
     }
     if opts.no_cache || t.bool(A::NoCache) == Some(true) {
@@ -411,5 +423,100 @@ mod tests {
             f.path_for("linux/arm64"),
             Path::new("/s/linux_arm64.oci.tar")
         );
+    }
+
+    /// A KDL line setting attribute `a` (exhaustive: a new attribute needs
+    /// a sample here, and the test below then checks its `Reach`).
+    fn sample(a: A) -> &'static str {
+        match a {
+            A::Description => "description \"d\"",
+            A::Context => "context \"sub\"",
+            A::Contexts => {
+                "contexts {\n img \"docker-image://localhost:5000/busybox:latest\"\n dir \"assets\"\n }"
+            }
+            A::Dockerfile => "dockerfile \"Dockerfile.other\"",
+            A::DockerfileInline => "dockerfile-inline \"FROM scratch\"",
+            A::Arg => "arg \"K\" \"V\"",
+            A::Annotation => "annotation \"org.opencontainers.image.title\" \"t\"",
+            A::Attest => "attest \"sbom\"",
+            A::Label => "label \"k\" \"v\"",
+            A::Tags => "tags \"localhost:5000/x:dev\"",
+            A::CacheFrom => "cache-from \"type=registry,ref=localhost:5000/cache:x\"",
+            A::CacheTo => "cache-to \"type=inline\"",
+            A::Stage => "stage \"release\"",
+            A::Secret => "secret id=\"s\" env=\"S\"",
+            A::Ssh => "ssh \"default=/tmp/agent.sock\"",
+            A::Platforms => "platforms \"linux/arm64\"",
+            A::Output => "output \"registry\"",
+            A::Pull => "pull true",
+            A::NoCache => "no-cache true",
+            A::Network => "network \"none\"",
+            A::NoCacheFilter => "no-cache-filter \"deps\"",
+        }
+    }
+
+    /// Everything of a node's request that a target attribute can change.
+    fn fingerprint(r: &NodeRequest) -> String {
+        let attrs: std::collections::BTreeMap<_, _> = r.request.frontend_attrs.iter().collect();
+        format!(
+            "{attrs:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            r.request.exporters,
+            r.request.cache_imports,
+            r.request.cache_exports,
+            r.request.entitlements,
+            r.dirs,
+            r.secrets,
+            r.ssh
+        )
+    }
+
+    /// Issue 12 item 2: every row of the attribute table reaches the solve
+    /// request as its `Reach` says, or is declared to go elsewhere (print,
+    /// plan, publish) and then leaves the request unchanged.
+    #[test]
+    fn every_attribute_reaches_the_request_or_says_where_it_goes() {
+        use crate::attrs::{Reach, ATTRS};
+        let request = |body: &str| {
+            let r = crate::resolve::tests_support::run(&format!("target \"x\" {{\n{body}\n}}\n"))
+                .unwrap_or_else(|d| panic!("{body}: {d:?}"));
+            let t = &r.targets[r.index["x"]];
+            build(
+                t,
+                "linux/amd64",
+                &HashMap::new(),
+                None,
+                &RequestOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{body}: {e}"))
+        };
+        let base = fingerprint(&request(""));
+        for (i, def) in ATTRS.iter().enumerate() {
+            let a = crate::attrs::ALL[i];
+            assert_eq!(a.def().name, def.name);
+            let with = request(sample(a));
+            let got = fingerprint(&with);
+            let attrs = &with.request.frontend_attrs;
+            match def.reach {
+                Reach::Frontend(key) => {
+                    assert!(attrs.contains_key(key), "{}: no `{key}`", def.name)
+                }
+                Reach::FrontendPrefix(p) => assert!(
+                    attrs.keys().any(|k| k.starts_with(p)),
+                    "{}: no `{p}…`",
+                    def.name
+                ),
+                _ => {}
+            }
+            match def.reach {
+                Reach::Frontend(_) | Reach::FrontendPrefix(_) | Reach::Request => {
+                    assert_ne!(got, base, "`{}` does not reach the request", def.name)
+                }
+                Reach::Plan | Reach::Publish | Reach::PrintOnly => assert_eq!(
+                    got, base,
+                    "`{}` is declared {:?} but changes the request",
+                    def.name, def.reach
+                ),
+            }
+        }
     }
 }

@@ -1197,3 +1197,50 @@ fn examples_resolve_as_documented() {
         json!(["linux/arm64"])
     );
 }
+
+/// Issue 12 item 2: the schemas are tested against the attribute table
+/// (`src/attrs.rs`), so a new row cannot be forgotten in them: the KDL
+/// schema's and the build-file JSON schema's target children are the
+/// table's node names plus `inherits`/`matrix`, and the print schema's
+/// target keys are the table's `print` names.
+#[test]
+fn schemas_follow_the_attribute_table() {
+    use mybake::attrs::{target_node_names, ATTRS};
+    let table: BTreeSet<&str> = target_node_names().collect();
+    let spec: BTreeSet<&str> = SPEC_TARGET_ATTRS.iter().copied().collect();
+    assert_eq!(table, spec, "attribute table vs the spec's attribute table");
+
+    let schema = KdlSchema::load();
+    let target = KdlSchema::rule(&schema.top_rules(), "target").unwrap();
+    let kdl: BTreeSet<&str> = schema
+        .child_rules(target)
+        .unwrap()
+        .iter()
+        .filter_map(|r| str_arg(r, 0))
+        .collect();
+    assert_eq!(
+        kdl, table,
+        "KDL schema target children vs the attribute table"
+    );
+
+    let keys = |doc: &Value| -> BTreeSet<String> {
+        doc["$defs"]["target"]["properties"]
+            .as_object()
+            .expect("$defs.target.properties")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let build_file = keys(&load_json("schema/build-file.schema.json"));
+    let names: BTreeSet<String> = table.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        build_file, names,
+        "build-file.schema.json target properties"
+    );
+    let print = keys(&load_json("schema/print.schema.json"));
+    let prints: BTreeSet<String> = ATTRS.iter().map(|a| a.print.to_string()).collect();
+    assert_eq!(
+        print, prints,
+        "print.schema.json target keys vs the `print` column"
+    );
+}
