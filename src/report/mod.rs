@@ -1,10 +1,12 @@
 //! Stage 6 — `report`: render stage outputs for people and tools. Nothing
 //! else prints; these functions return strings.
 
+pub mod build;
 pub mod list;
 pub mod plan;
 pub mod print;
 pub mod progress;
+pub mod reporter;
 pub mod tty;
 
 use std::path::{Path, PathBuf};
