@@ -311,4 +311,57 @@ mod tests {
              mybake: 1 tag(s) not written: r/a:3\n"
         );
     }
+
+    #[test]
+    fn failed_builds_render_the_summary_and_the_count() {
+        use crate::build::{BuildReport, Builds, Class, NodeReport, NodeState, Signal, Stop};
+        let node = |id: &str, state| NodeReport {
+            id: id.into(),
+            state,
+        };
+        let mut rep = BuildReport {
+            builds: Some(Builds {
+                nodes: vec![
+                    node(
+                        "a@linux/amd64",
+                        NodeState::Built {
+                            builder: "docker".into(),
+                            duration: std::time::Duration::from_millis(1250),
+                            cached_steps: 2,
+                            steps: 5,
+                            reference: Some("r/a@sha256:1".into()),
+                            digest: Some("sha256:1".into()),
+                            push_attempts: 2,
+                        },
+                    ),
+                    node("b@linux/amd64", NodeState::Failed("exit 1".into())),
+                    node("c@linux/amd64", NodeState::Skipped),
+                ],
+                failures: 1,
+                cancelled: 0,
+                skipped: 1,
+            }),
+            published: None,
+            written: None,
+            metadata: None,
+            stop: Stop::Done,
+            signal: None,
+        };
+        assert_eq!(rep.class(), Class::Failed);
+        assert_eq!(
+            text(&rep),
+            "\nsummary:\n\
+             \x20 NODE           BUILDER  TIME  CACHED  RESULT\n\
+             \x20 a@linux/amd64  docker   1.2s     2/5  r/a@sha256:1 (2 push attempts)\n\
+             \x20 b@linux/amd64                         FAILED: exit 1\n\
+             \x20 c@linux/amd64                         skipped\n\
+             mybake: 1 build failed (0 cancelled, 1 not started); nothing was published\n"
+        );
+        rep.stop = Stop::InterruptedAtEnd;
+        rep.signal = Some(Signal::Term);
+        assert_eq!(rep.class(), Class::Interrupted(Signal::Term));
+        assert!(
+            text(&rep).ends_with("mybake: interrupted (SIGTERM) after everything above was done\n")
+        );
+    }
 }
