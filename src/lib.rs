@@ -7,6 +7,7 @@
 //! DAG) → `exec` → `publish` → `report`.
 
 pub mod attrs;
+pub mod build;
 pub mod cli;
 pub mod diag;
 pub mod exec;

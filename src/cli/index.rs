@@ -78,12 +78,7 @@ pub fn run(cmd: IndexCommand, env: &HashMap<String, String>) -> Outcome {
                 Ok(rep) => Outcome {
                     code: exit::OK,
                     stdout: vec![format!("{}\n", rep.digest)],
-                    stderr: format!(
-                        "wrote {} ({} manifests) to {}\n",
-                        rep.digest,
-                        rep.manifests.len(),
-                        rep.tags.join(", ")
-                    ),
+                    stderr: crate::report::index::created(&rep),
                 },
                 Err(e) => fail(
                     if matches!(e, publish::PublishError::Invalid { .. }) {
@@ -100,9 +95,9 @@ pub fn run(cmd: IndexCommand, env: &HashMap<String, String>) -> Outcome {
                 Ok(i) => Outcome {
                     code: exit::OK,
                     stdout: vec![if format == ListFormat::Json {
-                        i.json()
+                        crate::report::index::inspect_json(&i)
                     } else {
-                        i.text()
+                        crate::report::index::inspect_text(&i)
                     }],
                     stderr: String::new(),
                 },

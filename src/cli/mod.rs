@@ -4,7 +4,6 @@
 pub mod args;
 mod build;
 mod index;
-mod interrupt;
 
 use std::collections::HashMap;
 use std::ffi::OsString;

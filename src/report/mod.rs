@@ -1,10 +1,15 @@
 //! Stage 6 — `report`: render stage outputs for people and tools. Nothing
-//! else prints; these functions return strings.
+//! else prints: [`reporter`] writes a build's live progress (and the signal
+//! handler's lines); everything else here returns strings, which `cli`
+//! writes at the end of a command.
 
+pub mod build;
+pub mod index;
 pub mod list;
 pub mod plan;
 pub mod print;
 pub mod progress;
+pub mod reporter;
 pub mod tty;
 
 use std::path::{Path, PathBuf};

@@ -7,14 +7,11 @@
 //! 143 (SIGTERM). A second signal ends the process at once, without
 //! cleanup, for a run whose cleanup itself hangs.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use mybake_buildkit::CancellationToken;
 use tokio::signal::unix::{signal, SignalKind};
-
-use super::exit;
 
 /// The signal handlers of one run.
 #[derive(Clone)]
@@ -46,20 +43,15 @@ impl Interrupt {
                     .signal
                     .compare_exchange(0, got, Ordering::SeqCst, Ordering::SeqCst)
                     .is_ok();
+                let sig = Signal::of(got);
+                // Written at once, from here: the second signal's line has
+                // to come out before the process ends, with no reporter task
+                // left to wait for.
+                crate::report::reporter::signal_notice(first, sig.name());
                 if first {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "mybake: {}: stopping (again to exit at once)",
-                        name(got)
-                    );
                     state.cancel.cancel();
                 } else {
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "mybake: {} again: exiting without cleanup",
-                        name(got)
-                    );
-                    std::process::exit(code(got));
+                    std::process::exit(sig.exit_code());
                 }
             }
         });
@@ -71,35 +63,45 @@ impl Interrupt {
         &self.cancel
     }
 
-    /// The first signal's exit code (130 SIGINT, 143 SIGTERM), if one came.
-    pub fn code(&self) -> Option<i32> {
+    /// The first signal received, if one came.
+    pub fn signal(&self) -> Option<Signal> {
         match self.signal.load(Ordering::SeqCst) {
             0 => None,
-            s => Some(code(s)),
-        }
-    }
-
-    /// The first signal's name, if one came.
-    pub fn name(&self) -> Option<&'static str> {
-        match self.signal.load(Ordering::SeqCst) {
-            0 => None,
-            s => Some(name(s)),
+            s => Some(Signal::of(s)),
         }
     }
 }
 
-fn code(signal: i32) -> i32 {
-    if signal == libc::SIGTERM {
-        exit::TERMINATED
-    } else {
-        exit::INTERRUPTED
-    }
+/// The signal that stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Int,
+    Term,
 }
 
-fn name(signal: i32) -> &'static str {
-    if signal == libc::SIGTERM {
-        "SIGTERM"
-    } else {
-        "SIGINT"
+impl Signal {
+    fn of(signal: i32) -> Signal {
+        if signal == libc::SIGTERM {
+            Signal::Term
+        } else {
+            Signal::Int
+        }
+    }
+
+    /// `SIGINT`, `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Int => "SIGINT",
+            Signal::Term => "SIGTERM",
+        }
+    }
+
+    /// The exit code a shell reports for a process it ended with this
+    /// signal: 130 (SIGINT), 143 (SIGTERM).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Signal::Int => 130,
+            Signal::Term => 143,
+        }
     }
 }
