@@ -4,7 +4,10 @@
 //! typed output:
 //! `load` (files → declarations with spans) → `resolve` (variables,
 //! inherits, matrix, `--set` → concrete targets) → `plan` (→ per-platform
-//! DAG) → `exec` → `publish` → `report`.
+//! DAG) → `exec` → `publish` → `report`. `build` is the stage that runs
+//! `exec` and `publish` for `mybake build` (staging, signals, metadata) and
+//! returns a typed `BuildReport`; `report` renders it and every event, and
+//! nothing else prints. `oci` is the vocabulary the later stages share.
 
 pub mod attrs;
 pub mod build;
