@@ -154,20 +154,32 @@ pub fn parse(text: &str) -> Result<Document<'_>, Rejected> {
 /// text is rejected, or when `end` is not such a point (it lies inside a
 /// node, string or comment): then only [`parse`] on the whole text tells.
 pub fn parse_part(text: &str, start: usize, end: usize) -> Result<Document<'_>, Rejected> {
-    let mut p = Parser {
-        s: text,
-        b: text.as_bytes(),
-        i: start,
-        stop: end,
-        bad: false,
-        failed_comments: Vec::new(),
-        depth: 0,
-    };
+    let mut p = Parser::new(text, start, end);
     let nodes = p.nodes().ok_or(Rejected)?;
     if p.i != end || p.bad {
         return Err(Rejected);
     }
     Ok(Document { nodes })
+}
+
+/// Where parsing `text` stops, for a text [`parse`] rejects: the furthest
+/// offset at which a node, block or terminator was expected and not found
+/// (a syntax error's location when knuffel is not asked, see
+/// `load::decode_file`). `None` when the text parses.
+pub fn reject_offset(text: &str) -> Option<usize> {
+    let mut p = Parser::new(text, 0, text.len());
+    match p.nodes() {
+        Some(_) if p.i == text.len() && !p.bad => None,
+        Some(_) => Some(p.furthest.max(p.i)),
+        None => Some(p.furthest.max(p.i)),
+    }
+    .map(|at| {
+        let mut at = at.min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    })
 }
 
 /// Offsets that probably start a top-level node, cutting `text` into about
@@ -192,9 +204,10 @@ pub fn cut_points(text: &str, parts: usize) -> Vec<usize> {
     cuts
 }
 
-/// Deepest nesting of `{ }` blocks the parser follows (deeper input is
-/// rejected here, so knuffel gives the answer).
-const MAX_DEPTH: usize = 200;
+/// Deepest nesting of `{ }` blocks, and of `/* */` comments, the parser
+/// follows (it recurses once per level). `load::decode_file` refuses deeper
+/// text before parsing; deeper nesting is rejected here too.
+const MAX_DEPTH: usize = super::lenient::MAX_NESTING;
 
 struct Parser<'a> {
     s: &'a str,
@@ -209,6 +222,31 @@ struct Parser<'a> {
     /// retries them, which is exponential).
     failed_comments: Vec<usize>,
     depth: usize,
+    comment_depth: usize,
+    /// The furthest offset at which something expected was missing.
+    furthest: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, start: usize, end: usize) -> Parser<'a> {
+        Parser {
+            s: text,
+            b: text.as_bytes(),
+            i: start,
+            stop: end,
+            bad: false,
+            failed_comments: Vec::new(),
+            depth: 0,
+            comment_depth: 0,
+            furthest: 0,
+        }
+    }
+
+    /// Give up here (noting where, for [`reject_offset`]).
+    fn fail<T>(&mut self) -> Option<T> {
+        self.furthest = self.furthest.max(self.i);
+        None
+    }
 }
 
 fn is_ws_char(c: char) -> bool {
@@ -348,7 +386,15 @@ impl<'a> Parser<'a> {
                     return false;
                 }
                 Some(b'/') if self.byte_at(1) == Some(b'*') => {
-                    if !self.ml_comment() {
+                    if self.comment_depth >= MAX_DEPTH {
+                        self.failed_comments.push(start);
+                        self.i = start;
+                        return false;
+                    }
+                    self.comment_depth += 1;
+                    let closed = self.ml_comment();
+                    self.comment_depth -= 1;
+                    if !closed {
                         self.i += 1; // `/` as an ordinary character
                     }
                 }
@@ -449,7 +495,9 @@ impl<'a> Parser<'a> {
             None
         };
         let name_start = self.i;
-        let name = self.ident()?;
+        let Some(name) = self.ident() else {
+            return self.fail();
+        };
         let name_span = Loc::new(name_start, self.i);
         let mut args = Vec::new();
         let mut props: Vec<Prop<'a>> = Vec::new();
@@ -493,7 +541,7 @@ impl<'a> Parser<'a> {
             match self.byte() {
                 Some(b';') => self.i += 1,
                 None => {}
-                Some(_) => return None,
+                Some(_) => return self.fail(),
             }
         }
         Some(Node {
@@ -518,7 +566,7 @@ impl<'a> Parser<'a> {
         self.depth -= 1;
         let nodes = nodes?;
         if self.byte() != Some(b'}') {
-            return None;
+            return self.fail();
         }
         self.i += 1;
         Some(Children {

@@ -110,22 +110,31 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
     };
     let mut files = Vec::new();
     for (display, path) in paths {
-        let text = if display == "-" {
-            let mut s = String::new();
-            match std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
-                Ok(_) => Ok(s),
+        let bytes = if display == "-" {
+            let mut b = Vec::new();
+            match std::io::Read::read_to_end(&mut std::io::stdin(), &mut b) {
+                Ok(_) => Ok(b),
                 Err(e) => Err(e),
             }
         } else {
-            std::fs::read_to_string(&path)
+            std::fs::read(&path)
         };
-        let text = match text {
-            Ok(t) => t,
+        let bytes = match bytes {
+            Ok(b) => b,
             Err(e) => {
                 diags.push(LoadError::Read {
                     path: display,
                     reason: e.to_string(),
                 });
+                continue;
+            }
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let (text, d) = not_utf8(sources.len() as FileId, e.into_bytes());
+                sources.add(display, path, text);
+                diags.push(d);
                 continue;
             }
         };
@@ -158,7 +167,87 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
             diags.extend(found);
             decls
         }
-        None => decode_patched_knuffel(id, name, text, src, diags),
+        None => decode_knuffel_guarded(id, name, text, src, diags),
+    }
+}
+
+/// Largest file knuffel is asked about (when the fast path cannot decode
+/// it). knuffel parses about 10 MB/s; larger files that are not plain KDL
+/// get the hand-written parser's syntax error instead (no decode
+/// diagnostics).
+const KNUFFEL_MAX_BYTES: usize = 4 << 20;
+
+/// Stack for knuffel's thread: its parser recurses once per `{` block and
+/// per nested `/*` comment (about 13 KiB a level in a debug build, 4 KiB in
+/// release; this allows twice that), plus a fixed part.
+const KNUFFEL_STACK_BASE: usize = 8 << 20;
+const KNUFFEL_STACK_PER_LEVEL: usize = if cfg!(debug_assertions) {
+    32 << 10
+} else {
+    16 << 10
+};
+/// More stack than this is not asked for: such a file gets the hand-written
+/// parser's syntax error.
+const KNUFFEL_STACK_MAX: usize = 1 << 30;
+
+/// [`decode_patched_knuffel`] on a thread whose stack fits the text. The
+/// nesting depth knuffel can reach is at most the number of `{` plus the
+/// number of `/*` in the text, whatever the text means (the lenient scan
+/// already refused files nested deeper than [`lenient::MAX_NESTING`]; this
+/// does not depend on the scan reading strings and comments as knuffel
+/// does). Files too large or too deep for that get one syntax error at
+/// the point where the hand-written parser stops.
+fn decode_knuffel_guarded(
+    id: FileId,
+    name: &str,
+    text: &str,
+    src: &str,
+    diags: &mut Diagnostics,
+) -> FileDecls {
+    let b = src.as_bytes();
+    let levels =
+        b.iter().filter(|&&c| c == b'{').count() + b.windows(2).filter(|w| w == b"/*").count();
+    let stack = levels
+        .checked_mul(KNUFFEL_STACK_PER_LEVEL)
+        .and_then(|s| s.checked_add(KNUFFEL_STACK_BASE))
+        .filter(|&s| s <= KNUFFEL_STACK_MAX);
+    match stack {
+        Some(stack) if src.len() <= KNUFFEL_MAX_BYTES => {
+            let (decls, found) = crate::par::with_stack(stack, || {
+                let mut found = Diagnostics::default();
+                let decls = decode_patched_knuffel(id, name, text, src, &mut found);
+                (decls, found)
+            });
+            diags.extend(found);
+            decls
+        }
+        _ => {
+            let at = kdl::reject_offset(src).unwrap_or(0);
+            let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            let found = match text[at..].chars().next() {
+                Some(c) => format!("found `{}`", c.escape_debug()),
+                None => "found end of file".to_string(),
+            };
+            diags.push(
+                Diag::new(
+                    "mybake::load::syntax",
+                    format!("invalid KDL or an unsupported form: {found}"),
+                )
+                .label(
+                    Span::new(id, at, end),
+                    "the file cannot be read from here on",
+                )
+                .help(format!(
+                    "this file is too large ({} bytes) or has too many blocks ({levels}) \
+                     for a detailed syntax error",
+                    src.len()
+                )),
+            );
+            FileDecls {
+                file: id,
+                ..Default::default()
+            }
+        }
     }
 }
 
@@ -167,6 +256,10 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
 /// scan changed anything (one-line blocks).
 fn lenient_text(id: FileId, text: &str, diags: &mut Diagnostics) -> Option<Option<String>> {
     let scan = lenient::scan(text);
+    if let Some(at) = scan.too_deep {
+        diags.push(too_deep(id, text, at));
+        return None;
+    }
     if let Some(at) = scan.open_comment {
         diags.push(unterminated_comment(id, at));
         return None;
@@ -249,7 +342,7 @@ pub fn decode_file_knuffel(
         };
     };
     let src = scan.as_deref().unwrap_or(text);
-    decode_patched_knuffel(id, name, text, src, diags)
+    decode_knuffel_guarded(id, name, text, src, diags)
 }
 
 /// Differential check (unit tests, `tests/cli.rs` and the `kdl_diff` fuzz
@@ -260,7 +353,8 @@ pub fn decode_file_knuffel(
 /// `decode_file` never parses them).
 #[doc(hidden)]
 pub fn check_against_knuffel(text: &str) {
-    if lenient::unterminated_comment(text).is_some() {
+    let scan = lenient::scan(text);
+    if scan.open_comment.is_some() || scan.too_deep.is_some() {
         return;
     }
     let ours = kdl::parse(text);
@@ -284,6 +378,42 @@ pub fn check_against_knuffel(text: &str) {
         "declarations differ for {text:?}"
     );
     assert_eq!(fast.items, slow.items, "diagnostics differ for {text:?}");
+}
+
+/// A file that is not UTF-8: its text as shown in diagnostics (the bad
+/// bytes replaced by U+FFFD, so everything before the first one keeps its
+/// offsets) and the diagnostic, located at the first bad byte.
+pub fn not_utf8(id: FileId, bytes: Vec<u8>) -> (String, Diag) {
+    let at = match std::str::from_utf8(&bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    let bad = bytes.get(at).copied().unwrap_or(0);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let d = Diag::new(
+        "mybake::load::not-utf8",
+        format!("the file is not valid UTF-8: byte 0x{bad:02x} cannot start or continue a character here"),
+    )
+    .label(Span::new(id, at, at + '\u{fffd}'.len_utf8()), "first invalid byte")
+    .help("build files are UTF-8 text; re-save the file as UTF-8");
+    (text, d)
+}
+
+fn too_deep(id: FileId, text: &str, at: usize) -> Diag {
+    let (what, len) = if text[at..].starts_with('{') {
+        ("blocks `{ }`", 1)
+    } else {
+        ("comments `/* */`", 2)
+    };
+    Diag::new(
+        "mybake::load::too-deep",
+        format!(
+            "{what} are nested more than {} levels deep",
+            lenient::MAX_NESTING
+        ),
+    )
+    .label(Span::new(id, at, at + len), "one level too many")
+    .help("a build file needs a few levels at most: check for unclosed or runaway blocks")
 }
 
 fn unterminated_comment(id: FileId, at: usize) -> Diag {
