@@ -17,7 +17,7 @@ use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 use crate::source::{NamedText, Sources, Span};
 
 /// One located problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diag {
     /// Stable machine-readable code, e.g. `mybake::resolve::unknown-target`.
     pub code: &'static str,
@@ -56,26 +56,56 @@ impl Diag {
     }
 }
 
+/// Most diagnostics kept in one [`Diagnostics`]; more are only counted (a
+/// file with a million bad lines must not hold, sort and render a million
+/// reports).
+pub const MAX_KEPT: usize = 10_000;
+
+/// Most diagnostics [`render`] draws; the count line still gives the total.
+pub const MAX_RENDERED: usize = 200;
+
 /// A list of diagnostics; non-empty means the configuration is invalid.
 #[derive(Debug, Default, Clone)]
 pub struct Diagnostics {
     pub items: Vec<Diag>,
+    /// Hashes of the diagnostics pushed (a duplicate is looked for among
+    /// `items` only when its hash was seen: pushing stays linear).
+    seen: crate::FastSet<u64>,
+    /// Diagnostics left out once [`MAX_KEPT`] were kept.
+    dropped: usize,
 }
 
 impl Diagnostics {
     pub fn push(&mut self, d: impl Into<Diag>) {
+        use std::hash::BuildHasher;
         let d = d.into();
-        if !self.items.contains(&d) {
-            self.items.push(d);
+        let h = foldhash::fast::FixedState::default().hash_one(&d);
+        if !self.seen.insert(h) && self.items.contains(&d) {
+            return;
         }
+        if self.items.len() >= MAX_KEPT {
+            self.dropped += 1;
+            return;
+        }
+        self.items.push(d);
     }
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.is_empty() && self.dropped == 0
     }
+    /// Whether [`MAX_KEPT`] diagnostics are kept: a caller may count a new
+    /// one ([`Self::count_dropped`]) instead of building it.
+    pub fn is_full(&self) -> bool {
+        self.items.len() >= MAX_KEPT
+    }
+    pub fn count_dropped(&mut self) {
+        self.dropped += 1;
+    }
+    /// How many problems, counting those left out ([`MAX_KEPT`]).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + self.dropped
     }
     pub fn extend(&mut self, other: Diagnostics) {
+        self.dropped += other.dropped;
         for d in other.items {
             self.push(d);
         }
@@ -99,7 +129,9 @@ impl Diagnostics {
 
 impl From<Diag> for Diagnostics {
     fn from(d: Diag) -> Self {
-        Diagnostics { items: vec![d] }
+        let mut out = Diagnostics::default();
+        out.push(d);
+        out
     }
 }
 
@@ -143,6 +175,32 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// JSON text with the [`is_hostile_char`]s that JSON allows raw (DEL, C1
+/// controls, bidi overrides; serde_json escapes the C0 ones) written as
+/// `\uXXXX` escapes: the same JSON value, safe on a terminal. They can only
+/// appear inside strings, so the whole text is scanned; the text is
+/// returned as is (no copy) when it has none.
+pub fn escape_json_extra(json: String) -> String {
+    // Their UTF-8 starts with 0x7f, 0xc2 (U+0080..U+009F) or 0xe2
+    // (U+202A..U+202E, U+2066..U+2069).
+    if !json.bytes().any(|c| c == 0x7f || c == 0xc2 || c == 0xe2) {
+        return json;
+    }
+    if !json.chars().any(is_hostile_char) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        // C0 controls are escaped by serde_json already.
+        if is_hostile_char(c) && c >= '\u{7f}' {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A source text as shown in snippets: [`is_hostile_char`]s replaced by
@@ -220,7 +278,7 @@ pub fn render(diags: &Diagnostics, sources: &Sources, opts: RenderOptions) -> St
     let mut sorted = diags.clone();
     sorted.sort();
     let shown: Vec<OnceCell<Arc<str>>> = (0..sources.len()).map(|_| OnceCell::new()).collect();
-    for d in &sorted.items {
+    for d in sorted.items.iter().take(MAX_RENDERED) {
         let r = Rendered::build(d, sources, &shown);
         let mut s = String::new();
         if handler.render_report(&mut s, &r).is_err() {
@@ -230,6 +288,12 @@ pub fn render(diags: &Diagnostics, sources: &Sources, opts: RenderOptions) -> St
         out.push('\n');
     }
     let n = sorted.len();
+    if n > MAX_RENDERED {
+        out.push_str(&format!(
+            "({} more problems are not shown)\n\n",
+            n - MAX_RENDERED
+        ));
+    }
     out.push_str(&format!(
         "error: {} problem{} in the build configuration; nothing was built\n",
         n,
@@ -473,6 +537,31 @@ mod tests {
             );
             assert!(out.contains("a\\u{1b}[2J"), "{out}");
         }
+    }
+
+    #[test]
+    fn many_problems_are_counted_not_all_kept() {
+        let mut d = Diagnostics::default();
+        for i in 0..MAX_KEPT + 500 {
+            d.push(Diag::new("mybake::test", format!("problem {i}")));
+            d.push(Diag::new("mybake::test", format!("problem {i}")));
+        }
+        assert_eq!(d.items.len(), MAX_KEPT);
+        assert_eq!(d.len(), MAX_KEPT + 500);
+        let out = render(&d, &Sources::default(), RenderOptions::default());
+        assert!(out.contains("(10300 more problems are not shown)"), "{out}");
+        assert!(
+            out.ends_with("error: 10500 problems in the build configuration; nothing was built\n")
+        );
+    }
+
+    #[test]
+    fn json_keeps_no_raw_controls() {
+        let j = serde_json::to_string(&"a\u{1b}\u{7f}\u{9b}\u{202e}é—b").unwrap();
+        let out = escape_json_extra(j);
+        assert_eq!(out, "\"a\\u001b\\u007f\\u009b\\u202eé—b\"");
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\u{1b}\u{7f}\u{9b}\u{202e}é—b");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! use that).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::source::{FileId, Span};
 
@@ -154,32 +155,54 @@ pub fn parse(text: &str) -> Result<Document<'_>, Rejected> {
 /// text is rejected, or when `end` is not such a point (it lies inside a
 /// node, string or comment): then only [`parse`] on the whole text tells.
 pub fn parse_part(text: &str, start: usize, end: usize) -> Result<Document<'_>, Rejected> {
-    let mut p = Parser::new(text, start, end);
-    let nodes = p.nodes().ok_or(Rejected)?;
-    if p.i != end || p.bad {
-        return Err(Rejected);
-    }
-    Ok(Document { nodes })
+    parse_part_capped(text, start, end, None).map_err(|_| Rejected)
 }
 
-/// Where parsing `text` stops, for a text [`parse`] rejects: the furthest
-/// offset at which a node, block or terminator was expected and not found
-/// (a syntax error's location when knuffel is not asked, see
-/// `load::decode_file`). `None` when the text parses.
-pub fn reject_offset(text: &str) -> Option<usize> {
-    let mut p = Parser::new(text, 0, text.len());
-    match p.nodes() {
-        Some(_) if p.i == text.len() && !p.bad => None,
-        Some(_) => Some(p.furthest.max(p.i)),
-        None => Some(p.furthest.max(p.i)),
+/// Why [`parse_part_capped`] gave no document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Rejected ([`Rejected`]); the furthest offset at which a node, block
+    /// or terminator was expected and not found (a syntax error's location
+    /// when knuffel is not asked, see `load::decode_file`).
+    Rejected(usize),
+    /// More nodes than the shared count allowed; where that was noticed.
+    TooMany(usize),
+}
+
+/// Nodes are counted against a shared count in steps of this many (one
+/// atomic operation per step, not per node).
+const COUNT_STEP: usize = 1024;
+
+/// [`parse_part`], counting the nodes parsed (at every depth) against
+/// `count`: (nodes counted so far by every part, most allowed). Past the
+/// limit, parsing stops with [`Stop::TooMany`] (so a file of millions of
+/// tiny nodes never becomes a tree of millions of nodes).
+pub fn parse_part_capped<'a>(
+    text: &'a str,
+    start: usize,
+    end: usize,
+    count: Option<(&'a AtomicUsize, usize)>,
+) -> Result<Document<'a>, Stop> {
+    let mut p = Parser::new(text, start, end);
+    p.count = count;
+    let nodes = p.nodes();
+    if let Some(at) = p.too_many {
+        return Err(Stop::TooMany(at));
     }
-    .map(|at| {
-        let mut at = at.min(text.len());
+    let at = |p: &Parser| {
+        let mut at = p.furthest.max(p.i).min(text.len());
         while !text.is_char_boundary(at) {
             at -= 1;
         }
         at
-    })
+    };
+    let Some(nodes) = nodes else {
+        return Err(Stop::Rejected(at(&p)));
+    };
+    if p.i != end || p.bad {
+        return Err(Stop::Rejected(at(&p)));
+    }
+    Ok(Document { nodes })
 }
 
 /// Offsets that probably start a top-level node, cutting `text` into about
@@ -225,6 +248,12 @@ struct Parser<'a> {
     comment_depth: usize,
     /// The furthest offset at which something expected was missing.
     furthest: usize,
+    /// Nodes parsed by this parser.
+    nodes: usize,
+    /// The shared node count and its limit ([`parse_part_capped`]).
+    count: Option<(&'a AtomicUsize, usize)>,
+    /// Where the node limit was reached.
+    too_many: Option<usize>,
 }
 
 impl<'a> Parser<'a> {
@@ -239,10 +268,30 @@ impl<'a> Parser<'a> {
             depth: 0,
             comment_depth: 0,
             furthest: 0,
+            nodes: 0,
+            count: None,
+            too_many: None,
         }
     }
 
-    /// Give up here (noting where, for [`reject_offset`]).
+    /// Count one more node; `false` once over the limit.
+    fn count_node(&mut self) -> bool {
+        self.nodes += 1;
+        if self.nodes % COUNT_STEP != 0 {
+            return true;
+        }
+        let Some((count, max)) = self.count else {
+            return true;
+        };
+        let before = count.fetch_add(COUNT_STEP, Ordering::Relaxed);
+        if before + COUNT_STEP > max {
+            self.too_many.get_or_insert(self.i);
+            return false;
+        }
+        true
+    }
+
+    /// Give up here (noting where, for [`Stop::Rejected`]).
     fn fail<T>(&mut self) -> Option<T> {
         self.furthest = self.furthest.max(self.i);
         None
@@ -488,6 +537,9 @@ impl<'a> Parser<'a> {
     }
 
     fn node(&mut self) -> Option<Node<'a>> {
+        if !self.count_node() {
+            return None;
+        }
         let start = self.i;
         let type_name = if self.byte() == Some(b'(') {
             Some(self.type_name()?)

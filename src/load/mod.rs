@@ -172,10 +172,25 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
 }
 
 /// Largest file knuffel is asked about (when the fast path cannot decode
-/// it). knuffel parses about 10 MB/s; larger files that are not plain KDL
-/// get the hand-written parser's syntax error instead (no decode
+/// it). knuffel parses about 1 MB/s (release build, 1.55 s for a 1 MB file
+/// of targets with a syntax error at the end); larger files that are not
+/// plain KDL get the hand-written parser's syntax error instead (no decode
 /// diagnostics).
-const KNUFFEL_MAX_BYTES: usize = 4 << 20;
+const KNUFFEL_MAX_BYTES: usize = 1 << 20;
+
+/// Most KDL nodes (at every depth) one file may have: 500,000, ten times a
+/// 5,000-service monorepo. Past it the parser stops, before the tree and
+/// the declarations of millions of nodes take gigabytes.
+pub const MAX_NODES: usize = 500_000;
+
+fn too_many_nodes(id: FileId, at: usize) -> Diag {
+    Diag::new(
+        "mybake::load::too-large",
+        format!("the file has more than {MAX_NODES} KDL nodes"),
+    )
+    .label(Span::new(id, at, at), "the limit is passed about here")
+    .help("split the configuration, or generate fewer targets (a matrix expands in one node)")
+}
 
 /// Stack for knuffel's thread: its parser recurses once per `{` block and
 /// per nested `/*` comment (about 13 KiB a level in a debug build, 4 KiB in
@@ -222,7 +237,18 @@ fn decode_knuffel_guarded(
             decls
         }
         _ => {
-            let at = kdl::reject_offset(src).unwrap_or(0);
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let at = match kdl::parse_part_capped(src, 0, src.len(), Some((&count, MAX_NODES))) {
+                Err(kdl::Stop::TooMany(at)) => {
+                    diags.push(too_many_nodes(id, at));
+                    return FileDecls {
+                        file: id,
+                        ..Default::default()
+                    };
+                }
+                Err(kdl::Stop::Rejected(at)) => at,
+                Ok(_) => 0,
+            };
             let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
             let found = match text[at..].chars().next() {
                 Some(c) => format!("found `{}`", c.escape_debug()),
@@ -298,17 +324,39 @@ fn decode_fast(id: FileId, src: &str, parts: usize) -> Option<(FileDecls, Diagno
         .chain(cuts.iter().copied())
         .zip(cuts.iter().copied().chain([src.len()]))
         .collect();
-    let mut parts = crate::par::map(bounds, |(start, end)| {
-        match kdl::parse_part(src, start, end) {
-            Ok(doc) => decode(&doc),
-            Err(kdl::Rejected) => Part::Unparsed,
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    let too_many = std::sync::Mutex::new(None::<usize>);
+    let parse = |start: usize, end: usize| match kdl::parse_part_capped(
+        src,
+        start,
+        end,
+        Some((&count, MAX_NODES)),
+    ) {
+        Ok(doc) => decode(&doc),
+        Err(kdl::Stop::Rejected(_)) => Part::Unparsed,
+        Err(kdl::Stop::TooMany(at)) => {
+            let mut t = too_many.lock().unwrap_or_else(|e| e.into_inner());
+            *t = Some(t.map_or(at, |t| t.min(at)));
+            Part::Unparsed
         }
-    });
-    if parts.len() > 1 && parts.iter().any(|p| matches!(p, Part::Unparsed)) {
-        parts = vec![match kdl::parse(src) {
-            Ok(doc) => decode(&doc),
-            Err(kdl::Rejected) => Part::Unparsed,
-        }];
+    };
+    let mut parts = crate::par::map(bounds, |(start, end)| parse(start, end));
+    let over = |t: &std::sync::Mutex<Option<usize>>| *t.lock().unwrap_or_else(|e| e.into_inner());
+    if over(&too_many).is_none()
+        && parts.len() > 1
+        && parts.iter().any(|p| matches!(p, Part::Unparsed))
+    {
+        count.store(0, std::sync::atomic::Ordering::Relaxed);
+        parts = vec![parse(0, src.len())];
+    }
+    if let Some(at) = over(&too_many) {
+        return Some((
+            FileDecls {
+                file: id,
+                ..Default::default()
+            },
+            too_many_nodes(id, at).into(),
+        ));
     }
     let mut out = FileDecls {
         file: id,

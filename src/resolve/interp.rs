@@ -58,9 +58,36 @@ pub const MAX_TOTAL_BYTES: usize = 64 << 20;
 #[derive(Debug, Default)]
 pub struct Budget {
     used: AtomicUsize,
+    resolved: AtomicUsize,
+    suggest: AtomicUsize,
 }
 
+/// Most name comparisons "did you mean" suggestions may cost in one run
+/// (each unknown name is compared with every candidate: ten thousand
+/// unknown references among ten thousand targets would be 10^8).
+pub const MAX_SUGGEST_WORK: usize = 1_000_000;
+
+/// Most bytes of text all resolved targets may hold together (64 MiB,
+/// counting a value shared through `inherits` once per target, as `print`
+/// writes it): a large value inherited by thousands of targets would
+/// otherwise make gigabytes of output from a small file.
+pub const MAX_RESOLVED_BYTES: usize = 64 << 20;
+
 impl Budget {
+    /// Whether a suggestion among `candidates` names may still be made.
+    pub fn may_suggest(&self, candidates: usize) -> bool {
+        let before = self.suggest.fetch_add(candidates, Ordering::Relaxed);
+        before.saturating_add(candidates) <= MAX_SUGGEST_WORK
+    }
+
+    /// Count a resolved target's `n` bytes of text: `None` while the
+    /// total is within [`MAX_RESOLVED_BYTES`], then `Some(true)` for the
+    /// target that passes it (reported once) and `Some(false)` after.
+    pub fn charge_resolved(&self, n: usize) -> Option<bool> {
+        let before = self.resolved.fetch_add(n, Ordering::Relaxed);
+        (before.saturating_add(n) > MAX_RESOLVED_BYTES).then_some(before <= MAX_RESOLVED_BYTES)
+    }
+
     /// Count `n` more bytes; `false` once the total is over
     /// [`MAX_TOTAL_BYTES`].
     pub fn charge(&self, n: usize) -> bool {
@@ -264,7 +291,11 @@ fn lookup<'s>(
     match scope.lookup(name, at)? {
         Some(v) => Ok(v),
         None => {
-            let names = scope.names();
+            // The names are listed only while suggestions are affordable.
+            let names = match scope.budget() {
+                Some(b) if !b.may_suggest(1000) => Vec::new(),
+                _ => scope.names(),
+            };
             Err(Diag::new(
                 "mybake::resolve::unknown-variable",
                 format!("unknown variable `{name}`"),

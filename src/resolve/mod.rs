@@ -119,6 +119,17 @@ pub fn resolve(
     let mut index: FastMap<String, usize> = FastMap::default();
     let mut templates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (ri, raw) in raws.iter().enumerate() {
+        if concrete.len() >= MAX_TARGETS {
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::too-many-targets",
+                    format!("more than {MAX_TARGETS} targets (matrix expansions included)"),
+                )
+                .label(raw.name.span, "the limit is passed here")
+                .help("split the configuration into several files built separately"),
+            );
+            break;
+        }
         let combos = match &raw.matrix {
             None => vec![Vec::new()],
             Some(m) => expand_axes(&m.v, m.span, &variables, &builtins, sources, &mut diags),
@@ -257,6 +268,20 @@ pub fn resolve(
                 let decl_dir = sources
                     .get(raw.name.span.file)
                     .map_or(opts.cwd.as_path(), |f| &f.dir);
+                let size: usize = attrs.iter().map(|(_, v)| text_bytes(v)).sum();
+                if budget.charge_resolved(size) == Some(true) {
+                    diags.push(
+                        Diag::new(
+                            "mybake::resolve::too-large",
+                            format!(
+                                "the resolved targets hold more than {} MiB of text",
+                                interp::MAX_RESOLVED_BYTES >> 20
+                            ),
+                        )
+                        .label(c.name.span, "the limit is passed at this target")
+                        .help("a large value inherited or interpolated by many targets is copied into each of them"),
+                    );
+                }
                 finish(
                     c.name.clone(),
                     raw.matrix.as_ref().map(|_| raw.name.v.clone()),
@@ -300,7 +325,7 @@ pub fn resolve(
     for t in &targets {
         for (_, dep) in &t.deps {
             if !index.contains_key(&dep.v) {
-                diags.push(unknown_target(dep, "target", &index, &templates));
+                diags.push(unknown_target(dep, "target", &index, &templates, &budget));
             }
         }
     }
@@ -310,11 +335,18 @@ pub fn resolve(
                 && !group_index.contains_key(&n.v)
                 && !templates.contains_key(&n.v)
             {
+                let d = unknown_target(n, "target or group", &index, &templates, &budget);
+                let more = budget.may_suggest(index.len() + group_index.len());
                 diags.push(
-                    unknown_target(n, "target or group", &index, &templates).help_opt(suggest(
-                        &n.v,
-                        index.keys().chain(group_index.keys()).map(String::as_str),
-                    )),
+                    d.help_opt(
+                        more.then(|| {
+                            suggest(
+                                &n.v,
+                                index.keys().chain(group_index.keys()).map(String::as_str),
+                            )
+                        })
+                        .flatten(),
+                    ),
                 );
             }
         }
@@ -396,13 +428,17 @@ fn unknown_target(
     what: &str,
     index: &FastMap<String, usize>,
     templates: &BTreeMap<String, Vec<usize>>,
+    budget: &interp::Budget,
 ) -> Diag {
-    Diag::new(
+    let d = Diag::new(
         "mybake::resolve::unknown-target",
         format!("unknown {what} `{}`", n.v),
     )
-    .label(n.span, format!("no {what} of this name"))
-    .help_opt(suggest(
+    .label(n.span, format!("no {what} of this name"));
+    if !budget.may_suggest(index.len() + templates.len()) {
+        return d;
+    }
+    d.help_opt(suggest(
         &n.v,
         index.keys().chain(templates.keys()).map(String::as_str),
     ))
@@ -487,6 +523,10 @@ fn merge_groups<'a>(
     (out, index)
 }
 
+/// Most concrete targets one run may have (matrix expansions included):
+/// twenty times a 5,000-service monorepo; each costs a few KiB resolved.
+pub const MAX_TARGETS: usize = 100_000;
+
 /// Most targets one matrix may expand to.
 pub const MAX_EXPANSIONS: usize = 10_000;
 
@@ -532,6 +572,29 @@ fn expand_axes(
                 ),
             )
             .label(at, "this matrix"),
+        );
+        return Vec::new();
+    }
+    // Every combination holds a copy of one value of each axis.
+    let bytes = axes
+        .iter()
+        .zip(&all_vals)
+        .map(|((name, _), vals)| {
+            let per: usize = vals.iter().map(|v| v.len() + name.v.len()).sum();
+            per.saturating_mul(total / vals.len().max(1))
+        })
+        .fold(0usize, usize::saturating_add);
+    if bytes > interp::MAX_TOTAL_BYTES {
+        diags.push(
+            Diag::new(
+                "mybake::resolve::matrix-too-large",
+                format!(
+                    "matrix combinations hold more than {} MiB of values",
+                    interp::MAX_TOTAL_BYTES >> 20
+                ),
+            )
+            .label(at, "this matrix")
+            .help("every expansion gets a copy of its axis values: use shorter values or fewer combinations"),
         );
         return Vec::new();
     }
@@ -744,7 +807,13 @@ impl Inheritance<'_> {
                     format!("`{}` inherits from unknown target `{pname}`", c.name.v),
                 )
                 .label(parent.span, "no target of this name")
-                .help_opt(suggest(&pname, self.index.keys().map(String::as_str))),
+                .help_opt(
+                    self.builtins
+                        .budget
+                        .may_suggest(self.index.len())
+                        .then(|| suggest(&pname, self.index.keys().map(String::as_str)))
+                        .flatten(),
+                ),
             );
             return None;
         };
@@ -795,6 +864,16 @@ impl Inheritance<'_> {
         acc.merge(&self.raws[self.concrete[i].raw].attrs);
         acc
     }
+}
+
+/// Bytes of text in a value.
+fn text_bytes(v: &Value) -> usize {
+    let mut n = 0;
+    let _ = v.any_string(|s| {
+        n += s.v.len();
+        false
+    });
+    n
 }
 
 /// Fewer targets than this are resolved in one part.
