@@ -65,7 +65,7 @@ pub const MAX_KEPT: usize = 10_000;
 pub const MAX_RENDERED: usize = 200;
 
 /// A list of diagnostics; non-empty means the configuration is invalid.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Diagnostics {
     pub items: Vec<Diag>,
     /// Hashes of the diagnostics pushed (a duplicate is looked for among
@@ -80,7 +80,9 @@ impl Diagnostics {
         use std::hash::BuildHasher;
         let d = d.into();
         let h = foldhash::fast::FixedState::default().hash_one(&d);
-        if !self.seen.insert(h) && self.items.contains(&d) {
+        // Seen before: a duplicate of one kept (or, once full, of one
+        // already counted).
+        if !self.seen.insert(h) && (self.is_full() || self.items.contains(&d)) {
             return;
         }
         if self.items.len() >= MAX_KEPT {
@@ -124,6 +126,18 @@ impl Diagnostics {
         } else {
             Err(self)
         }
+    }
+}
+
+/// The diagnostics (the hash set is an index, and its order is random).
+impl fmt::Debug for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Diagnostics");
+        d.field("items", &self.items);
+        if self.dropped > 0 {
+            d.field("dropped", &self.dropped);
+        }
+        d.finish()
     }
 }
 

@@ -401,6 +401,13 @@ pub fn decode_file_knuffel(
 /// `decode_file` never parses them).
 #[doc(hidden)]
 pub fn check_against_knuffel(text: &str) {
+    // knuffel recurses once per nesting level (up to the 200-level cap):
+    // on a thread with room for it, whatever thread calls this (a 2 MiB
+    // test thread in a debug build is not enough).
+    crate::par::with_stack(KNUFFEL_STACK_BASE * 8, || check_against_knuffel_here(text));
+}
+
+fn check_against_knuffel_here(text: &str) {
     let scan = lenient::scan(text);
     if scan.open_comment.is_some() || scan.too_deep.is_some() {
         return;
