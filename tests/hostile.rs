@@ -550,10 +550,11 @@ fn invalid_utf8_is_located() {
 
 #[test]
 fn a_huge_file_with_a_late_syntax_error() {
-    // 6 MB of targets (past knuffel's 4 MiB), then a syntax error.
+    // 2 MB of targets (past the 256 KiB knuffel reads, under the node
+    // limit), then a syntax error.
     let mut text = String::new();
     let mut i = 0;
-    while text.len() < 6 << 20 {
+    while text.len() < 2 << 20 {
         text.push_str(&format!(
             "target \"t{i}\" {{\n    context \"svc/{i}\"\n    tags \"r/t{i}:1\"\n}}\n"
         ));
@@ -583,6 +584,27 @@ fn a_huge_valid_file() {
         names.join(" ")
     ));
     passes(&text, "4 MB valid file");
+}
+
+#[test]
+fn too_many_nodes() {
+    // 50 MB of `a;` (25 million nodes), and one node with 600,000
+    // arguments: both stop at the node limit.
+    let text = "a;".repeat(25 << 20);
+    fails_at(
+        &text,
+        "1:",
+        "the file has more than 500000 KDL nodes and values",
+    );
+    let text = format!(
+        "target \"a\" {{\n    tags {}\n}}\n",
+        "\"x\" ".repeat(600_000)
+    );
+    fails_at(
+        &text,
+        "2:",
+        "the file has more than 500000 KDL nodes and values",
+    );
 }
 
 #[test]

@@ -173,7 +173,8 @@ pub enum Stop {
 /// atomic operation per step, not per node).
 const COUNT_STEP: usize = 1024;
 
-/// [`parse_part`], counting the nodes parsed (at every depth) against
+/// [`parse_part`], counting the nodes (at every depth) and their arguments
+/// and properties against
 /// `count`: (nodes counted so far by every part, most allowed). Past the
 /// limit, parsing stops with [`Stop::TooMany`] (so a file of millions of
 /// tiny nodes never becomes a tree of millions of nodes).
@@ -559,6 +560,11 @@ impl<'a> Parser<'a> {
                 break;
             }
             self.node_spaces();
+            // Arguments and properties count as nodes: one node with
+            // millions of arguments is as large a tree.
+            if !self.count_node() {
+                return None;
+            }
             match self.prop_or_arg() {
                 Some(Item::Arg(v)) => args.push(v),
                 Some(Item::Prop(p)) => match props.iter_mut().find(|q| q.key == p.key) {

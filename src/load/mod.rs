@@ -172,21 +172,23 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
 }
 
 /// Largest file knuffel is asked about (when the fast path cannot decode
-/// it). knuffel parses about 1 MB/s (release build, 1.55 s for a 1 MB file
-/// of targets with a syntax error at the end); larger files that are not
-/// plain KDL get the hand-written parser's syntax error instead (no decode
-/// diagnostics).
-const KNUFFEL_MAX_BYTES: usize = 1 << 20;
+/// it): 256 KiB. knuffel parses about 1 MB/s in a release build (1.55 s for
+/// a 1 MB file of targets with a syntax error at the end; 2.4 s for a 1 MB
+/// line of 250,000 arguments); larger files that are not plain KDL get the
+/// hand-written parser's syntax error instead (located, without knuffel's
+/// wording or decode diagnostics).
+const KNUFFEL_MAX_BYTES: usize = 256 << 10;
 
-/// Most KDL nodes (at every depth) one file may have: 500,000, ten times a
-/// 5,000-service monorepo. Past it the parser stops, before the tree and
-/// the declarations of millions of nodes take gigabytes.
+/// Most KDL nodes, arguments and properties (at every depth) one file may
+/// have: 500,000, several times the 5,000-service benchmark monorepo. Past
+/// it the parser stops, before the tree and the declarations of millions of
+/// nodes take gigabytes.
 pub const MAX_NODES: usize = 500_000;
 
 fn too_many_nodes(id: FileId, at: usize) -> Diag {
     Diag::new(
         "mybake::load::too-large",
-        format!("the file has more than {MAX_NODES} KDL nodes"),
+        format!("the file has more than {MAX_NODES} KDL nodes and values"),
     )
     .label(Span::new(id, at, at), "the limit is passed about here")
     .help("split the configuration, or generate fewer targets (a matrix expands in one node)")
