@@ -197,9 +197,9 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
 /// appear inside strings, so the whole text is scanned; the text is
 /// returned as is (no copy) when it has none.
 pub fn escape_json_extra(json: String) -> String {
-    // Their UTF-8 starts with 0x7f, 0xc2 (U+0080..U+009F) or 0xe2
-    // (U+202A..U+202E, U+2066..U+2069).
-    if !json.bytes().any(|c| c == 0x7f || c == 0xc2 || c == 0xe2) {
+    // Usually ASCII without DEL (both checks are the standard library's
+    // fast scans: `print` writes megabytes).
+    if json.is_ascii() && !json.as_bytes().contains(&0x7f) {
         return json;
     }
     if !json.chars().any(is_hostile_char) {
