@@ -954,6 +954,38 @@ target "a" { context "." }
         }
     }
 
+    /// Nesting at the cap is parsed by the hand-written parser on this
+    /// thread (a 2 MiB test thread, debug build) and on `par::map`'s
+    /// workers; one level more is refused before any parser runs.
+    #[test]
+    fn nesting_cap_fits_every_thread() {
+        let deep = |levels: usize| {
+            format!(
+                "target \"d\" {{\n{}{}}}\n",
+                "x {\n".repeat(levels - 1),
+                "}\n".repeat(levels - 1)
+            )
+        };
+        let at_cap = deep(lenient::MAX_NESTING);
+        assert!(kdl::parse(&at_cap).is_ok());
+        let (_, d) = decode(&at_cap);
+        assert_eq!(d.items[0].code, "mybake::load::unknown", "{d:?}");
+        // The deep target last in a file decoded in four parts.
+        let mut text = String::new();
+        let mut i = 0;
+        while text.len() < 4 * PART_MIN_BYTES {
+            text.push_str(&format!("target \"t{i}\" {{\n    context \"c\"\n}}\n"));
+            i += 1;
+        }
+        text.push_str(&at_cap);
+        assert_eq!(kdl::cut_points(&text, 4).len(), 3);
+        let (decls, found) = decode_fast(0, &text, 4).expect("plain");
+        assert_eq!(decls.targets.len(), i + 1);
+        assert_eq!(found.items[0].code, "mybake::load::unknown");
+        let (_, d) = decode(&deep(lenient::MAX_NESTING + 1));
+        assert_eq!(d.items[0].code, "mybake::load::too-deep", "{d:?}");
+    }
+
     /// Random token soup (deterministic): both parsers must agree on every
     /// text, valid or not.
     #[test]
