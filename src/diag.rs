@@ -7,14 +7,17 @@
 //! miette (a label in another file becomes a related diagnostic, so every
 //! label is shown with its own `file:line:col`).
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::fmt;
+use std::sync::Arc;
 
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 
 use crate::source::{NamedText, Sources, Span};
 
 /// One located problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diag {
     /// Stable machine-readable code, e.g. `mybake::resolve::unknown-target`.
     pub code: &'static str,
@@ -53,26 +56,58 @@ impl Diag {
     }
 }
 
+/// Most diagnostics kept in one [`Diagnostics`]; more are only counted (a
+/// file with a million bad lines must not hold, sort and render a million
+/// reports).
+pub const MAX_KEPT: usize = 10_000;
+
+/// Most diagnostics [`render`] draws; the count line still gives the total.
+pub const MAX_RENDERED: usize = 200;
+
 /// A list of diagnostics; non-empty means the configuration is invalid.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Diagnostics {
     pub items: Vec<Diag>,
+    /// Hashes of the diagnostics pushed (a duplicate is looked for among
+    /// `items` only when its hash was seen: pushing stays linear).
+    seen: crate::FastSet<u64>,
+    /// Diagnostics left out once [`MAX_KEPT`] were kept.
+    dropped: usize,
 }
 
 impl Diagnostics {
     pub fn push(&mut self, d: impl Into<Diag>) {
+        use std::hash::BuildHasher;
         let d = d.into();
-        if !self.items.contains(&d) {
-            self.items.push(d);
+        let h = foldhash::fast::FixedState::default().hash_one(&d);
+        // Seen before: a duplicate of one kept (or, once full, of one
+        // already counted).
+        if !self.seen.insert(h) && (self.is_full() || self.items.contains(&d)) {
+            return;
         }
+        if self.items.len() >= MAX_KEPT {
+            self.dropped += 1;
+            return;
+        }
+        self.items.push(d);
     }
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.is_empty() && self.dropped == 0
     }
+    /// Whether [`MAX_KEPT`] diagnostics are kept: a caller may count a new
+    /// one ([`Self::count_dropped`]) instead of building it.
+    pub fn is_full(&self) -> bool {
+        self.items.len() >= MAX_KEPT
+    }
+    pub fn count_dropped(&mut self) {
+        self.dropped += 1;
+    }
+    /// How many problems, counting those left out ([`MAX_KEPT`]).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + self.dropped
     }
     pub fn extend(&mut self, other: Diagnostics) {
+        self.dropped += other.dropped;
         for d in other.items {
             self.push(d);
         }
@@ -94,9 +129,23 @@ impl Diagnostics {
     }
 }
 
+/// The diagnostics (the hash set is an index, and its order is random).
+impl fmt::Debug for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Diagnostics");
+        d.field("items", &self.items);
+        if self.dropped > 0 {
+            d.field("dropped", &self.dropped);
+        }
+        d.finish()
+    }
+}
+
 impl From<Diag> for Diagnostics {
     fn from(d: Diag) -> Self {
-        Diagnostics { items: vec![d] }
+        let mut out = Diagnostics::default();
+        out.push(d);
+        out
     }
 }
 
@@ -116,6 +165,119 @@ impl Default for RenderOptions {
     }
 }
 
+/// Characters never written raw to a terminal: C0 and C1 controls, DEL,
+/// and the bidirectional overrides and isolates (which reorder the text
+/// shown around them).
+pub fn is_hostile_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with [`is_hostile_char`]s escaped (`\n`, `\t`, `\u{1b}`); borrowed
+/// when there are none.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_hostile_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_hostile_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// JSON text with the [`is_hostile_char`]s that JSON allows raw (DEL, C1
+/// controls, bidi overrides; serde_json escapes the C0 ones) written as
+/// `\uXXXX` escapes: the same JSON value, safe on a terminal. They can only
+/// appear inside strings, so the whole text is scanned; the text is
+/// returned as is (no copy) when it has none.
+pub fn escape_json_extra(json: String) -> String {
+    // Usually ASCII without DEL (both checks are the standard library's
+    // fast scans: `print` writes megabytes).
+    if json.is_ascii() && !json.as_bytes().contains(&0x7f) {
+        return json;
+    }
+    if !json.chars().any(is_hostile_char) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        // C0 controls are escaped by serde_json already.
+        if is_hostile_char(c) && c >= '\u{7f}' {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A source text as shown in snippets: [`is_hostile_char`]s replaced by
+/// `?` (one per byte, so every span still fits), except tabs, newlines and
+/// the CR of a CRLF.
+fn shown_text(text: &Arc<str>) -> Arc<str> {
+    let hostile = |(i, c): (usize, char)| {
+        is_hostile_char(c)
+            && c != '\n'
+            && c != '\t'
+            && !(c == '\r' && text.as_bytes().get(i + 1) == Some(&b'\n'))
+    };
+    if !text.char_indices().any(hostile) {
+        return text.clone();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        if hostile((i, c)) {
+            out.extend(std::iter::repeat_n('?', c.len_utf8()));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// Lines longer than this around a label are not shown: the message still
+/// gives `file:line:col` (a minified or generated file can be one line of
+/// megabytes).
+const MAX_SNIPPET_BYTES: usize = 4096;
+
+/// Whether the lines around `span` (one before and after, as miette shows
+/// them) are short enough to show.
+fn snippet_fits(text: &str, span: Span) -> bool {
+    let b = text.as_bytes();
+    let at = (span.start as usize).min(b.len());
+    let end = (span.end as usize).clamp(at, b.len());
+    let mut start = at;
+    for _ in 0..2 {
+        match b[..start].iter().rposition(|&c| c == b'\n') {
+            Some(k) => start = k,
+            None => {
+                start = 0;
+                break;
+            }
+        }
+    }
+    let mut stop = end;
+    for _ in 0..2 {
+        match b[stop.min(b.len())..].iter().position(|&c| c == b'\n') {
+            Some(k) => stop = stop + k + 1,
+            None => {
+                stop = b.len();
+                break;
+            }
+        }
+        if stop - start > MAX_SNIPPET_BYTES {
+            return false;
+        }
+    }
+    stop - start <= MAX_SNIPPET_BYTES
+}
+
 /// Render every diagnostic (sorted), followed by a count line.
 pub fn render(diags: &Diagnostics, sources: &Sources, opts: RenderOptions) -> String {
     let theme = if opts.color {
@@ -129,16 +291,23 @@ pub fn render(diags: &Diagnostics, sources: &Sources, opts: RenderOptions) -> St
     let mut out = String::new();
     let mut sorted = diags.clone();
     sorted.sort();
-    for d in &sorted.items {
-        let r = Rendered::build(d, sources);
+    let shown: Vec<OnceCell<Arc<str>>> = (0..sources.len()).map(|_| OnceCell::new()).collect();
+    for d in sorted.items.iter().take(MAX_RENDERED) {
+        let r = Rendered::build(d, sources, &shown);
         let mut s = String::new();
         if handler.render_report(&mut s, &r).is_err() {
-            s = format!("error: {}\n", d.message);
+            s = format!("error: {}\n", escape_controls(&d.message));
         }
         out.push_str(&s);
         out.push('\n');
     }
     let n = sorted.len();
+    if n > MAX_RENDERED {
+        out.push_str(&format!(
+            "({} more problems are not shown)\n\n",
+            n - MAX_RENDERED
+        ));
+    }
     out.push_str(&format!(
         "error: {} problem{} in the build configuration; nothing was built\n",
         n,
@@ -153,11 +322,13 @@ pub fn render_short(diags: &Diagnostics, sources: &Sources) -> String {
     sorted.sort();
     let mut out = String::new();
     for d in &sorted.items {
+        let message = escape_controls(&d.message);
         match d.span() {
-            Some(s) if !s.is_none() => {
-                out.push_str(&format!("{}: {}\n", sources.location(s), d.message))
-            }
-            _ => out.push_str(&format!("{}\n", d.message)),
+            Some(s) if !s.is_none() => out.push_str(&format!(
+                "{}: {message}\n",
+                escape_controls(&sources.location(s))
+            )),
+            _ => out.push_str(&format!("{message}\n")),
         }
     }
     out
@@ -176,55 +347,82 @@ struct Rendered {
 }
 
 impl Rendered {
-    fn build(d: &Diag, sources: &Sources) -> Rendered {
+    /// `shown`: each file's [`shown_text`], made on first use.
+    fn build(d: &Diag, sources: &Sources, shown: &[OnceCell<Arc<str>>]) -> Rendered {
+        // Every text that goes out is escaped ([`escape_controls`]), and
+        // snippets show the source through [`shown_text`].
+        let named = |span: Span| {
+            let f = sources.get(span.file)?;
+            if !snippet_fits(&f.text, span) {
+                return None;
+            }
+            let text = match shown.get(span.file as usize) {
+                Some(cell) => cell.get_or_init(|| shown_text(&f.text)).clone(),
+                None => shown_text(&f.text),
+            };
+            Some(NamedText {
+                name: escape_controls(&f.name).into_owned(),
+                text,
+            })
+        };
         let primary = d.labels.iter().map(|l| l.0).find(|s| !s.is_none());
         // miette 5's snippet header shows where the context starts, not
         // the label, so the message itself leads with `file:line:col`.
         let message = match primary {
-            Some(p) => format!("{}: {}", sources.location(p), d.message),
-            None => d.message.clone(),
+            Some(p) => format!(
+                "{}: {}",
+                escape_controls(&sources.location(p)),
+                escape_controls(&d.message)
+            ),
+            None => escape_controls(&d.message).into_owned(),
         };
+        let source = primary.and_then(named);
         let mut r = Rendered {
             code: d.code,
             message,
-            help: d.help.clone(),
-            source: primary
-                .and_then(|s| sources.get(s.file))
-                .map(|f| NamedText {
-                    name: f.name.clone(),
-                    text: f.text.clone(),
-                }),
+            help: d.help.as_deref().map(|h| escape_controls(h).into_owned()),
             labels: Vec::new(),
             related: Vec::new(),
+            source,
         };
         for (span, text) in &d.labels {
             if span.is_none() {
                 continue;
             }
+            let text = escape_controls(text).into_owned();
             if Some(span.file) == primary.map(|p| p.file) {
-                r.labels.push(LabeledSpan::new_with_span(
-                    Some(text.clone()),
-                    span.miette(),
-                ));
-            } else if let Some(f) = sources.get(span.file) {
-                r.related.push(Rendered {
-                    code: "",
-                    message: format!("{}: {}", sources.location(*span), text),
-                    help: None,
-                    source: Some(NamedText {
-                        name: f.name.clone(),
-                        text: f.text.clone(),
-                    }),
-                    labels: vec![LabeledSpan::new_with_span(
+                if r.source.is_some() && snippet_fits_in(sources, *span) {
+                    r.labels
+                        .push(LabeledSpan::new_with_span(Some(text), span.miette()));
+                }
+            } else if sources.get(span.file).is_some() {
+                let source = named(*span);
+                let labels = match source {
+                    Some(_) => vec![LabeledSpan::new_with_span(
                         Some(text.clone()),
                         span.miette(),
                     )],
+                    None => Vec::new(),
+                };
+                r.related.push(Rendered {
+                    code: "",
+                    message: format!("{}: {}", escape_controls(&sources.location(*span)), text),
+                    help: None,
+                    source,
+                    labels,
                     related: Vec::new(),
                 });
             }
         }
         r
     }
+}
+
+/// [`snippet_fits`] for a span of a known file.
+fn snippet_fits_in(sources: &Sources, span: Span) -> bool {
+    sources
+        .get(span.file)
+        .is_some_and(|f| snippet_fits(&f.text, span))
 }
 
 impl fmt::Display for Rendered {
@@ -267,6 +465,26 @@ impl Diagnostic for Rendered {
     }
 }
 
+/// Most names a cycle or chain message spells out: longer paths keep their
+/// first and last names, with the count of those left out in between.
+pub const PATH_NAMES_SHOWN: usize = 16;
+
+/// `a -> b -> c`, eliding the middle of a long path (a cycle through
+/// thousands of names makes one line, not a page).
+pub fn elide_path(names: &[&str]) -> String {
+    if names.len() <= PATH_NAMES_SHOWN {
+        return names.join(" -> ");
+    }
+    let head = PATH_NAMES_SHOWN / 2;
+    let tail = PATH_NAMES_SHOWN - head;
+    format!(
+        "{} -> ({} more) -> {}",
+        names[..head].join(" -> "),
+        names.len() - head - tail,
+        names[names.len() - tail..].join(" -> ")
+    )
+}
+
 /// "did you mean" among `candidates` (Jaro-Winkler / Levenshtein).
 ///
 /// The answer does not depend on the candidates' order (they often come
@@ -307,6 +525,68 @@ mod tests {
         let want = Some("did you mean `lib-0`?".to_string());
         assert_eq!(suggest("lib-9", names), want);
         assert_eq!(suggest("lib-9", names.iter().rev().copied()), want);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_controls("ok"), "ok");
+        assert_eq!(escape_controls("a\u{1b}[31m\nb"), "a\\u{1b}[31m\\nb");
+        assert_eq!(escape_controls("\u{9b}\u{202e}"), "\\u{9b}\\u{202e}");
+        let mut src = Sources::default();
+        let f = src.add(
+            "m\u{1b}.kdl".into(),
+            "/x/m.kdl".into(),
+            "target \"a\u{1b}[2J\u{85}\" {}\r\n".into(),
+        );
+        let d = Diag::new("mybake::test", "bad name `a\u{1b}[2J`")
+            .label(Span::new(f, 7, 16), "here \u{7}")
+            .help("x\u{1b}");
+        for out in [
+            render(&d.clone().into(), &src, RenderOptions::default()),
+            render_short(&d.into(), &src),
+        ] {
+            assert!(
+                !out.chars().any(|c| is_hostile_char(c) && c != '\n'),
+                "{out:?}"
+            );
+            assert!(out.contains("a\\u{1b}[2J"), "{out}");
+        }
+    }
+
+    #[test]
+    fn many_problems_are_counted_not_all_kept() {
+        let mut d = Diagnostics::default();
+        for i in 0..MAX_KEPT + 500 {
+            d.push(Diag::new("mybake::test", format!("problem {i}")));
+            d.push(Diag::new("mybake::test", format!("problem {i}")));
+        }
+        assert_eq!(d.items.len(), MAX_KEPT);
+        assert_eq!(d.len(), MAX_KEPT + 500);
+        let out = render(&d, &Sources::default(), RenderOptions::default());
+        assert!(out.contains("(10300 more problems are not shown)"), "{out}");
+        assert!(
+            out.ends_with("error: 10500 problems in the build configuration; nothing was built\n")
+        );
+    }
+
+    #[test]
+    fn json_keeps_no_raw_controls() {
+        let j = serde_json::to_string(&"a\u{1b}\u{7f}\u{9b}\u{202e}é—b").unwrap();
+        let out = escape_json_extra(j);
+        assert_eq!(out, "\"a\\u001b\\u007f\\u009b\\u202eé—b\"");
+        let back: String = serde_json::from_str(&out).unwrap();
+        assert_eq!(back, "a\u{1b}\u{7f}\u{9b}\u{202e}é—b");
+    }
+
+    #[test]
+    fn long_lines_are_not_shown() {
+        let mut src = Sources::default();
+        let line = "x".repeat(100_000);
+        let f = src.add("m.kdl".into(), "/x/m.kdl".into(), format!("a\n{line}\nb\n"));
+        let d = Diag::new("mybake::test", "problem").label(Span::new(f, 50_000, 50_001), "here");
+        let out = render(&d.into(), &src, RenderOptions::default());
+        assert!(out.len() < 1000, "{}", out.len());
+        assert!(out.contains("m.kdl:2:49999: problem"), "{out}");
     }
 
     #[test]

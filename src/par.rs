@@ -4,6 +4,13 @@
 
 use std::sync::{Mutex, OnceLock};
 
+/// Stack size of the threads [`map`] starts: the main thread's usual 8 MiB
+/// rather than the standard library's 2 MiB default, so work that recurses
+/// (the KDL parser, one level per nested block, capped at
+/// `load`'s nesting limit) has the same room on every thread, debug builds
+/// included.
+pub const WORKER_STACK: usize = 8 << 20;
+
 /// How many threads are worth using: the machine's available parallelism.
 pub fn threads() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
@@ -37,7 +44,15 @@ pub fn map<I: Send, R: Send>(inputs: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R
     };
     let work = &work;
     let mut all: Vec<(usize, R)> = std::thread::scope(|s| {
-        let others: Vec<_> = (1..workers).map(|_| s.spawn(work)).collect();
+        // A thread that cannot be started leaves its share to the others.
+        let others: Vec<_> = (1..workers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .stack_size(WORKER_STACK)
+                    .spawn_scoped(s, work)
+                    .ok()
+            })
+            .collect();
         let mut all = work();
         for h in others {
             all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
@@ -46,6 +61,25 @@ pub fn map<I: Send, R: Send>(inputs: Vec<I>, f: impl Fn(I) -> R + Sync) -> Vec<R
     });
     all.sort_unstable_by_key(|(k, _)| *k);
     all.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `f` on a thread of its own with a stack of `bytes`, waited for: for work
+/// whose recursion depth the input sets (knuffel's parser), with a stack
+/// sized for that input. When no thread can be started, `f` runs here.
+pub fn with_stack<R: Send>(bytes: usize, f: impl FnOnce() -> R + Send) -> R {
+    let slot = Mutex::new(Some(f));
+    let take = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let spawned = std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .stack_size(bytes)
+            .spawn_scoped(s, || take().map(|f| f()))
+            .ok()?;
+        Some(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    });
+    match spawned.flatten() {
+        Some(r) => r,
+        None => take().map(|f| f()).expect("the closure runs once"),
+    }
 }
 
 /// `0..len` cut into at most `parts` consecutive ranges of similar size,

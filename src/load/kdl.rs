@@ -16,6 +16,7 @@
 //! use that).
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::source::{FileId, Span};
 
@@ -154,18 +155,53 @@ pub fn parse(text: &str) -> Result<Document<'_>, Rejected> {
 /// text is rejected, or when `end` is not such a point (it lies inside a
 /// node, string or comment): then only [`parse`] on the whole text tells.
 pub fn parse_part(text: &str, start: usize, end: usize) -> Result<Document<'_>, Rejected> {
-    let mut p = Parser {
-        s: text,
-        b: text.as_bytes(),
-        i: start,
-        stop: end,
-        bad: false,
-        failed_comments: Vec::new(),
-        depth: 0,
+    parse_part_capped(text, start, end, None).map_err(|_| Rejected)
+}
+
+/// Why [`parse_part_capped`] gave no document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Rejected ([`Rejected`]); the furthest offset at which a node, block
+    /// or terminator was expected and not found (a syntax error's location
+    /// when knuffel is not asked, see `load::decode_file`).
+    Rejected(usize),
+    /// More nodes than the shared count allowed; where that was noticed.
+    TooMany(usize),
+}
+
+/// Nodes are counted against a shared count in steps of this many (one
+/// atomic operation per step, not per node).
+const COUNT_STEP: usize = 1024;
+
+/// [`parse_part`], counting the nodes (at every depth) and their arguments
+/// and properties against
+/// `count`: (nodes counted so far by every part, most allowed). Past the
+/// limit, parsing stops with [`Stop::TooMany`] (so a file of millions of
+/// tiny nodes never becomes a tree of millions of nodes).
+pub fn parse_part_capped<'a>(
+    text: &'a str,
+    start: usize,
+    end: usize,
+    count: Option<(&'a AtomicUsize, usize)>,
+) -> Result<Document<'a>, Stop> {
+    let mut p = Parser::new(text, start, end);
+    p.count = count;
+    let nodes = p.nodes();
+    if let Some(at) = p.too_many {
+        return Err(Stop::TooMany(at));
+    }
+    let at = |p: &Parser| {
+        let mut at = p.furthest.max(p.i).min(text.len());
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
     };
-    let nodes = p.nodes().ok_or(Rejected)?;
+    let Some(nodes) = nodes else {
+        return Err(Stop::Rejected(at(&p)));
+    };
     if p.i != end || p.bad {
-        return Err(Rejected);
+        return Err(Stop::Rejected(at(&p)));
     }
     Ok(Document { nodes })
 }
@@ -192,9 +228,10 @@ pub fn cut_points(text: &str, parts: usize) -> Vec<usize> {
     cuts
 }
 
-/// Deepest nesting of `{ }` blocks the parser follows (deeper input is
-/// rejected here, so knuffel gives the answer).
-const MAX_DEPTH: usize = 200;
+/// Deepest nesting of `{ }` blocks, and of `/* */` comments, the parser
+/// follows (it recurses once per level). `load::decode_file` refuses deeper
+/// text before parsing; deeper nesting is rejected here too.
+const MAX_DEPTH: usize = super::lenient::MAX_NESTING;
 
 struct Parser<'a> {
     s: &'a str,
@@ -209,6 +246,57 @@ struct Parser<'a> {
     /// retries them, which is exponential).
     failed_comments: Vec<usize>,
     depth: usize,
+    comment_depth: usize,
+    /// The furthest offset at which something expected was missing.
+    furthest: usize,
+    /// Nodes parsed by this parser.
+    nodes: usize,
+    /// The shared node count and its limit ([`parse_part_capped`]).
+    count: Option<(&'a AtomicUsize, usize)>,
+    /// Where the node limit was reached.
+    too_many: Option<usize>,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, start: usize, end: usize) -> Parser<'a> {
+        Parser {
+            s: text,
+            b: text.as_bytes(),
+            i: start,
+            stop: end,
+            bad: false,
+            failed_comments: Vec::new(),
+            depth: 0,
+            comment_depth: 0,
+            furthest: 0,
+            nodes: 0,
+            count: None,
+            too_many: None,
+        }
+    }
+
+    /// Count one more node; `false` once over the limit.
+    fn count_node(&mut self) -> bool {
+        self.nodes += 1;
+        if self.nodes % COUNT_STEP != 0 {
+            return true;
+        }
+        let Some((count, max)) = self.count else {
+            return true;
+        };
+        let before = count.fetch_add(COUNT_STEP, Ordering::Relaxed);
+        if before + COUNT_STEP > max {
+            self.too_many.get_or_insert(self.i);
+            return false;
+        }
+        true
+    }
+
+    /// Give up here (noting where, for [`Stop::Rejected`]).
+    fn fail<T>(&mut self) -> Option<T> {
+        self.furthest = self.furthest.max(self.i);
+        None
+    }
 }
 
 fn is_ws_char(c: char) -> bool {
@@ -348,7 +436,15 @@ impl<'a> Parser<'a> {
                     return false;
                 }
                 Some(b'/') if self.byte_at(1) == Some(b'*') => {
-                    if !self.ml_comment() {
+                    if self.comment_depth >= MAX_DEPTH {
+                        self.failed_comments.push(start);
+                        self.i = start;
+                        return false;
+                    }
+                    self.comment_depth += 1;
+                    let closed = self.ml_comment();
+                    self.comment_depth -= 1;
+                    if !closed {
                         self.i += 1; // `/` as an ordinary character
                     }
                 }
@@ -442,6 +538,9 @@ impl<'a> Parser<'a> {
     }
 
     fn node(&mut self) -> Option<Node<'a>> {
+        if !self.count_node() {
+            return None;
+        }
         let start = self.i;
         let type_name = if self.byte() == Some(b'(') {
             Some(self.type_name()?)
@@ -449,7 +548,9 @@ impl<'a> Parser<'a> {
             None
         };
         let name_start = self.i;
-        let name = self.ident()?;
+        let Some(name) = self.ident() else {
+            return self.fail();
+        };
         let name_span = Loc::new(name_start, self.i);
         let mut args = Vec::new();
         let mut props: Vec<Prop<'a>> = Vec::new();
@@ -459,6 +560,11 @@ impl<'a> Parser<'a> {
                 break;
             }
             self.node_spaces();
+            // Arguments and properties count as nodes: one node with
+            // millions of arguments is as large a tree.
+            if !self.count_node() {
+                return None;
+            }
             match self.prop_or_arg() {
                 Some(Item::Arg(v)) => args.push(v),
                 Some(Item::Prop(p)) => match props.iter_mut().find(|q| q.key == p.key) {
@@ -493,7 +599,7 @@ impl<'a> Parser<'a> {
             match self.byte() {
                 Some(b';') => self.i += 1,
                 None => {}
-                Some(_) => return None,
+                Some(_) => return self.fail(),
             }
         }
         Some(Node {
@@ -518,7 +624,7 @@ impl<'a> Parser<'a> {
         self.depth -= 1;
         let nodes = nodes?;
         if self.byte() != Some(b'}') {
-            return None;
+            return self.fail();
         }
         self.i += 1;
         Some(Children {

@@ -15,9 +15,20 @@ pub struct Scan {
     /// Byte offset of a `/*` that is never closed, if any (knuffel's parser
     /// takes exponential time on many of them, so this is checked first).
     pub open_comment: Option<usize>,
+    /// Byte offset of the first `{` or `/*` nested more than
+    /// [`MAX_NESTING`] deep, if any: both parsers recurse once per level,
+    /// so deeper text is refused before any parser runs.
+    pub too_deep: Option<usize>,
 }
 
+/// Deepest nesting of `{ }` blocks, and of `/* */` comments, a file may
+/// have. Real files nest two or three levels; the parsers recurse once per
+/// level, and this keeps them far from the end of any thread's stack
+/// (debug builds and 2 MiB test threads included).
+pub const MAX_NESTING: usize = 200;
+
 /// [`Scan::open_comment`] alone.
+#[cfg(test)]
 pub fn unterminated_comment(text: &str) -> Option<usize> {
     scan(text).open_comment
 }
@@ -27,7 +38,7 @@ pub fn unterminated_comment(text: &str) -> Option<usize> {
 static ORDINARY: [bool; 256] = {
     let mut t = [true; 256];
     let special = [
-        b'\n', b'\r', 0x0c, 0xc2, 0xe2, b' ', b'\t', b'/', b'"', b'r', b'}',
+        b'\n', b'\r', 0x0c, 0xc2, 0xe2, b' ', b'\t', b'/', b'"', b'r', b'}', b'{',
     ];
     let mut k = 0;
     while k < special.len() {
@@ -46,6 +57,8 @@ pub fn scan(text: &str) -> Scan {
     let mut last: Option<u8> = None;
     let mut comment_depth = 0usize;
     let mut comment_start = 0usize;
+    let mut depth = 0usize;
+    let mut too_deep = None;
     while i < b.len() {
         let c = b[i];
         if comment_depth > 0 {
@@ -54,6 +67,9 @@ pub fn scan(text: &str) -> Scan {
                 i += 2;
             } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
                 comment_depth += 1;
+                if comment_depth > MAX_NESTING && too_deep.is_none() {
+                    too_deep = Some(i);
+                }
                 i += 2;
             } else {
                 i += 1;
@@ -77,8 +93,9 @@ pub fn scan(text: &str) -> Scan {
                 i += 3;
             }
             b' ' | b'\t' => i += 1,
+            // Up to any KDL newline (which the next round reads).
             b'/' if b.get(i + 1) == Some(&b'/') => {
-                while i < b.len() && b[i] != b'\n' {
+                while i < b.len() && !is_newline_at(b, i) {
                     i += 1;
                 }
             }
@@ -128,7 +145,16 @@ pub fn scan(text: &str) -> Scan {
                 i = j;
                 last = Some(b'"');
             }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING && too_deep.is_none() {
+                    too_deep = Some(i);
+                }
+                last = Some(b'{');
+                i += 1;
+            }
             b'}' => {
+                depth = depth.saturating_sub(1);
                 if let Some(prev) = last {
                     // After `}` too: `a { b { c 1 } }` closes two blocks.
                     if prev != b'{' && prev != b';' && i > 0 && matches!(b[i - 1], b' ' | b'\t') {
@@ -154,6 +180,7 @@ pub fn scan(text: &str) -> Scan {
         return Scan {
             patched: None,
             open_comment,
+            too_deep,
         };
     }
     let mut out = b.to_vec();
@@ -163,6 +190,17 @@ pub fn scan(text: &str) -> Scan {
     Scan {
         patched: String::from_utf8(out).ok(),
         open_comment,
+        too_deep,
+    }
+}
+
+/// Whether a KDL newline (LF, CR, FF, NEL, LS, PS) starts at `i`.
+fn is_newline_at(b: &[u8], i: usize) -> bool {
+    match b[i] {
+        b'\n' | b'\r' | 0x0c => true,
+        0xc2 => b.get(i + 1) == Some(&0x85),
+        0xe2 => b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8) | Some(0xa9)),
+        _ => false,
     }
 }
 
@@ -208,6 +246,28 @@ mod tests {
         assert_eq!(super::unterminated_comment("a /* b */ c"), None);
         assert_eq!(super::unterminated_comment("a /* /* b */"), Some(2));
         assert_eq!(super::unterminated_comment("\"/*\" x"), None);
+    }
+
+    #[test]
+    fn finds_nesting_too_deep() {
+        let ok = "a {".repeat(super::MAX_NESTING) + &"}".repeat(super::MAX_NESTING);
+        assert_eq!(super::scan(&ok).too_deep, None);
+        let deep = "a {".repeat(10_000) + &"}".repeat(10_000);
+        assert_eq!(
+            super::scan(&deep).too_deep,
+            Some(3 * super::MAX_NESTING + 2)
+        );
+        // Siblings do not add up; braces in strings and comments do not count.
+        let wide = "a {}\n".repeat(10_000) + "\"" + &"{".repeat(500) + "\"" + &"// {\n".repeat(500);
+        assert_eq!(super::scan(&wide).too_deep, None);
+        let comments = "/*".repeat(1000) + &"*/".repeat(1000);
+        assert_eq!(
+            super::scan(&comments).too_deep,
+            Some(2 * super::MAX_NESTING)
+        );
+        // A `//` comment ends at any KDL newline, CR alone included.
+        let cr = "// c\r".to_string() + &"a {".repeat(300);
+        assert!(super::scan(&cr).too_deep.is_some());
     }
 
     #[test]

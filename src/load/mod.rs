@@ -110,22 +110,31 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
     };
     let mut files = Vec::new();
     for (display, path) in paths {
-        let text = if display == "-" {
-            let mut s = String::new();
-            match std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
-                Ok(_) => Ok(s),
+        let bytes = if display == "-" {
+            let mut b = Vec::new();
+            match std::io::Read::read_to_end(&mut std::io::stdin(), &mut b) {
+                Ok(_) => Ok(b),
                 Err(e) => Err(e),
             }
         } else {
-            std::fs::read_to_string(&path)
+            std::fs::read(&path)
         };
-        let text = match text {
-            Ok(t) => t,
+        let bytes = match bytes {
+            Ok(b) => b,
             Err(e) => {
                 diags.push(LoadError::Read {
                     path: display,
                     reason: e.to_string(),
                 });
+                continue;
+            }
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let (text, d) = not_utf8(sources.len() as FileId, e.into_bytes());
+                sources.add(display, path, text);
+                diags.push(d);
                 continue;
             }
         };
@@ -158,7 +167,115 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
             diags.extend(found);
             decls
         }
-        None => decode_patched_knuffel(id, name, text, src, diags),
+        None => decode_knuffel_guarded(id, name, text, src, diags),
+    }
+}
+
+/// Largest file knuffel is asked about (when the fast path cannot decode
+/// it): 256 KiB. knuffel parses about 1 MB/s in a release build (1.55 s for
+/// a 1 MB file of targets with a syntax error at the end; 2.4 s for a 1 MB
+/// line of 250,000 arguments); larger files that are not plain KDL get the
+/// hand-written parser's syntax error instead (located, without knuffel's
+/// wording or decode diagnostics).
+const KNUFFEL_MAX_BYTES: usize = 256 << 10;
+
+/// Most KDL nodes, arguments and properties (at every depth) one file may
+/// have: 500,000, several times the 5,000-service benchmark monorepo. Past
+/// it the parser stops, before the tree and the declarations of millions of
+/// nodes take gigabytes.
+pub const MAX_NODES: usize = 500_000;
+
+fn too_many_nodes(id: FileId, at: usize) -> Diag {
+    Diag::new(
+        "mybake::load::too-large",
+        format!("the file has more than {MAX_NODES} KDL nodes and values"),
+    )
+    .label(Span::new(id, at, at), "the limit is passed about here")
+    .help("split the configuration, or generate fewer targets (a matrix expands in one node)")
+}
+
+/// Stack for knuffel's thread: its parser recurses once per `{` block and
+/// per nested `/*` comment (about 13 KiB a level in a debug build, 4 KiB in
+/// release; this allows twice that), plus a fixed part.
+const KNUFFEL_STACK_BASE: usize = 8 << 20;
+const KNUFFEL_STACK_PER_LEVEL: usize = if cfg!(debug_assertions) {
+    32 << 10
+} else {
+    16 << 10
+};
+/// More stack than this is not asked for: such a file gets the hand-written
+/// parser's syntax error.
+const KNUFFEL_STACK_MAX: usize = 1 << 30;
+
+/// [`decode_patched_knuffel`] on a thread whose stack fits the text. The
+/// nesting depth knuffel can reach is at most the number of `{` plus the
+/// number of `/*` in the text, whatever the text means (the lenient scan
+/// already refused files nested deeper than [`lenient::MAX_NESTING`]; this
+/// does not depend on the scan reading strings and comments as knuffel
+/// does). Files too large or too deep for that get one syntax error at
+/// the point where the hand-written parser stops.
+fn decode_knuffel_guarded(
+    id: FileId,
+    name: &str,
+    text: &str,
+    src: &str,
+    diags: &mut Diagnostics,
+) -> FileDecls {
+    let b = src.as_bytes();
+    let levels =
+        b.iter().filter(|&&c| c == b'{').count() + b.windows(2).filter(|w| w == b"/*").count();
+    let stack = levels
+        .checked_mul(KNUFFEL_STACK_PER_LEVEL)
+        .and_then(|s| s.checked_add(KNUFFEL_STACK_BASE))
+        .filter(|&s| s <= KNUFFEL_STACK_MAX);
+    match stack {
+        Some(stack) if src.len() <= KNUFFEL_MAX_BYTES => {
+            let (decls, found) = crate::par::with_stack(stack, || {
+                let mut found = Diagnostics::default();
+                let decls = decode_patched_knuffel(id, name, text, src, &mut found);
+                (decls, found)
+            });
+            diags.extend(found);
+            decls
+        }
+        _ => {
+            let count = std::sync::atomic::AtomicUsize::new(0);
+            let at = match kdl::parse_part_capped(src, 0, src.len(), Some((&count, MAX_NODES))) {
+                Err(kdl::Stop::TooMany(at)) => {
+                    diags.push(too_many_nodes(id, at));
+                    return FileDecls {
+                        file: id,
+                        ..Default::default()
+                    };
+                }
+                Err(kdl::Stop::Rejected(at)) => at,
+                Ok(_) => 0,
+            };
+            let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            let found = match text[at..].chars().next() {
+                Some(c) => format!("found `{}`", c.escape_debug()),
+                None => "found end of file".to_string(),
+            };
+            diags.push(
+                Diag::new(
+                    "mybake::load::syntax",
+                    format!("invalid KDL or an unsupported form: {found}"),
+                )
+                .label(
+                    Span::new(id, at, end),
+                    "the file cannot be read from here on",
+                )
+                .help(format!(
+                    "this file is too large ({} bytes) or has too many blocks ({levels}) \
+                     for a detailed syntax error",
+                    src.len()
+                )),
+            );
+            FileDecls {
+                file: id,
+                ..Default::default()
+            }
+        }
     }
 }
 
@@ -167,6 +284,10 @@ pub fn decode_file(id: FileId, name: &str, text: &str, diags: &mut Diagnostics) 
 /// scan changed anything (one-line blocks).
 fn lenient_text(id: FileId, text: &str, diags: &mut Diagnostics) -> Option<Option<String>> {
     let scan = lenient::scan(text);
+    if let Some(at) = scan.too_deep {
+        diags.push(too_deep(id, text, at));
+        return None;
+    }
     if let Some(at) = scan.open_comment {
         diags.push(unterminated_comment(id, at));
         return None;
@@ -205,17 +326,39 @@ fn decode_fast(id: FileId, src: &str, parts: usize) -> Option<(FileDecls, Diagno
         .chain(cuts.iter().copied())
         .zip(cuts.iter().copied().chain([src.len()]))
         .collect();
-    let mut parts = crate::par::map(bounds, |(start, end)| {
-        match kdl::parse_part(src, start, end) {
-            Ok(doc) => decode(&doc),
-            Err(kdl::Rejected) => Part::Unparsed,
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    let too_many = std::sync::Mutex::new(None::<usize>);
+    let parse = |start: usize, end: usize| match kdl::parse_part_capped(
+        src,
+        start,
+        end,
+        Some((&count, MAX_NODES)),
+    ) {
+        Ok(doc) => decode(&doc),
+        Err(kdl::Stop::Rejected(_)) => Part::Unparsed,
+        Err(kdl::Stop::TooMany(at)) => {
+            let mut t = too_many.lock().unwrap_or_else(|e| e.into_inner());
+            *t = Some(t.map_or(at, |t| t.min(at)));
+            Part::Unparsed
         }
-    });
-    if parts.len() > 1 && parts.iter().any(|p| matches!(p, Part::Unparsed)) {
-        parts = vec![match kdl::parse(src) {
-            Ok(doc) => decode(&doc),
-            Err(kdl::Rejected) => Part::Unparsed,
-        }];
+    };
+    let mut parts = crate::par::map(bounds, |(start, end)| parse(start, end));
+    let over = |t: &std::sync::Mutex<Option<usize>>| *t.lock().unwrap_or_else(|e| e.into_inner());
+    if over(&too_many).is_none()
+        && parts.len() > 1
+        && parts.iter().any(|p| matches!(p, Part::Unparsed))
+    {
+        count.store(0, std::sync::atomic::Ordering::Relaxed);
+        parts = vec![parse(0, src.len())];
+    }
+    if let Some(at) = over(&too_many) {
+        return Some((
+            FileDecls {
+                file: id,
+                ..Default::default()
+            },
+            too_many_nodes(id, at).into(),
+        ));
     }
     let mut out = FileDecls {
         file: id,
@@ -249,7 +392,7 @@ pub fn decode_file_knuffel(
         };
     };
     let src = scan.as_deref().unwrap_or(text);
-    decode_patched_knuffel(id, name, text, src, diags)
+    decode_knuffel_guarded(id, name, text, src, diags)
 }
 
 /// Differential check (unit tests, `tests/cli.rs` and the `kdl_diff` fuzz
@@ -260,7 +403,15 @@ pub fn decode_file_knuffel(
 /// `decode_file` never parses them).
 #[doc(hidden)]
 pub fn check_against_knuffel(text: &str) {
-    if lenient::unterminated_comment(text).is_some() {
+    // knuffel recurses once per nesting level (up to the 200-level cap):
+    // on a thread with room for it, whatever thread calls this (a 2 MiB
+    // test thread in a debug build is not enough).
+    crate::par::with_stack(KNUFFEL_STACK_BASE * 8, || check_against_knuffel_here(text));
+}
+
+fn check_against_knuffel_here(text: &str) {
+    let scan = lenient::scan(text);
+    if scan.open_comment.is_some() || scan.too_deep.is_some() {
         return;
     }
     let ours = kdl::parse(text);
@@ -284,6 +435,42 @@ pub fn check_against_knuffel(text: &str) {
         "declarations differ for {text:?}"
     );
     assert_eq!(fast.items, slow.items, "diagnostics differ for {text:?}");
+}
+
+/// A file that is not UTF-8: its text as shown in diagnostics (the bad
+/// bytes replaced by U+FFFD, so everything before the first one keeps its
+/// offsets) and the diagnostic, located at the first bad byte.
+pub fn not_utf8(id: FileId, bytes: Vec<u8>) -> (String, Diag) {
+    let at = match std::str::from_utf8(&bytes) {
+        Ok(_) => bytes.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    let bad = bytes.get(at).copied().unwrap_or(0);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let d = Diag::new(
+        "mybake::load::not-utf8",
+        format!("the file is not valid UTF-8: byte 0x{bad:02x} cannot start or continue a character here"),
+    )
+    .label(Span::new(id, at, at + '\u{fffd}'.len_utf8()), "first invalid byte")
+    .help("build files are UTF-8 text; re-save the file as UTF-8");
+    (text, d)
+}
+
+fn too_deep(id: FileId, text: &str, at: usize) -> Diag {
+    let (what, len) = if text[at..].starts_with('{') {
+        ("blocks `{ }`", 1)
+    } else {
+        ("comments `/* */`", 2)
+    };
+    Diag::new(
+        "mybake::load::too-deep",
+        format!(
+            "{what} are nested more than {} levels deep",
+            lenient::MAX_NESTING
+        ),
+    )
+    .label(Span::new(id, at, at + len), "one level too many")
+    .help("a build file needs a few levels at most: check for unclosed or runaway blocks")
 }
 
 fn unterminated_comment(id: FileId, at: usize) -> Diag {
@@ -765,6 +952,38 @@ target "a" { context "." }
             assert_eq!(kdl::cut_points(&text, parts).len(), parts - 1);
             assert_eq!(format!("{:?}", decode_fast(0, &text, parts)), whole);
         }
+    }
+
+    /// Nesting at the cap is parsed by the hand-written parser on this
+    /// thread (a 2 MiB test thread, debug build) and on `par::map`'s
+    /// workers; one level more is refused before any parser runs.
+    #[test]
+    fn nesting_cap_fits_every_thread() {
+        let deep = |levels: usize| {
+            format!(
+                "target \"d\" {{\n{}{}}}\n",
+                "x {\n".repeat(levels - 1),
+                "}\n".repeat(levels - 1)
+            )
+        };
+        let at_cap = deep(lenient::MAX_NESTING);
+        assert!(kdl::parse(&at_cap).is_ok());
+        let (_, d) = decode(&at_cap);
+        assert_eq!(d.items[0].code, "mybake::load::unknown", "{d:?}");
+        // The deep target last in a file decoded in four parts.
+        let mut text = String::new();
+        let mut i = 0;
+        while text.len() < 4 * PART_MIN_BYTES {
+            text.push_str(&format!("target \"t{i}\" {{\n    context \"c\"\n}}\n"));
+            i += 1;
+        }
+        text.push_str(&at_cap);
+        assert_eq!(kdl::cut_points(&text, 4).len(), 3);
+        let (decls, found) = decode_fast(0, &text, 4).expect("plain");
+        assert_eq!(decls.targets.len(), i + 1);
+        assert_eq!(found.items[0].code, "mybake::load::unknown");
+        let (_, d) = decode(&deep(lenient::MAX_NESTING + 1));
+        assert_eq!(d.items[0].code, "mybake::load::too-deep", "{d:?}");
     }
 
     /// Random token soup (deterministic): both parsers must agree on every

@@ -121,6 +121,9 @@ pub(super) fn decode_body(
                         )),
                     }
                 }
+                // Past the cap, only counted (a suggestion compares the
+                // name with every attribute's).
+                None if diags.is_full() => diags.count_dropped(),
                 None => {
                     let d = Diag::new(
                         "mybake::load::unknown",

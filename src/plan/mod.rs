@@ -377,12 +377,14 @@ fn target_order(r: &Resolved, sel: &Selection) -> Result<Vec<usize>, Diag> {
                         names.push(&r.targets[d].name.v);
                         let mut diag = Diag::new(
                             "mybake::plan::cycle",
-                            format!("dependency cycle: {}", names.join(" -> ")),
+                            format!("dependency cycle: {}", crate::diag::elide_path(&names)),
                         );
+                        // The first edges (a long cycle is summed up).
                         for (j, span) in path[start..]
                             .iter()
                             .chain(std::iter::once(&dep.span))
                             .enumerate()
+                            .take(crate::diag::PATH_NAMES_SHOWN)
                         {
                             let from = names[j];
                             let to = names[j + 1];

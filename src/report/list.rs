@@ -3,12 +3,29 @@
 use serde_json::{json, Value as J};
 
 use crate::attrs::A;
+use crate::diag::{escape_controls, escape_json_extra};
 use crate::plan::target_platforms;
 use crate::resolve::vars::Origin;
 use crate::resolve::Resolved;
 use crate::source::Sources;
 
+/// A text table. Cells are free text from the build file (descriptions,
+/// values): control characters are escaped ([`escape_controls`]).
 fn table(rows: &[Vec<String>]) -> String {
+    let escaped: Vec<Vec<String>>;
+    let rows = if rows
+        .iter()
+        .flatten()
+        .any(|c| escape_controls(c) != c.as_str())
+    {
+        escaped = rows
+            .iter()
+            .map(|r| r.iter().map(|c| escape_controls(c).into_owned()).collect())
+            .collect();
+        &escaped[..]
+    } else {
+        rows
+    };
     let cols = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
@@ -22,7 +39,13 @@ fn table(rows: &[Vec<String>]) -> String {
                 if c + 1 == cols {
                     v.clone()
                 } else {
-                    format!("{v:<w$}", w = widths[c])
+                    // Padded by hand: `format!`'s width is at most 65,535
+                    // (a group of thousands of targets is a longer cell).
+                    let pad = widths[c].saturating_sub(v.chars().count());
+                    let mut cell = String::with_capacity(v.len() + pad);
+                    cell.push_str(v);
+                    cell.extend(std::iter::repeat_n(' ', pad));
+                    cell
                 }
             })
             .collect();
@@ -80,8 +103,10 @@ pub fn targets_json(r: &Resolved) -> String {
         .map(|(i, t)| json!({ "name": t.name.v, "platforms": target_platforms(r, i), "description": t.str(A::Description).map(|d| d.v.clone()), "template": t.template }))
         .collect();
     let groups: Vec<J> = r.groups.iter().map(|g| json!({ "name": g.name.v, "targets": g.targets.iter().map(|t| &t.v).collect::<Vec<_>>(), "description": g.description })).collect();
-    let mut s = serde_json::to_string_pretty(&json!({ "targets": targets, "groups": groups }))
-        .unwrap_or_default();
+    let mut s = escape_json_extra(
+        serde_json::to_string_pretty(&json!({ "targets": targets, "groups": groups }))
+            .unwrap_or_default(),
+    );
     s.push('\n');
     s
 }
@@ -134,7 +159,9 @@ pub fn variables_json(r: &Resolved) -> String {
             json!({ "name": v.name.v, "type": v.ty.name(), "value": value, "from": v.origin.describe(), "description": v.description })
         })
         .collect();
-    let mut s = serde_json::to_string_pretty(&json!({ "variables": vars })).unwrap_or_default();
+    let mut s = escape_json_extra(
+        serde_json::to_string_pretty(&json!({ "variables": vars })).unwrap_or_default(),
+    );
     s.push('\n');
     s
 }

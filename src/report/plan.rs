@@ -34,7 +34,9 @@ pub fn json(p: &Plan) -> String {
         .collect();
     let doc =
         json!({ "nodes": nodes, "edges": edges, "levels": levels, "critical_path": critical });
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    // Names and platforms are validated; this keeps the rule in one place.
+    let mut s =
+        crate::diag::escape_json_extra(serde_json::to_string_pretty(&doc).unwrap_or_default());
     s.push('\n');
     s
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value as J};
 
 use super::relative;
 use crate::attrs::{Paths, Shape, A, ATTRS};
+use crate::diag::escape_json_extra;
 use crate::par;
 use crate::resolve::{Resolved, Selection, Target};
 use crate::source::Sp;
@@ -48,14 +49,14 @@ pub fn print_parts(r: &Resolved, sel: &Selection) -> Vec<String> {
             entry_key(&mut buf, range.start + k == 0, 2, &t.name.v);
             write_value(&mut buf, 2, &TargetJson(t, &r.cwd)).ok()?;
         }
-        String::from_utf8(buf).ok()
+        String::from_utf8(buf).ok().map(escape_json_extra)
     });
     let tail = if sel.all.is_empty() {
         "}\n}\n"
     } else {
         "\n  }\n}\n"
     };
-    std::iter::once(String::from_utf8(head).ok())
+    std::iter::once(String::from_utf8(head).ok().map(escape_json_extra))
         .chain(parts)
         .chain([Some(tail.to_string())])
         .collect::<Option<Vec<String>>>()

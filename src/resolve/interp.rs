@@ -1,6 +1,7 @@
 //! `${NAME}` interpolation with `$${` as an escaped literal `${`.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::diag::{suggest, Diag};
 use crate::source::{Sources, Sp, Span};
@@ -42,6 +43,59 @@ impl Val {
     }
 }
 
+/// Longest text one interpolation may produce (1 MiB). Real values are a
+/// few hundred bytes; this stops a value doubling itself through variables
+/// (`${A}${A}`, forty times) long before memory runs out.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// Most bytes all interpolations of one run may produce together (64 MiB):
+/// each value below [`MAX_VALUE_BYTES`] can still be used by thousands of
+/// targets. A 5,000-target configuration produces about 2 MB.
+pub const MAX_TOTAL_BYTES: usize = 64 << 20;
+
+/// What the interpolations of one run have produced so far (shared by the
+/// threads that resolve targets at once).
+#[derive(Debug, Default)]
+pub struct Budget {
+    used: AtomicUsize,
+    resolved: AtomicUsize,
+    suggest: AtomicUsize,
+}
+
+/// Most name comparisons "did you mean" suggestions may cost in one run
+/// (each unknown name is compared with every candidate: ten thousand
+/// unknown references among ten thousand targets would be 10^8).
+pub const MAX_SUGGEST_WORK: usize = 1_000_000;
+
+/// Most bytes of text all resolved targets may hold together (64 MiB,
+/// counting a value shared through `inherits` once per target, as `print`
+/// writes it): a large value inherited by thousands of targets would
+/// otherwise make gigabytes of output from a small file.
+pub const MAX_RESOLVED_BYTES: usize = 64 << 20;
+
+impl Budget {
+    /// Whether a suggestion among `candidates` names may still be made.
+    pub fn may_suggest(&self, candidates: usize) -> bool {
+        let before = self.suggest.fetch_add(candidates, Ordering::Relaxed);
+        before.saturating_add(candidates) <= MAX_SUGGEST_WORK
+    }
+
+    /// Count a resolved target's `n` bytes of text: `None` while the
+    /// total is within [`MAX_RESOLVED_BYTES`], then `Some(true)` for the
+    /// target that passes it (reported once) and `Some(false)` after.
+    pub fn charge_resolved(&self, n: usize) -> Option<bool> {
+        let before = self.resolved.fetch_add(n, Ordering::Relaxed);
+        (before.saturating_add(n) > MAX_RESOLVED_BYTES).then_some(before <= MAX_RESOLVED_BYTES)
+    }
+
+    /// Count `n` more bytes; `false` once the total is over
+    /// [`MAX_TOTAL_BYTES`].
+    pub fn charge(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        before.saturating_add(n) <= MAX_TOTAL_BYTES
+    }
+}
+
 /// Name lookup for interpolation.
 pub trait Scope {
     /// `Ok(None)` = unknown name; `Err` = known but unusable (the
@@ -50,6 +104,10 @@ pub trait Scope {
     fn lookup(&self, name: &str, at: Span) -> Result<Option<Cow<'_, Val>>, Diag>;
     /// Names offered as suggestions for an unknown one.
     fn names(&self) -> Vec<String>;
+    /// The run's budget, when interpolations are counted against one.
+    fn budget(&self) -> Option<&Budget> {
+        None
+    }
 }
 
 /// A piece of a template string.
@@ -103,6 +161,24 @@ fn parse(s: &str) -> Result<Vec<Piece<'_>>, (usize, &'static str)> {
     Ok(out)
 }
 
+/// The names `s` refers to, in order (none when it does not parse:
+/// interpolating it fails before any lookup).
+pub fn references(s: &str) -> Vec<&str> {
+    if is_plain(s) {
+        return Vec::new();
+    }
+    match parse(s) {
+        Ok(pieces) => pieces
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Ref(name, _) => Some(name),
+                _ => None,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// True when the string needs no interpolation work (fast path).
 pub fn is_plain(s: &str) -> bool {
     !s.contains('$')
@@ -137,7 +213,9 @@ pub fn interpolate(
     })?;
     if allow_list && pieces.len() == 1 {
         if let Piece::Ref(name, off) = pieces[0] {
-            return lookup(s, name, off, scope, sources).map(Cow::into_owned);
+            let v = lookup(s, name, off, scope, sources)?;
+            charge(s, text_len(&v), scope)?;
+            return Ok(v.into_owned());
         }
     }
     let mut out = String::with_capacity(s.v.len() + 32);
@@ -145,10 +223,61 @@ pub fn interpolate(
         match p {
             Piece::Lit(l) => out.push_str(l),
             Piece::Dollar => out.push_str("${"),
-            Piece::Ref(name, off) => lookup(s, name, off, scope, sources)?.push_to(&mut out),
+            Piece::Ref(name, off) => {
+                let v = lookup(s, name, off, scope, sources)?;
+                if out.len().saturating_add(text_len(&v)) > MAX_VALUE_BYTES {
+                    let at = inner_span(sources, s, off, name.len() + 3);
+                    return Err(too_long(at, "this value would be longer than 1 MiB"));
+                }
+                v.push_to(&mut out);
+            }
         }
     }
+    if out.len() > MAX_VALUE_BYTES {
+        return Err(too_long(s.span, "this value would be longer than 1 MiB"));
+    }
+    charge(s, out.len(), scope)?;
     Ok(Val::Text(out))
+}
+
+/// Length of a value's text form.
+fn text_len(v: &Val) -> usize {
+    match v {
+        Val::Text(t) => t.len(),
+        Val::List(l) => l
+            .iter()
+            .map(|x| x.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1),
+    }
+}
+
+/// Count `n` bytes against the scope's budget.
+fn charge(s: &Sp<String>, n: usize, scope: &dyn Scope) -> Result<(), Diag> {
+    match scope.budget() {
+        Some(b) if !b.charge(n) => Err(Diag::new(
+                "mybake::resolve::too-large",
+                format!(
+                    "interpolation produces more than {} MiB in total",
+                    MAX_TOTAL_BYTES >> 20
+                ),
+            )
+            .label(s.span, "the budget runs out here")
+            .help("variables and matrix values are copied into every value that uses them: use them in fewer places, or make them shorter")),
+        _ => Ok(()),
+    }
+}
+
+fn too_long(at: Span, label: &str) -> Diag {
+    Diag::new(
+        "mybake::resolve::too-large",
+        format!(
+            "interpolated value is longer than {} MiB",
+            MAX_VALUE_BYTES >> 20
+        ),
+    )
+    .label(at, label)
+    .help("a value that doubles through variables (`${A}${A}`) grows exponentially")
 }
 
 fn lookup<'s>(
@@ -162,7 +291,11 @@ fn lookup<'s>(
     match scope.lookup(name, at)? {
         Some(v) => Ok(v),
         None => {
-            let names = scope.names();
+            // The names are listed only while suggestions are affordable.
+            let names = match scope.budget() {
+                Some(b) if !b.may_suggest(1000) => Vec::new(),
+                _ => scope.names(),
+            };
             Err(Diag::new(
                 "mybake::resolve::unknown-variable",
                 format!("unknown variable `{name}`"),
@@ -240,6 +373,24 @@ mod tests {
             .message
             .contains("unterminated"));
         assert!(run("${a b}", false).is_err());
+    }
+
+    #[test]
+    fn values_are_capped() {
+        let big = Val::Text("x".repeat(MAX_VALUE_BYTES / 2 + 1));
+        let s = M(HashMap::from([("B", big)]));
+        let run = |t: &str| interpolate(&Sp::none(t.to_string()), &s, &Sources::default(), false);
+        assert!(run("${B}").is_ok());
+        let e = run("${B}${B}").unwrap_err();
+        assert_eq!(e.code, "mybake::resolve::too-large");
+        assert!(e.message.contains("longer than 1 MiB"), "{e:?}");
+    }
+
+    #[test]
+    fn budget_runs_out() {
+        let b = Budget::default();
+        assert!(b.charge(MAX_TOTAL_BYTES));
+        assert!(!b.charge(1));
     }
 
     #[test]

@@ -87,14 +87,21 @@ pub fn resolve(
     let sets = set::parse(&opts.sets, sources, &opts.cwd, &mut diags);
     let sources: &Sources = sources;
 
+    let budget = interp::Budget::default();
     let variables = vars::evaluate(
         files.iter().flat_map(|f| &f.variables).collect(),
         &opts.vars,
         &opts.env,
         sources,
         &mut diags,
+        &budget,
     );
     let (groups, group_index) = merge_groups(files.iter().flat_map(|f| &f.groups));
+    for g in &groups {
+        if !valid_name(&g.name.v) {
+            diags.push(bad_name("group", &g.name.v, g.name.span, None));
+        }
+    }
     let raws = merge_targets(files.iter().flat_map(|f| &f.targets));
     let git = OnceLock::new();
     let first_dir = sources
@@ -105,6 +112,7 @@ pub fn resolve(
         local_platform: &opts.local_platform,
         git: &git,
         git_dir: &first_dir,
+        budget: &budget,
     };
 
     // Matrix expansion → concrete declarations.
@@ -112,6 +120,17 @@ pub fn resolve(
     let mut index: FastMap<String, usize> = FastMap::default();
     let mut templates: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (ri, raw) in raws.iter().enumerate() {
+        if concrete.len() >= MAX_TARGETS {
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::too-many-targets",
+                    format!("more than {MAX_TARGETS} targets (matrix expansions included)"),
+                )
+                .label(raw.name.span, "the limit is passed here")
+                .help("split the configuration into several files built separately"),
+            );
+            break;
+        }
         let combos = match &raw.matrix {
             None => vec![Vec::new()],
             Some(m) => expand_axes(&m.v, m.span, &variables, &builtins, sources, &mut diags),
@@ -131,6 +150,10 @@ pub fn resolve(
                     continue;
                 }
             };
+            if !valid_name(&name) {
+                let expanded = (name != raw.name.v).then_some(raw.name.v.as_str());
+                diags.push(bad_name("target", &name, raw.name.span, expanded));
+            }
             if let Some(&prev) = index.get(&name) {
                 let p = &concrete[prev];
                 let same_matrix = raw.matrix.is_some() && p.raw == ri;
@@ -208,6 +231,7 @@ pub fn resolve(
             .any(|p| p.v.contains('$')),
         parents,
         stack: Vec::new(),
+        on_stack: vec![false; concrete.len()],
         sources,
         vars: &variables,
         builtins: &builtins,
@@ -245,6 +269,20 @@ pub fn resolve(
                 let decl_dir = sources
                     .get(raw.name.span.file)
                     .map_or(opts.cwd.as_path(), |f| &f.dir);
+                let size: usize = attrs.iter().map(|(_, v)| text_bytes(v)).sum();
+                if budget.charge_resolved(size) == Some(true) {
+                    diags.push(
+                        Diag::new(
+                            "mybake::resolve::too-large",
+                            format!(
+                                "the resolved targets hold more than {} MiB of text",
+                                interp::MAX_RESOLVED_BYTES >> 20
+                            ),
+                        )
+                        .label(c.name.span, "the limit is passed at this target")
+                        .help("a large value inherited or interpolated by many targets is copied into each of them"),
+                    );
+                }
                 finish(
                     c.name.clone(),
                     raw.matrix.as_ref().map(|_| raw.name.v.clone()),
@@ -289,7 +327,7 @@ pub fn resolve(
     for t in &targets {
         for (_, dep) in &t.deps {
             if !index.contains_key(&dep.v) {
-                diags.push(unknown_target(dep, "target", &index, &templates));
+                diags.push(unknown_target(dep, "target", &index, &templates, &budget));
             }
         }
     }
@@ -299,11 +337,18 @@ pub fn resolve(
                 && !group_index.contains_key(&n.v)
                 && !templates.contains_key(&n.v)
             {
+                let d = unknown_target(n, "target or group", &index, &templates, &budget);
+                let more = budget.may_suggest(index.len() + group_index.len());
                 diags.push(
-                    unknown_target(n, "target or group", &index, &templates).help_opt(suggest(
-                        &n.v,
-                        index.keys().chain(group_index.keys()).map(String::as_str),
-                    )),
+                    d.help_opt(
+                        more.then(|| {
+                            suggest(
+                                &n.v,
+                                index.keys().chain(group_index.keys()).map(String::as_str),
+                            )
+                        })
+                        .flatten(),
+                    ),
                 );
             }
         }
@@ -320,10 +365,64 @@ pub fn resolve(
         templates,
     };
     // Group cycles, whether or not the group is requested.
-    for g in &resolved.groups {
-        diags.extend(select::group_cycles(&resolved, &g.name.v));
-    }
+    diags.extend(select::group_cycles(&resolved));
     diags.into_result(resolved)
+}
+
+/// Whether `name` is a valid target, group or variable name: bake's rule,
+/// `[a-zA-Z0-9_-]+` (so a name is safe in a path, a terminal and an
+/// image reference).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+}
+
+/// The name with control characters escaped, shortened when very long (for
+/// messages).
+pub(crate) fn shown_name(name: &str) -> String {
+    const MAX: usize = 80;
+    let cut = if name.len() > MAX {
+        let mut end = MAX;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        &name[..end]
+    } else {
+        name
+    };
+    let mut out = crate::diag::escape_controls(cut).into_owned();
+    if cut.len() < name.len() {
+        out.push_str(&format!("… ({} bytes)", name.len()));
+    }
+    out
+}
+
+/// A name that breaks [`valid_name`]; `template`: the matrix (or
+/// interpolated) name it was expanded from.
+pub(crate) fn bad_name(what: &str, name: &str, span: Span, template: Option<&str>) -> Diag {
+    let first_bad = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+    let why = match first_bad {
+        None => "a name cannot be empty".to_string(),
+        Some(c) => format!(
+            "`{}` is not allowed in a name",
+            crate::diag::escape_controls(&c.to_string())
+        ),
+    };
+    let message = match template {
+        Some(t) => format!(
+            "invalid {what} name `{}` (from `{}`): {why}",
+            shown_name(name),
+            shown_name(t)
+        ),
+        None => format!("invalid {what} name `{}`: {why}", shown_name(name)),
+    };
+    Diag::new("mybake::resolve::bad-name", message)
+        .label(span, "invalid name")
+        .help("names use only letters, digits, `_` and `-` (bake's rule)")
 }
 
 fn unknown_target(
@@ -331,13 +430,17 @@ fn unknown_target(
     what: &str,
     index: &FastMap<String, usize>,
     templates: &BTreeMap<String, Vec<usize>>,
+    budget: &interp::Budget,
 ) -> Diag {
-    Diag::new(
+    let d = Diag::new(
         "mybake::resolve::unknown-target",
         format!("unknown {what} `{}`", n.v),
     )
-    .label(n.span, format!("no {what} of this name"))
-    .help_opt(suggest(
+    .label(n.span, format!("no {what} of this name"));
+    if !budget.may_suggest(index.len() + templates.len()) {
+        return d;
+    }
+    d.help_opt(suggest(
         &n.v,
         index.keys().chain(templates.keys()).map(String::as_str),
     ))
@@ -422,6 +525,10 @@ fn merge_groups<'a>(
     (out, index)
 }
 
+/// Most concrete targets one run may have (matrix expansions included):
+/// twenty times a 5,000-service monorepo; each costs a few KiB resolved.
+pub const MAX_TARGETS: usize = 100_000;
+
 /// Most targets one matrix may expand to.
 pub const MAX_EXPANSIONS: usize = 10_000;
 
@@ -470,6 +577,29 @@ fn expand_axes(
         );
         return Vec::new();
     }
+    // Every combination holds a copy of one value of each axis.
+    let bytes = axes
+        .iter()
+        .zip(&all_vals)
+        .map(|((name, _), vals)| {
+            let per: usize = vals.iter().map(|v| v.len() + name.v.len()).sum();
+            per.saturating_mul(total / vals.len().max(1))
+        })
+        .fold(0usize, usize::saturating_add);
+    if bytes > interp::MAX_TOTAL_BYTES {
+        diags.push(
+            Diag::new(
+                "mybake::resolve::matrix-too-large",
+                format!(
+                    "matrix combinations hold more than {} MiB of values",
+                    interp::MAX_TOTAL_BYTES >> 20
+                ),
+            )
+            .label(at, "this matrix")
+            .help("every expansion gets a copy of its axis values: use shorter values or fewer combinations"),
+        );
+        return Vec::new();
+    }
     let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
     for ((axis, _), vals) in axes.iter().zip(all_vals) {
         combos = combos
@@ -491,11 +621,19 @@ struct Builtins<'a> {
     local_platform: &'a str,
     git: &'a OnceLock<(String, String)>,
     git_dir: &'a Path,
+    /// The run's interpolation budget (it travels with the built-ins, which
+    /// every target scope has).
+    budget: &'a interp::Budget,
 }
 
 impl Builtins<'_> {
     fn git(&self) -> &(String, String) {
         self.git.get_or_init(|| {
+            // `git -C` fails on a directory that does not exist: no need
+            // to start it (the fuzz harness's files live nowhere).
+            if !self.git_dir.is_dir() {
+                return (String::new(), String::new());
+            }
             let out = std::process::Command::new("git")
                 .arg("-C")
                 .arg(self.git_dir)
@@ -558,6 +696,9 @@ impl Scope for TargetScope<'_> {
             _ => None,
         })
     }
+    fn budget(&self) -> Option<&interp::Budget> {
+        Some(self.builtins.budget)
+    }
     fn names(&self) -> Vec<String> {
         self.bindings
             .iter()
@@ -578,6 +719,8 @@ struct Inheritance<'a> {
     /// Some parent name is a template: memoise everything.
     memo_all: bool,
     stack: Vec<(usize, Span)>,
+    /// Membership of `stack`.
+    on_stack: Vec<bool>,
     sources: &'a Sources,
     vars: &'a Variables,
     builtins: &'a Builtins<'a>,
@@ -594,76 +737,116 @@ impl Inheritance<'_> {
     /// parents, in order, with each parent's attributes memoised first
     /// (unknown parents and cycles are reported and left out); a memoised
     /// target's own attributes are memoised too.
-    fn prepare(&mut self, i: usize, diags: &mut Diagnostics) -> Vec<usize> {
-        if self.memo[i].is_some() {
+    ///
+    /// Iterative (a frame per target being prepared, parents before their
+    /// children), so a long chain of `inherits` needs no deep recursion;
+    /// each target is prepared once.
+    fn prepare(&mut self, root: usize, diags: &mut Diagnostics) -> Vec<usize> {
+        if self.memo[root].is_some() {
             return Vec::new();
         }
-        let parents = self.parents(i, diags);
-        if self.memoised(i) {
-            self.memo[i] = Some(self.merged(i, &parents));
+        // (target, next `inherits` entry, parents found so far)
+        let mut frames: Vec<(usize, usize, Vec<usize>)> = vec![(root, 0, Vec::new())];
+        loop {
+            let Some((i, k, out)) = frames.last_mut() else {
+                return Vec::new();
+            };
+            let i = *i;
+            let list = self.raws[self.concrete[i].raw]
+                .inherits
+                .map_or(&[][..], |v| &v[..]);
+            if let Some(parent) = list.get(*k) {
+                *k += 1;
+                let Some(p) = self.parent(i, parent, diags) else {
+                    continue;
+                };
+                if self.memo[p].is_some() {
+                    out.push(p);
+                } else {
+                    self.stack.push((i, parent.span));
+                    self.on_stack[i] = true;
+                    frames.push((p, 0, Vec::new()));
+                }
+                continue;
+            }
+            let Some((i, _, parents)) = frames.pop() else {
+                return Vec::new();
+            };
+            if self.memoised(i) {
+                self.memo[i] = Some(self.merged(i, &parents));
+            }
+            let Some((_, _, out)) = frames.last_mut() else {
+                return parents;
+            };
+            if let Some((s, _)) = self.stack.pop() {
+                self.on_stack[s] = false;
+            }
+            out.push(i);
         }
-        parents
     }
 
-    fn parents(&mut self, i: usize, diags: &mut Diagnostics) -> Vec<usize> {
+    /// One `inherits` entry of target `i`: the parent's index, or `None`
+    /// (reported) for an unknown parent or one that closes a cycle.
+    fn parent(&mut self, i: usize, parent: &Sp<String>, diags: &mut Diagnostics) -> Option<usize> {
         let c = &self.concrete[i];
-        let raw = &self.raws[c.raw];
-        let mut out = Vec::new();
-        for parent in raw.inherits.iter().copied().flatten() {
-            let scope = TargetScope {
-                vars: self.vars,
-                builtins: self.builtins,
-                bindings: &c.bindings,
-                target: None,
-            };
-            let pname = match interp::interpolate(parent, &scope, self.sources, false) {
-                Ok(v) => v.into_text(),
-                Err(d) => {
-                    diags.push(d);
-                    continue;
-                }
-            };
-            let Some(&p) = self.index.get(&pname) else {
-                diags.push(
-                    Diag::new(
-                        "mybake::resolve::unknown-target",
-                        format!("`{}` inherits from unknown target `{pname}`", c.name.v),
-                    )
-                    .label(parent.span, "no target of this name")
-                    .help_opt(suggest(&pname, self.index.keys().map(String::as_str))),
-                );
-                continue;
-            };
-            let on_stack = self.stack.iter().position(|(s, _)| *s == p);
-            if p == i || on_stack.is_some() {
-                let chain: Vec<(usize, Span)> = on_stack
-                    .map(|k| self.stack[k..].to_vec())
-                    .unwrap_or_default();
-                let mut names: Vec<String> = chain
-                    .iter()
-                    .map(|(s, _)| self.concrete[*s].name.v.clone())
-                    .collect();
-                names.push(c.name.v.clone());
-                names.push(pname.clone());
-                let mut d = Diag::new(
-                    "mybake::resolve::inherit-cycle",
-                    format!("inheritance cycle: {}", names.join(" -> ")),
-                )
-                .label(parent.span, "inherits");
-                for (_, span) in &chain {
-                    d = d.label(*span, "inherits");
-                }
+        let scope = TargetScope {
+            vars: self.vars,
+            builtins: self.builtins,
+            bindings: &c.bindings,
+            target: None,
+        };
+        let pname = match interp::interpolate(parent, &scope, self.sources, false) {
+            Ok(v) => v.into_text(),
+            Err(d) => {
                 diags.push(d);
-                continue;
+                return None;
             }
-            if self.memo[p].is_none() {
-                self.stack.push((i, parent.span));
-                self.prepare(p, diags);
-                self.stack.pop();
+        };
+        let Some(&p) = self.index.get(&pname) else {
+            diags.push(
+                Diag::new(
+                    "mybake::resolve::unknown-target",
+                    format!("`{}` inherits from unknown target `{pname}`", c.name.v),
+                )
+                .label(parent.span, "no target of this name")
+                .help_opt(
+                    self.builtins
+                        .budget
+                        .may_suggest(self.index.len())
+                        .then(|| suggest(&pname, self.index.keys().map(String::as_str)))
+                        .flatten(),
+                ),
+            );
+            return None;
+        };
+        let on_stack = if self.on_stack[p] {
+            self.stack.iter().position(|(s, _)| *s == p)
+        } else {
+            None
+        };
+        if p == i || on_stack.is_some() {
+            let chain: Vec<(usize, Span)> = on_stack
+                .map(|k| self.stack[k..].to_vec())
+                .unwrap_or_default();
+            let mut names: Vec<String> = chain
+                .iter()
+                .map(|(s, _)| self.concrete[*s].name.v.clone())
+                .collect();
+            names.push(c.name.v.clone());
+            names.push(pname.clone());
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let mut d = Diag::new(
+                "mybake::resolve::inherit-cycle",
+                format!("inheritance cycle: {}", crate::diag::elide_path(&names)),
+            )
+            .label(parent.span, "inherits");
+            for (_, span) in chain.iter().take(crate::diag::PATH_NAMES_SHOWN) {
+                d = d.label(*span, "inherits");
             }
-            out.push(p);
+            diags.push(d);
+            return None;
         }
-        out
+        Some(p)
     }
 
     /// Attributes of concrete target `i` with its parents' folded in, left
@@ -683,6 +866,16 @@ impl Inheritance<'_> {
         acc.merge(&self.raws[self.concrete[i].raw].attrs);
         acc
     }
+}
+
+/// Bytes of text in a value.
+fn text_bytes(v: &Value) -> usize {
+    let mut n = 0;
+    let _ = v.any_string(|s| {
+        n += s.v.len();
+        false
+    });
+    n
 }
 
 /// Fewer targets than this are resolved in one part.

@@ -65,9 +65,10 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
     } else {
         names.iter().map(|n| Sp::none(n.clone())).collect()
     };
-    let mut stack = Vec::new();
+    // Groups already expanded (a group reached again adds nothing new).
+    let mut done = vec![false; r.groups.len()];
     for n in &names {
-        expand(r, n, &mut sel, &mut stack, &mut diags);
+        expand(r, n, &mut sel, &mut done, &mut diags);
     }
     // Dependency closure, in name order.
     let mut seen = vec![false; r.targets.len()];
@@ -106,34 +107,55 @@ fn by_name(r: &Resolved, targets: Vec<usize>) -> Vec<usize> {
     keyed.into_iter().map(|(_, i)| i).collect()
 }
 
-/// The group-cycle diagnostics [`select`] reports for `group`, without
-/// building a selection (resolve checks every group this way).
-pub(super) fn group_cycles(r: &Resolved, group: &str) -> Diagnostics {
+/// Every cycle among the groups, each reported once (at the first
+/// include that closes it, walking the groups in declaration order). One
+/// depth-first walk over all groups, iterative and visiting each group
+/// once: linear in the number of group members.
+pub(super) fn group_cycles(r: &Resolved) -> Diagnostics {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
     let mut diags = Diagnostics::default();
-    let mut stack = Vec::new();
-    expand_groups(r, &Sp::none(group.to_string()), &mut stack, &mut diags);
+    let mut mark = vec![Mark::New; r.groups.len()];
+    for root in 0..r.groups.len() {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        // (group, next member); `path`: the names and where each was
+        // included, for the cycle message.
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        let mut path: Vec<(String, Span)> = vec![(r.groups[root].name.v.clone(), Span::NONE)];
+        mark[root] = Mark::Active;
+        while let Some(&mut (g, ref mut k)) = stack.last_mut() {
+            let members = &r.groups[g].targets;
+            let Some(m) = members.get(*k) else {
+                mark[g] = Mark::Done;
+                stack.pop();
+                path.pop();
+                continue;
+            };
+            *k += 1;
+            let Some(&mg) = r.group_index.get(&m.v) else {
+                continue;
+            };
+            match mark[mg] {
+                Mark::New => {
+                    mark[mg] = Mark::Active;
+                    stack.push((mg, 0));
+                    path.push((m.v.clone(), m.span));
+                }
+                Mark::Active => {
+                    let at = stack.iter().position(|&(s, _)| s == mg).unwrap_or(0);
+                    diags.push(group_cycle(&path, at, m));
+                }
+                Mark::Done => {}
+            }
+        }
+    }
     diags
-}
-
-/// [`expand`] restricted to groups: the same walk and cycle reports.
-fn expand_groups(
-    r: &Resolved,
-    name: &Sp<String>,
-    stack: &mut Vec<(String, Span)>,
-    diags: &mut Diagnostics,
-) {
-    let Some(g) = r.group(&name.v) else {
-        return;
-    };
-    if let Some(k) = stack.iter().position(|(s, _)| *s == name.v) {
-        diags.push(group_cycle(stack, k, name));
-        return;
-    }
-    stack.push((name.v.clone(), name.span));
-    for t in &g.targets {
-        expand_groups(r, t, stack, diags);
-    }
-    stack.pop();
 }
 
 fn group_cycle(stack: &[(String, Span)], k: usize, name: &Sp<String>) -> Diag {
@@ -143,35 +165,66 @@ fn group_cycle(stack: &[(String, Span)], k: usize, name: &Sp<String>) -> Diag {
         "mybake::select::group-cycle",
         format!(
             "groups include each other in a cycle: {}",
-            path.join(" -> ")
+            crate::diag::elide_path(&path)
         ),
     );
-    for (_, span) in &stack[k + 1..] {
+    for (_, span) in stack[k + 1..].iter().take(crate::diag::PATH_NAMES_SHOWN) {
         d = d.label(*span, "includes");
     }
     d.label(name.span, "includes")
 }
 
+/// Request what `name` names: a group's members (depth-first, in order),
+/// a target, or a template's expansions. Iterative, and each group is
+/// expanded once (`done`), so nested groups cost their size, not the
+/// number of paths to them.
 fn expand(
     r: &Resolved,
     name: &Sp<String>,
     sel: &mut Selection,
-    stack: &mut Vec<(String, Span)>,
+    done: &mut [bool],
     diags: &mut Diagnostics,
 ) {
-    if let Some(&gi) = r.group_index.get(&name.v) {
-        let g = &r.groups[gi];
-        if let Some(k) = stack.iter().position(|(s, _)| *s == name.v) {
-            diags.push(group_cycle(stack, k, name));
-            return;
+    let Some(&gi) = r.group_index.get(&name.v) else {
+        request(r, name, sel, diags);
+        return;
+    };
+    if done[gi] {
+        return;
+    }
+    // (group, next member), and the names and spans for a cycle message.
+    let mut stack: Vec<(usize, usize)> = vec![(gi, 0)];
+    let mut path: Vec<(String, Span)> = vec![(name.v.clone(), name.span)];
+    done[gi] = true;
+    sel.groups.insert(r.groups[gi].name.v.clone(), gi);
+    while let Some(&mut (g, ref mut k)) = stack.last_mut() {
+        let Some(m) = r.groups[g].targets.get(*k) else {
+            stack.pop();
+            path.pop();
+            continue;
+        };
+        *k += 1;
+        let Some(&mg) = r.group_index.get(&m.v) else {
+            request(r, m, sel, diags);
+            continue;
+        };
+        if let Some(at) = stack.iter().position(|&(s, _)| s == mg) {
+            diags.push(group_cycle(&path, at, m));
+            continue;
         }
-        sel.groups.insert(g.name.v.clone(), gi);
-        stack.push((name.v.clone(), name.span));
-        for t in &g.targets {
-            expand(r, t, sel, stack, diags);
+        if done[mg] {
+            continue;
         }
-        stack.pop();
-    } else if let Some(&i) = r.index.get(&name.v) {
+        done[mg] = true;
+        sel.groups.insert(r.groups[mg].name.v.clone(), mg);
+        stack.push((mg, 0));
+        path.push((m.v.clone(), m.span));
+    }
+}
+
+/// A name that is not a group: a target or a template's expansions.
+fn request(r: &Resolved, name: &Sp<String>, sel: &mut Selection, diags: &mut Diagnostics) {
+    if let Some(&i) = r.index.get(&name.v) {
         sel.request(i);
     } else if let Some(exp) = r.templates.get(&name.v) {
         for &i in exp {

@@ -240,3 +240,70 @@ fn many_targets_report_in_order() {
         ]
     );
 }
+
+#[test]
+fn names_follow_bakes_rule() {
+    assert!(valid_name("svc-api_2"));
+    for bad in ["", "a b", "a.b", "../x", "a/b", "é", "a\u{1b}"] {
+        assert!(!valid_name(bad), "{bad:?}");
+    }
+    let e = errs(
+        "variable \"A.B\" default=\"x\"\ngroup \"g h\" { targets \"t-1\"; }\ntarget \"t-${v}\" {\n matrix { v \"1\" \"x\u{1b}\"; }\n}\n",
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("invalid variable name `A.B`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|m| m.starts_with("invalid group name `g h`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("invalid target name `t-x\\u{1b}` (from `t-${v}`)")),
+        "{e:?}"
+    );
+}
+
+/// Every group is expanded once: 2^40 paths through diamonds, one target.
+#[test]
+fn diamond_groups_select_once() {
+    let mut text = String::from("target \"t\" {}\ntarget \"u\" {}\n");
+    for i in 0..40 {
+        text.push_str(&format!(
+            "group \"g{i}\" {{ targets \"g{0}\" \"h{0}\"; }}\ngroup \"h{i}\" {{ targets \"h{0}\" \"g{0}\"; }}\n",
+            i + 1
+        ));
+    }
+    text.push_str("group \"g40\" { targets \"t\"; }\ngroup \"h40\" { targets \"u\" \"t\"; }\n");
+    let r = run(&text, &[], &[]).unwrap();
+    let sel = select(&r, &["g0".to_string()]).unwrap();
+    let names: Vec<&str> = sel
+        .requested
+        .iter()
+        .map(|&i| r.targets[i].name.v.as_str())
+        .collect();
+    // Depth first, in member order: g0 → g1 → … → g40 (t), then h40 (u).
+    assert_eq!(names, ["t", "u"]);
+    // g0 and both groups of levels 1 to 40 (h0 is not reached).
+    assert_eq!(sel.groups.len(), 81);
+}
+
+/// A chain of defaults 10,000 long, declared child first, evaluates
+/// without recursion (this runs on a 2 MiB test thread).
+#[test]
+fn long_variable_chain() {
+    let n = 10_000;
+    let mut text = String::new();
+    for i in 0..n - 1 {
+        text.push_str(&format!("variable \"v{i}\" default=\"${{v{}}}-\"\n", i + 1));
+    }
+    text.push_str(&format!("variable \"v{}\" default=\"x\"\n", n - 1));
+    text.push_str("target \"a\" { tags \"${v0}\"; }\n");
+    let r = run(&text, &[], &[]).unwrap();
+    let tag = &r.target("a").unwrap().list(A::Tags)[0].v;
+    assert_eq!(tag.len(), 1 + (n - 1));
+    assert!(tag.starts_with("x--"));
+}

@@ -96,6 +96,7 @@ pub fn evaluate(
     env: &HashMap<String, String>,
     sources: &Sources,
     diags: &mut Diagnostics,
+    budget: &interp::Budget,
 ) -> Variables {
     // Merge by name, attribute by attribute.
     let mut merged: Vec<VariableDecl> = Vec::new();
@@ -118,6 +119,11 @@ pub fn evaluate(
                 index.insert(d.name.v.clone(), merged.len());
                 merged.push(d.clone());
             }
+        }
+    }
+    for m in &merged {
+        if !super::valid_name(&m.name.v) {
+            diags.push(super::bad_name("variable", &m.name.v, m.name.span, None));
         }
     }
     for (name, _) in flags {
@@ -163,6 +169,8 @@ pub fn evaluate(
         sources,
         memo: RefCell::new(vec![None; merged.len()]),
         stack: RefCell::new(Vec::new()),
+        on_stack: RefCell::new(vec![false; merged.len()]),
+        budget,
     };
     let mut vars = Variables::default();
     for i in 0..merged.len() {
@@ -199,36 +207,113 @@ struct Evaluator<'a> {
     sources: &'a Sources,
     memo: RefCell<Vec<Option<Result<Evaluated, Diag>>>>,
     stack: RefCell<Vec<usize>>,
+    /// Membership of `stack`.
+    on_stack: RefCell<Vec<bool>>,
+    budget: &'a interp::Budget,
 }
 
 impl Evaluator<'_> {
+    /// Variable `i`'s value, evaluated once. The variables its default
+    /// refers to are evaluated first ([`Self::evaluate_refs`], without
+    /// recursion), so the lookups of [`Self::compute`] find them done or on
+    /// the stack (a cycle).
     fn eval(&self, i: usize) -> Result<Evaluated, Diag> {
         if let Some(r) = &self.memo.borrow()[i] {
             return r.clone();
         }
-        if self.stack.borrow().contains(&i) {
+        if self.on_stack.borrow()[i] {
             let d = &self.decls[i];
-            let path: Vec<String> = self
-                .stack
-                .borrow()
+            let stack = self.stack.borrow();
+            let names: Vec<&str> = stack
                 .iter()
                 .chain(std::iter::once(&i))
-                .map(|&j| self.decls[j].name.v.clone())
+                .map(|&j| self.decls[j].name.v.as_str())
                 .collect();
             return Err(Diag::new(
                 "mybake::resolve::variable-cycle",
                 format!(
                     "variables refer to each other in a cycle: {}",
-                    path.join(" -> ")
+                    crate::diag::elide_path(&names)
                 ),
             )
             .label(d.name.span, "part of the cycle"));
         }
-        self.stack.borrow_mut().push(i);
+        self.push(i);
+        self.evaluate_refs(i);
         let r = self.compute(i);
-        self.stack.borrow_mut().pop();
+        self.pop();
         self.memo.borrow_mut()[i] = Some(r.clone());
         r
+    }
+
+    fn push(&self, i: usize) {
+        self.stack.borrow_mut().push(i);
+        self.on_stack.borrow_mut()[i] = true;
+    }
+
+    fn pop(&self) {
+        if let Some(j) = self.stack.borrow_mut().pop() {
+            self.on_stack.borrow_mut()[j] = false;
+        }
+    }
+
+    /// The known variables `i`'s default looks up, in order (`None`: an
+    /// unknown name, where interpolation stops).
+    fn refs(&self, i: usize) -> Vec<Option<usize>> {
+        let d = &self.decls[i];
+        let name = &d.name.v;
+        if self.flags.iter().any(|(n, _)| n == name) || self.env.contains_key(name) {
+            return Vec::new();
+        }
+        match d.default.as_ref().map(|d| &d.v) {
+            Some(DefaultValue::Str(s)) => interp::references(s)
+                .into_iter()
+                .map(|n| self.index.get(n).copied())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Evaluate, depth first and without recursion, what `root`'s default
+    /// refers to, in the order and as far as interpolating it would look
+    /// things up (up to the first failure), so that [`Self::compute`] of
+    /// `root` meets only evaluated variables or a cycle. `root` is on the
+    /// stack.
+    fn evaluate_refs(&self, root: usize) {
+        let mut frames: Vec<(usize, Vec<Option<usize>>, usize)> = vec![(root, self.refs(root), 0)];
+        while let Some((_, refs, k)) = frames.last_mut() {
+            let next = refs.get(*k).copied();
+            *k += 1;
+            let child = match next {
+                // The end, or an unknown name: interpolation stops there.
+                None | Some(None) => None,
+                Some(Some(j)) => match &self.memo.borrow()[j] {
+                    Some(Ok((_, Some(_)))) => continue,
+                    // Failed or unset: interpolation stops there.
+                    Some(_) => None,
+                    // A cycle: `compute` reports it.
+                    None if self.on_stack.borrow()[j] => None,
+                    None => Some(j),
+                },
+            };
+            match child {
+                Some(j) => {
+                    self.push(j);
+                    frames.push((j, self.refs(j), 0));
+                }
+                None => {
+                    let Some((j, _, _)) = frames.pop() else {
+                        break;
+                    };
+                    if frames.is_empty() {
+                        break;
+                    }
+                    let r = self.compute(j);
+                    self.pop();
+                    self.memo.borrow_mut()[j] = Some(r);
+                }
+            }
+        }
     }
 
     fn compute(&self, i: usize) -> Result<Evaluated, Diag> {
@@ -297,6 +382,9 @@ impl Scope for Evaluator<'_> {
     fn names(&self) -> Vec<String> {
         self.decls.iter().map(|d| d.name.v.clone()).collect()
     }
+    fn budget(&self) -> Option<&interp::Budget> {
+        Some(self.budget)
+    }
 }
 
 pub fn unset(name: &Sp<String>, at: Span) -> Diag {
@@ -363,7 +451,15 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
-        let v = evaluate(decls.variables.iter().collect(), &flags, &env, &src, &mut d);
+        let budget = interp::Budget::default();
+        let v = evaluate(
+            decls.variables.iter().collect(),
+            &flags,
+            &env,
+            &src,
+            &mut d,
+            &budget,
+        );
         (v, d)
     }
 
