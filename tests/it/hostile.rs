@@ -9,7 +9,7 @@
 //! stack overflows and runaway memory, not performance (the 2 s target is
 //! measured in release builds; see the report of this change).
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::process::{Command, Stdio};
