@@ -1077,6 +1077,23 @@ fn finish(
                 .label(o.span, "no destination"),
             );
         }
+        // Issue 12 defect 2: `tar` is a boolean, checked here so `print`,
+        // `plan` and `build` reject the same files.
+        if let Some(tar) = o.get("tar").filter(|_| ty == "oci") {
+            if !matches!(tar.v.as_str(), "true" | "false") {
+                diags.push(
+                    Diag::new(
+                        "mybake::resolve::bad-value",
+                        format!(
+                            "output `oci` of `{}`: `tar` must be true or false, not {:?}",
+                            t.name.v,
+                            crate::diag::escape_controls(&tar.v)
+                        ),
+                    )
+                    .label(tar.span, "not a boolean"),
+                );
+            }
+        }
     }
     for s in t.objects(A::Secret) {
         if s.get("src").is_some() == s.get("env").is_some() {

@@ -358,3 +358,25 @@ fn diagnostics_across_files_point_at_each_file() {
         o.stderr
     );
 }
+
+/// Issue 12 defect 2: `output "oci" tar="maybe"` is refused by `print` and
+/// `plan` (exit 2, located), as by `build`, not late at build time.
+#[test]
+fn oci_tar_must_be_a_boolean_everywhere() {
+    for cmd in ["print", "plan"] {
+        let o = Test::new()
+            .kdl("target \"a\" {\n    output \"oci\" tar=\"maybe\" dest=\"x\"\n}\n")
+            .args(&[cmd, "a"])
+            .expect(2);
+        assert!(
+            o.stderr
+                .contains("mybake.kdl:2:22: output `oci` of `a`: `tar` must be true or false"),
+            "{cmd}: {}",
+            o.stderr
+        );
+    }
+    Test::new()
+        .kdl("target \"a\" {\n    output \"oci\" tar=\"false\" dest=\"x\"\n}\n")
+        .args(&["print", "a"])
+        .expect(0);
+}
