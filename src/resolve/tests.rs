@@ -301,9 +301,11 @@ fn long_variable_chain() {
         text.push_str(&format!("variable \"v{i}\" default=\"${{v{}}}-\"\n", i + 1));
     }
     text.push_str(&format!("variable \"v{}\" default=\"x\"\n", n - 1));
-    text.push_str("target \"a\" { tags \"${v0}\"; }\n");
+    // (A label, not a tag: the value is no valid image reference.)
+    text.push_str("target \"a\" { label \"k\" \"${v0}\"; }\n");
     let r = run(&text, &[], &[]).unwrap();
-    let tag = &r.target("a").unwrap().list(A::Tags)[0].v;
-    assert_eq!(tag.len(), 1 + (n - 1));
-    assert!(tag.starts_with("x--"));
+    let t = r.target("a").unwrap();
+    let value = &t.get(A::Label).and_then(|v| v.as_map()).unwrap()["k"].value.v;
+    assert_eq!(value.len(), 1 + (n - 1));
+    assert!(value.starts_with("x--"));
 }
