@@ -5,6 +5,7 @@
 //! [`Reporter`] as they come, and `report` renders the report.
 
 mod interrupt;
+pub mod preflight;
 mod targets;
 
 use std::collections::HashMap;

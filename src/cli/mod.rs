@@ -209,7 +209,7 @@ fn execute_with(
         },
         Command::Build(b) => match planned(&resolved, &b.targets) {
             Ok((_, p)) => {
-                let pre = crate::exec::preflight::check(&resolved, &p, &opts.env);
+                let pre = crate::build::preflight::check(&resolved, &p, &opts.env);
                 if !pre.is_empty() {
                     return fail(pre, &sources);
                 }

@@ -18,7 +18,6 @@
 
 pub mod builders;
 pub mod event;
-pub mod preflight;
 pub mod priority;
 pub mod request;
 pub mod retry;

@@ -158,7 +158,7 @@ impl FileExport {
 /// The per-platform directory name buildx uses (`linux/arm/v7` →
 /// `linux_arm_v7`), from the normalized platform.
 pub fn platform_dir(platform: &str) -> String {
-    let p = crate::publish::Platform::parse(platform)
+    let p = crate::oci::Platform::parse(platform)
         .map(|p| p.to_string())
         .unwrap_or_else(|_| platform.to_string());
     p.replace('/', "_")

@@ -305,7 +305,9 @@ fn long_variable_chain() {
     text.push_str("target \"a\" { label \"k\" \"${v0}\"; }\n");
     let r = run(&text, &[], &[]).unwrap();
     let t = r.target("a").unwrap();
-    let value = &t.get(A::Label).and_then(|v| v.as_map()).unwrap()["k"].value.v;
+    let value = &t.get(A::Label).and_then(|v| v.as_map()).unwrap()["k"]
+        .value
+        .v;
     assert_eq!(value.len(), 1 + (n - 1));
     assert!(value.starts_with("x--"));
 }

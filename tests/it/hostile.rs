@@ -500,7 +500,7 @@ fn names_follow_the_spec() {
 #[test]
 fn control_characters_in_values_are_escaped_in_every_output() {
     let text = "variable \"V\" default=\"v\u{1b}]0;title\u{7}\" description=\"d\u{1b}[2J\"\n\
-        target \"a\" {\n    description \"red\u{1b}[31m \u{9b}6n \u{202e}txt\"\n    tags \"r/a:x\u{7f}\"\n}\n\
+        target \"a\" {\n    description \"red\u{1b}[31m \u{9b}6n \u{202e}txt\"\n    label \"k\" \"x\u{7f}\"\n}\n\
         group \"default\" { targets \"a\" }\n";
     let t = Test::new().kdl(text);
     let r = check(&t, 0, "control characters");
@@ -509,6 +509,9 @@ fn control_characters_in_values_are_escaped_in_every_output() {
         "{}",
         r.stdout
     );
+    // DEL in a label's value (a tag with it is no valid reference and is
+    // refused, located, by the reference check).
+    assert!(r.stdout.contains("x\\u007f"), "{}", r.stdout);
     let list = run(&t, &["list"]);
     assert!(
         list.stdout

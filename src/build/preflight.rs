@@ -1,5 +1,8 @@
 //! Checks that need the file system, run before anything is sent to a
-//! builder: every problem is a located diagnostic (exit 2).
+//! builder: every problem is a located diagnostic (exit 2). Part of the
+//! `build` stage because it checks what both `exec` (contexts,
+//! Dockerfiles, secrets, SSH agents) and `publish` (output destinations)
+//! will use; `exec` no longer depends on `publish`.
 
 use std::path::Path;
 
