@@ -278,7 +278,7 @@ impl<'a> Parser<'a> {
     /// Count one more node; `false` once over the limit.
     fn count_node(&mut self) -> bool {
         self.nodes += 1;
-        if self.nodes % COUNT_STEP != 0 {
+        if !self.nodes.is_multiple_of(COUNT_STEP) {
             return true;
         }
         let Some((count, max)) = self.count else {
