@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::exec::{self, Event, ExecOptions};
-use crate::plan::{NodeKind, Plan};
+use crate::plan::Plan;
 use crate::publish::outputs::{self, CommitReport, FileOutput};
 use crate::publish::{PublishError, PublishEvent, PublishReport};
 use crate::report::reporter::Reporter;
@@ -220,7 +220,7 @@ pub fn run(
     for m in plan
         .graph
         .node_indices()
-        .filter(|&n| plan.node(n).kind == NodeKind::Merge)
+        .filter(|&n| plan.node(n).is_merge())
     {
         let t = &r.targets[plan.node(m).target];
         match outputs::target_outputs(t, s.load) {
@@ -470,7 +470,7 @@ fn builds(plan: &Plan, outcome: &exec::ExecOutcome) -> Builds {
     let mut nodes = Vec::new();
     for &n in &plan.order {
         let node = plan.node(n);
-        if node.kind != NodeKind::Build {
+        if !node.is_build() {
             continue;
         }
         let state = if let Some(res) = outcome.results.get(&n) {
@@ -512,7 +512,7 @@ fn results_metadata(
     let mut meta = serde_json::Map::new();
     for &n in &plan.order {
         let node = plan.node(n);
-        if node.kind != NodeKind::Build {
+        if !node.is_build() {
             continue;
         }
         if let Some(res) = outcome.results.get(&n) {
@@ -520,7 +520,7 @@ fn results_metadata(
                 let entry = meta
                     .entry(node.target_name.clone())
                     .or_insert_with(|| serde_json::json!({ "platforms": {} }));
-                entry["platforms"][node.platform.clone().unwrap_or_default()] =
+                entry["platforms"][node.platform().unwrap_or_default().to_string()] =
                     serde_json::json!({ "descriptor": d, "reference": res.reference });
             }
         }

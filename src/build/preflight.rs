@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::attrs::A;
 use crate::diag::{Diag, Diagnostics};
-use crate::plan::{NodeKind, Plan};
+use crate::plan::Plan;
 use crate::resolve::Resolved;
 use crate::source::Span;
 use crate::value::Value;
@@ -20,11 +20,7 @@ pub fn check(
 ) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let mut seen = std::collections::HashSet::new();
-    for n in plan
-        .graph
-        .node_weights()
-        .filter(|n| n.kind == NodeKind::Build)
-    {
+    for n in plan.graph.node_weights().filter(|n| n.is_build()) {
         if !seen.insert(n.target) {
             continue;
         }
@@ -146,11 +142,7 @@ pub fn check(
 /// without destroying data ([`crate::publish::place::check`]).
 fn check_outputs(r: &Resolved, plan: &Plan, diags: &mut Diagnostics) {
     use crate::publish::place::{self, DestKind};
-    for n in plan
-        .graph
-        .node_weights()
-        .filter(|n| n.kind == NodeKind::Merge)
-    {
+    for n in plan.graph.node_weights().filter(|n| n.is_merge()) {
         let t = &r.targets[n.target];
         for o in t.objects(A::Output) {
             let at = |s: Span| if s.is_none() { o.span } else { s };

@@ -2,7 +2,7 @@
 //! for their index and tags, and the file outputs ready to be placed.
 
 use crate::exec;
-use crate::plan::{NodeKind, Plan};
+use crate::plan::Plan;
 use crate::publish::outputs::{self, FileOutput};
 use crate::resolve::Resolved;
 
@@ -21,7 +21,7 @@ pub(super) fn publish_targets(
     for m in plan
         .graph
         .node_indices()
-        .filter(|&n| plan.node(n).kind == NodeKind::Merge)
+        .filter(|&n| plan.node(n).is_merge())
     {
         let target = plan.node(m).target;
         if !outcome_pushed(plan, o, target) {
@@ -33,7 +33,7 @@ pub(super) fn publish_targets(
         for n in plan.needs(m) {
             match o.results.get(&n).and_then(|res| res.descriptor.clone()) {
                 Some(descriptor) => results.push(crate::publish::PlatformResult {
-                    platform: plan.node(n).platform.clone().unwrap_or_default(),
+                    platform: plan.node(n).platform().unwrap_or_default().to_string(),
                     descriptor,
                 }),
                 None => complete = false,
@@ -92,7 +92,7 @@ pub(super) fn file_outputs(
     for m in plan
         .graph
         .node_indices()
-        .filter(|&n| plan.node(n).kind == NodeKind::Merge)
+        .filter(|&n| plan.node(n).is_merge())
     {
         let t = &r.targets[plan.node(m).target];
         let Some((_, outs)) = file_targets.iter().find(|(n, _)| n == &t.name.v) else {
@@ -120,7 +120,7 @@ pub(super) fn file_outputs(
                 .unwrap_or_default(),
             platforms: needs
                 .iter()
-                .map(|&n| plan.node(n).platform.clone().unwrap_or_default())
+                .map(|&n| plan.node(n).platform().unwrap_or_default().to_string())
                 .collect(),
             descriptors: needs
                 .iter()

@@ -36,7 +36,7 @@ use mybake_buildkit::{CancellationToken, Client, Descriptor, Endpoint, StatusEve
 use request::{PushTo, RequestOptions};
 
 use crate::attrs::A;
-use crate::plan::{NodeKind, Plan};
+use crate::plan::Plan;
 use crate::resolve::Resolved;
 
 #[derive(Debug, Clone, Default)]
@@ -140,7 +140,7 @@ fn push_target(
     let consumed = plan
         .graph
         .neighbors_directed(n, petgraph::Direction::Incoming)
-        .any(|d| plan.node(d).kind == NodeKind::Build);
+        .any(|d| plan.node(d).is_build());
     let published = node.publish && (opts.push || registry_output);
     if !(published || consumed) {
         return Ok(None);
@@ -177,7 +177,7 @@ pub async fn run(
     for t in plan
         .graph
         .node_weights()
-        .filter(|n| n.kind == NodeKind::Build)
+        .filter(|n| n.is_build())
         .map(|n| &r.targets[n.target])
     {
         for o in t.objects(A::Output) {
@@ -194,7 +194,7 @@ pub async fn run(
     for n in plan
         .graph
         .node_indices()
-        .filter(|&n| plan.node(n).kind == NodeKind::Build)
+        .filter(|&n| plan.node(n).is_build())
     {
         pushes.insert(n, push_target(r, plan, n, opts)?);
     }
@@ -247,11 +247,11 @@ pub async fn run(
         .order
         .iter()
         .copied()
-        .filter(|&n| plan.node(n).kind == NodeKind::Build)
+        .filter(|&n| plan.node(n).is_build())
         .collect();
     let platforms: Vec<String> = build_nodes
         .iter()
-        .map(|&n| plan.node(n).platform.clone().unwrap_or_default())
+        .map(|&n| plan.node(n).platform().unwrap_or_default().to_string())
         .collect();
     let Ok(assignment) = builders::assign(&platforms, &nodes, &supported_by, platform_supported)
     else {
@@ -288,7 +288,7 @@ pub async fn run(
         })
         .collect();
     let rank = priority::ranks(plan, |n| {
-        let p = plan.node(n).platform.as_deref().unwrap_or_default();
+        let p = plan.node(n).platform().unwrap_or_default();
         if platform_supported(p, &native[assigned[&n]]) {
             priority::NATIVE_WEIGHT
         } else {
@@ -352,7 +352,7 @@ impl schedule::Solver for BuildKitSolver<'_> {
                 }
             }
         }
-        let platform = node.platform.clone().unwrap_or_default();
+        let platform = node.platform().unwrap_or_default().to_string();
         let push = self.pushes[&job.node].clone();
         let id = node.id.clone();
         let events = self.events.clone();

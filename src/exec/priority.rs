@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 
-use crate::plan::{NodeKind, Plan};
+use crate::plan::Plan;
 
 /// Relative cost of a node whose platform the builder emulates (qemu runs
 /// `RUN` steps several times slower than native). Only the order of ready
@@ -23,7 +23,7 @@ pub fn ranks(plan: &Plan, weight: impl Fn(NodeIndex) -> u64) -> HashMap<NodeInde
     // `order` lists dependencies first, so walking it backwards sees every
     // dependent before the nodes it needs.
     for &n in plan.order.iter().rev() {
-        if plan.node(n).kind != NodeKind::Build {
+        if !plan.node(n).is_build() {
             continue;
         }
         let below = plan
@@ -40,16 +40,17 @@ pub fn ranks(plan: &Plan, weight: impl Fn(NodeIndex) -> u64) -> HashMap<NodeInde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Node;
+    use crate::plan::{Node, NodeKind};
     use petgraph::graph::DiGraph;
 
     fn node(id: &str) -> Node {
         Node {
             id: id.into(),
-            kind: NodeKind::Build,
+            kind: NodeKind::Build {
+                platform: "linux/amd64".into(),
+            },
             target: 0,
             target_name: id.into(),
-            platform: Some("linux/amd64".into()),
             publish: true,
         }
     }

@@ -24,7 +24,7 @@ use petgraph::Direction;
 use tokio::sync::mpsc;
 
 use super::{Event, ExecOutcome, NodeError, NodeResult};
-use crate::plan::{NodeKind, Plan};
+use crate::plan::Plan;
 
 /// One build node to solve.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl<'p> Scheduler<'p> {
             .order
             .iter()
             .copied()
-            .filter(|&n| plan.node(n).kind == NodeKind::Build)
+            .filter(|&n| plan.node(n).is_build())
             .collect();
         let position: HashMap<NodeIndex, usize> = plan
             .order
@@ -297,7 +297,7 @@ mod tests {
     use petgraph::graph::DiGraph;
 
     use super::*;
-    use crate::plan::Node;
+    use crate::plan::{Node, NodeKind};
 
     const AMD: &str = "linux/amd64";
     const ARM: &str = "linux/arm64";
@@ -314,14 +314,12 @@ mod tests {
             };
             let n = g.add_node(Node {
                 id: id.to_string(),
-                kind: if platform.is_some() {
-                    NodeKind::Build
-                } else {
-                    NodeKind::Merge
+                kind: match platform {
+                    Some(platform) => NodeKind::Build { platform },
+                    None => NodeKind::Merge,
                 },
                 target: i,
                 target_name: target.into(),
-                platform,
                 publish: true,
             });
             ix.insert(*id, n);
@@ -456,8 +454,8 @@ mod tests {
             let assigned = plan
                 .graph
                 .node_indices()
-                .filter(|&n| plan.node(n).kind == NodeKind::Build)
-                .map(|n| (n, builder_of(plan.node(n).platform.as_deref().unwrap())))
+                .filter(|&n| plan.node(n).is_build())
+                .map(|n| (n, builder_of(plan.node(n).platform().unwrap())))
                 .collect();
             let rank = crate::exec::priority::ranks(plan, |_| 1);
             let (tx, events) = mpsc::unbounded_channel();

@@ -17,9 +17,12 @@ use crate::diag::{Diag, Diagnostics};
 use crate::resolve::{Resolved, Selection};
 use crate::source::{Sp, Span};
 
+/// What a node does: a build has a platform, a merge has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeKind {
-    Build,
+    /// One solve of the target for `platform`.
+    Build { platform: String },
+    /// The target's index of all its built platforms.
     Merge,
 }
 
@@ -31,10 +34,25 @@ pub struct Node {
     /// Index into [`Resolved::targets`].
     pub target: usize,
     pub target_name: String,
-    pub platform: Option<String>,
     /// False for dependencies built only for their dependents (not
     /// published: bake's `cacheonly`).
     pub publish: bool,
+}
+
+impl Node {
+    /// The platform of a build node (`None` for a merge).
+    pub fn platform(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Build { platform } => Some(platform),
+            NodeKind::Merge => None,
+        }
+    }
+    pub fn is_build(&self) -> bool {
+        matches!(self.kind, NodeKind::Build { .. })
+    }
+    pub fn is_merge(&self) -> bool {
+        self.kind == NodeKind::Merge
+    }
 }
 
 /// Output of the plan stage.
@@ -66,10 +84,7 @@ impl Plan {
         v
     }
     pub fn builds(&self) -> usize {
-        self.graph
-            .node_weights()
-            .filter(|n| n.kind == NodeKind::Build)
-            .count()
+        self.graph.node_weights().filter(|n| n.is_build()).count()
     }
 }
 
@@ -265,10 +280,11 @@ fn graph(r: &Resolved, sel: &Selection, needed: HashMap<usize, Vec<String>>) -> 
             id.push_str(p);
             let n = g.add_node(Node {
                 id,
-                kind: NodeKind::Build,
+                kind: NodeKind::Build {
+                    platform: p.clone(),
+                },
                 target: i,
                 target_name: t.name.v.clone(),
-                platform: Some(p.clone()),
                 publish,
             });
             build_ix[i].push((p.as_str(), n));
@@ -279,7 +295,6 @@ fn graph(r: &Resolved, sel: &Selection, needed: HashMap<usize, Vec<String>>) -> 
                 kind: NodeKind::Merge,
                 target: i,
                 target_name: t.name.v.clone(),
-                platform: None,
                 publish,
             });
         }
@@ -297,8 +312,8 @@ fn graph(r: &Resolved, sel: &Selection, needed: HashMap<usize, Vec<String>>) -> 
         let node = &g[n];
         let t = &r.targets[node.target];
         match node.kind {
-            NodeKind::Build => {
-                let p = node.platform.as_deref().unwrap_or("");
+            NodeKind::Build { .. } => {
+                let p = node.platform().unwrap_or("");
                 for (_, dep) in &t.deps {
                     if let Some(&d) = r.index.get(&dep.v) {
                         if let Some(m) = find(d, p) {

@@ -108,7 +108,7 @@ target "app" { platforms "linux/arm" "linux/arm64"; contexts { base "target:base
         let base: Vec<&str> = p
             .graph
             .node_weights()
-            .filter(|n| n.target_name == "base" && n.kind == NodeKind::Build)
+            .filter(|n| n.target_name == "base" && n.is_build())
             .map(|n| n.id.as_str())
             .collect();
         assert_eq!(base.len(), 2, "{names:?}: {base:?}");
@@ -231,9 +231,9 @@ proptest! {
                     // Topological: needs come first.
                     prop_assert!(pos[&b] < pos[&a]);
                     let (na, nb) = (p.node(a), p.node(b));
-                    if na.kind == NodeKind::Build {
+                    if na.is_build() {
                         // Per-platform edges only.
-                        prop_assert_eq!(&na.platform, &nb.platform);
+                        prop_assert_eq!(na.platform(), nb.platform());
                         prop_assert!(r.targets[na.target].deps.iter().any(|(_, d)| d.v == nb.target_name));
                     } else {
                         prop_assert_eq!(na.target, nb.target);

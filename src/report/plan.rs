@@ -10,8 +10,8 @@ pub fn json(p: &Plan) -> String {
         .iter()
         .map(|&i| {
             let n = p.node(i);
-            match n.kind {
-                NodeKind::Build => json!({ "id": n.id, "kind": "build", "target": n.target_name, "platform": n.platform, "publish": n.publish }),
+            match &n.kind {
+                NodeKind::Build { platform } => json!({ "id": n.id, "kind": "build", "target": n.target_name, "platform": platform, "publish": n.publish }),
                 NodeKind::Merge => json!({ "id": n.id, "kind": "merge", "target": n.target_name }),
             }
         })
@@ -63,8 +63,8 @@ pub fn text(p: &Plan) -> String {
             let needs: Vec<&str> = p.needs(i).iter().map(|&d| p.node(d).id.as_str()).collect();
             let kind = match (&n.kind, n.publish) {
                 (NodeKind::Merge, _) => "merge",
-                (NodeKind::Build, true) => "build",
-                (NodeKind::Build, false) => "build (dependency, not published)",
+                (NodeKind::Build { .. }, true) => "build",
+                (NodeKind::Build { .. }, false) => "build (dependency, not published)",
             };
             s.push_str(&format!("  {:<40} {kind}", n.id));
             if !needs.is_empty() {
@@ -87,7 +87,7 @@ pub fn dot(p: &Plan) -> String {
     for &i in &p.order {
         let n = p.node(i);
         let shape = match n.kind {
-            NodeKind::Build => "box",
+            NodeKind::Build { .. } => "box",
             NodeKind::Merge => "ellipse",
         };
         let style = if n.publish { "" } else { ", style=dashed" };
