@@ -32,6 +32,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::common::proxy;
+
 const REGISTRY: &str = "localhost:5000";
 const UPSTREAM: &str = "127.0.0.1:5000";
 const SRC: &str = "localhost:5000/mybake-test/publish-src";
@@ -706,82 +708,20 @@ async fn fault_proxy(
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 async fn proxy_connection(mut client: TcpStream, upstream: SocketAddr, answer_503: bool) {
     let step = Duration::from_secs(10);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > 64 * 1024 {
-            return;
-        }
-        match tokio::time::timeout(step, client.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
+    let Some(mut head) = proxy::read_head(&mut client, step, proxy::NotHttp::Close).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     if answer_503 {
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        let mut have = buf.len() - head_end;
-        while have < length {
-            match tokio::time::timeout(step, client.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => have += n,
-                _ => break,
-            }
-        }
+        proxy::read_body(&mut client, &mut head, step).await;
+        let headers = "Content-Type: text/plain\r\n";
         let body = "service unavailable (injected)";
-        let _ = client
-            .write_all(
-                format!(
-                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await;
-        let _ = client.shutdown().await;
+        proxy::respond(&mut client, "503 Service Unavailable", headers, body).await;
         return;
     }
-    let Ok(Ok(mut up)) = tokio::time::timeout(step, TcpStream::connect(upstream)).await else {
-        return; // upstream down: the client sees its connection closed
-    };
-    let mut rewritten = String::new();
-    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or_default().trim();
-        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive") {
-            continue;
-        }
-        rewritten.push_str(line);
-        rewritten.push_str("\r\n");
-    }
-    rewritten.push_str("Connection: close\r\n\r\n");
-    if up.write_all(rewritten.as_bytes()).await.is_err()
-        || up.write_all(&buf[head_end..]).await.is_err()
-    {
-        return;
-    }
-    let (mut cr, mut cw) = client.into_split();
-    let (mut ur, mut uw) = up.into_split();
-    let upload = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut uw).await;
-    });
-    let _ = tokio::time::timeout(Duration::from_secs(60), tokio::io::copy(&mut ur, &mut cw)).await;
-    let _ = cw.shutdown().await;
-    upload.abort();
+    let upstream = upstream.to_string();
+    proxy::forward(client, &head, &upstream, step, Duration::from_secs(60)).await;
 }
 
 fn fault_options() -> PublishOptions {

@@ -22,9 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::testbed::*;
-use common::{Output, Test};
+use common::{proxy, Output, Test};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const UPSTREAM: &str = "127.0.0.1:5000";
@@ -125,44 +124,19 @@ impl Proxy {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// One request per connection (`Connection: close` both ways).
 async fn connection(mut client: TcpStream, rule: Rule, faults: Arc<Mutex<Vec<(String, String)>>>) {
     let step = Duration::from_secs(30);
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        // A TLS hello (or anything else that is not HTTP): answer as Go's
-        // plain-HTTP server does, so that the client falls back to HTTP.
-        if buf.first().is_some_and(|b| !b.is_ascii_alphabetic()) || buf.len() > 64 * 1024 {
-            let _ = client
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request")
-                .await;
-            let _ = client.shutdown().await;
-            return;
-        }
-        match tokio::time::timeout(step, client.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
+    let Some(mut head) = proxy::read_head(&mut client, step, proxy::NotHttp::Answer400).await
+    else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut request_line = head.lines().next().unwrap_or_default().split(' ');
-    let (method, path) = (
-        request_line.next().unwrap_or_default(),
-        request_line.next().unwrap_or_default(),
-    );
+    let (method, path) = head.method_and_path();
     let manifest = path
         .strip_prefix("/v2/")
         .and_then(|p| p.split_once("/manifests/"))
         .map(|(repo, reference)| (repo.to_string(), reference.to_string()));
-    if let (Some((repo, reference)), "PUT") = (manifest, method) {
+    if let (Some((repo, reference)), "PUT") = (manifest, method.as_str()) {
         let answer = {
             let mut f = faults.lock().unwrap();
             let answer = match rule {
@@ -175,61 +149,14 @@ async fn connection(mut client: TcpStream, rule: Rule, faults: Arc<Mutex<Vec<(St
             answer
         };
         if let Some(answer) = answer {
-            let length: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let mut have = buf.len() - head_end;
-            while have < length {
-                match tokio::time::timeout(step, client.read(&mut chunk)).await {
-                    Ok(Ok(n)) if n > 0 => have += n,
-                    _ => break,
-                }
-            }
+            proxy::read_body(&mut client, &mut head, step).await;
             let (status, body) = answer.http(&reference);
-            let _ = client
-                .write_all(
-                    format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/json; charset=utf-8\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                    .as_bytes(),
-                )
-                .await;
-            let _ = client.shutdown().await;
+            let headers = "Content-Type: application/json; charset=utf-8\r\nDocker-Distribution-Api-Version: registry/2.0\r\n";
+            proxy::respond(&mut client, status, headers, &body).await;
             return;
         }
     }
-    let Ok(Ok(mut up)) = tokio::time::timeout(step, TcpStream::connect(UPSTREAM)).await else {
-        return;
-    };
-    let mut rewritten = String::new();
-    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or_default().trim();
-        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive") {
-            continue;
-        }
-        rewritten.push_str(line);
-        rewritten.push_str("\r\n");
-    }
-    rewritten.push_str("Connection: close\r\n\r\n");
-    if up.write_all(rewritten.as_bytes()).await.is_err()
-        || up.write_all(&buf[head_end..]).await.is_err()
-    {
-        return;
-    }
-    let (mut cr, mut cw) = client.into_split();
-    let (mut ur, mut uw) = up.into_split();
-    let upload = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut uw).await;
-    });
-    let _ = tokio::time::timeout(Duration::from_secs(300), tokio::io::copy(&mut ur, &mut cw)).await;
-    let _ = cw.shutdown().await;
-    upload.abort();
+    proxy::forward(client, &head, UPSTREAM, step, Duration::from_secs(300)).await;
 }
 
 // ---------------------------------------------------------------- helpers

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use common::proxy;
 use common::testbed::*;
 use mybake::publish::index::sha256_digest;
 use serde_json::Value;
@@ -122,10 +123,6 @@ impl Drop for TagProxy {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// The tag of a `PUT /v2/<name>/manifests/<tag>` request head, with the
 /// repository name.
 fn tag_put(head: &str) -> Option<(String, String)> {
@@ -139,73 +136,26 @@ fn tag_put(head: &str) -> Option<(String, String)> {
     (!reference.starts_with("sha256:")).then(|| (name.to_owned(), reference.to_owned()))
 }
 
-fn content_length(head: &str) -> usize {
-    head.lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0)
-}
-
-/// The head with `Connection: close` (one request per connection).
-fn rewritten(head: &str) -> String {
-    let mut out = String::new();
-    for line in head.split("\r\n").filter(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or_default().trim();
-        if name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive") {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    out
-}
-
 async fn connection(mut client: TcpStream, decide: Arc<Decide>, c: Arc<Counters>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        match client.read(&mut chunk).await {
-            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
+    // No deadline of its own: a held request waits as long as the test.
+    let forever = Duration::from_secs(3600);
+    let Some(mut head) = proxy::read_head(&mut client, forever, proxy::NotHttp::Close).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let Some((name, tag)) = tag_put(&head.text()) else {
+        // Anything else: streamed both ways.
+        proxy::forward(client, &head, UPSTREAM, forever, forever).await;
+        return;
+    };
     let Ok(mut up) = TcpStream::connect(UPSTREAM).await else {
         return;
     };
-    let Some((name, tag)) = tag_put(&head) else {
-        // Anything else: streamed both ways.
-        if up.write_all(rewritten(&head).as_bytes()).await.is_err()
-            || up.write_all(&buf[head_end..]).await.is_err()
-        {
-            return;
-        }
-        let (mut cr, mut cw) = client.into_split();
-        let (mut ur, mut uw) = up.into_split();
-        let upload = tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut cr, &mut uw).await;
-        });
-        let _ = tokio::io::copy(&mut ur, &mut cw).await;
-        let _ = cw.shutdown().await;
-        upload.abort();
-        return;
-    };
     // A tag write: the whole (small) body first.
-    let length = content_length(&head);
-    while buf.len() - head_end < length {
-        match client.read(&mut chunk).await {
-            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
-        }
+    if !proxy::read_body(&mut client, &mut head, forever).await {
+        return;
     }
-    let body = buf[head_end..].to_vec();
+    let body = head.buf[head.end..].to_vec();
+    let mut chunk = [0u8; 1024];
     let nth = {
         let mut seen = c.seen.lock().unwrap();
         let n = seen.iter().filter(|t| **t == tag).count();
@@ -236,7 +186,10 @@ async fn connection(mut client: TcpStream, decide: Arc<Decide>, c: Arc<Counters>
         }
         c.released.fetch_add(1, Ordering::SeqCst);
     }
-    if up.write_all(rewritten(&head).as_bytes()).await.is_err()
+    if up
+        .write_all(proxy::close_head(&head.text()).as_bytes())
+        .await
+        .is_err()
         || up.write_all(&body).await.is_err()
     {
         return;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};
