@@ -12,6 +12,14 @@
 //! `--salt`, by writing new content into the base image's context so that
 //! every step of the DAG misses the cache.
 
+mod common;
+
+use common::{generator, mybake_bin, secs};
+
+fn median_f64(v: Vec<f64>) -> f64 {
+    common::median(v).expect("at least one run")
+}
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -106,31 +114,10 @@ fn parse_args() -> Opts {
     o
 }
 
-fn generator() -> PathBuf {
-    if let Some(p) = std::env::var_os("MYBAKE_BENCH_GEN") {
-        return PathBuf::from(p);
-    }
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_monorepo.py");
-    if rel.is_file() {
-        return rel.canonicalize().unwrap_or(rel);
-    }
-    PathBuf::from("/work/shared/bench/gen_monorepo.py")
-}
-
-fn mybake_bin() -> PathBuf {
-    std::env::var_os("MYBAKE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mybake")))
-}
-
 fn epoch_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }
 
 fn output(args: &[&str]) -> (bool, String, String) {
@@ -698,16 +685,6 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     let o = parse_args();
     let (docker, buildx) = preflight(o.peer);
@@ -975,20 +952,20 @@ fn main() {
         let Some(mb) = results.get(&("mybake", kind)) else {
             continue;
         };
-        let mb_wall = median(mb.iter().map(|m| secs(m.wall)).collect());
-        let oh = median(
+        let mb_wall = median_f64(mb.iter().map(|m| secs(m.wall)).collect());
+        let oh = median_f64(
             mb.iter()
                 .map(|m| (secs(m.wall) - m.cp_ms as f64 / 1e3) / secs(m.wall))
                 .collect(),
         );
-        let plan_oh = median(
+        let plan_oh = median_f64(
             mb.iter()
                 .map(|m| (secs(m.wall) - m.plan_cp_ms as f64 / 1e3) / secs(m.wall))
                 .collect(),
         );
         match results.get(&("bake", kind)) {
             Some(bk) => {
-                let bk_wall = median(bk.iter().map(|m| secs(m.wall)).collect());
+                let bk_wall = median_f64(bk.iter().map(|m| secs(m.wall)).collect());
                 let ratio = mb_wall / bk_wall;
                 let target = if kind == "cold" {
                     format!(
@@ -999,8 +976,8 @@ fn main() {
                     "no target".into()
                 };
                 println!("{kind}: mybake {mb_wall:.1} s vs bake {bk_wall:.1} s → ratio mybake/bake {ratio:.2} ({target})");
-                let mb_cpu = median(mb.iter().map(|m| secs(m.daemon_cpu)).collect());
-                let bk_cpu = median(bk.iter().map(|m| secs(m.daemon_cpu)).collect());
+                let mb_cpu = median_f64(mb.iter().map(|m| secs(m.daemon_cpu)).collect());
+                let bk_cpu = median_f64(bk.iter().map(|m| secs(m.daemon_cpu)).collect());
                 println!(
                     "{kind}: daemon CPU mybake {mb_cpu:.1} s vs bake {bk_cpu:.1} s → ratio {:.2}",
                     mb_cpu / bk_cpu

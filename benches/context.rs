@@ -13,6 +13,10 @@
 //! senders open a file only when BuildKit asks for its contents, so that is
 //! what was sent.
 
+mod common;
+
+use common::{median, ms};
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -634,23 +638,6 @@ fn tool_version(args: &[&str]) -> Option<String> {
 }
 
 // ---------------------------------------------------------------- report
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
 
 fn fmt_ms(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.0}"))

@@ -4,6 +4,10 @@
 //! This is a plain binary (`harness = false`), not a test: it never fails
 //! on a missed target, it only reports PASS/MISS.
 
+mod common;
+
+use common::{generator, median_duration, ms};
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,17 +84,6 @@ fn parse_args() -> Opts {
     o.sizes.sort_unstable();
     o.sizes.dedup();
     o
-}
-
-fn generator() -> PathBuf {
-    if let Some(p) = std::env::var_os("MYBAKE_BENCH_GEN") {
-        return PathBuf::from(p);
-    }
-    let rel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_monorepo.py");
-    if rel.is_file() {
-        return rel.canonicalize().unwrap_or(rel);
-    }
-    PathBuf::from("/work/shared/bench/gen_monorepo.py")
 }
 
 /// One finished child: wall time, CPU time (user+sys), peak RSS (bytes),
@@ -236,28 +229,15 @@ struct Stats {
     runs: usize,
 }
 
-fn median(mut w: Vec<Duration>) -> Duration {
-    w.sort_unstable();
-    if w.len() % 2 == 1 {
-        w[w.len() / 2]
-    } else {
-        (w[w.len() / 2 - 1] + w[w.len() / 2]) / 2
-    }
-}
-
 fn stats(samples: &[Sample]) -> Stats {
     let wall: Vec<Duration> = samples.iter().map(|s| s.wall).collect();
     Stats {
         min: *wall.iter().min().unwrap(),
-        median: median(wall),
-        cpu_median: median(samples.iter().map(|s| s.cpu).collect()),
+        median: median_duration(wall),
+        cpu_median: median_duration(samples.iter().map(|s| s.cpu).collect()),
         peak_rss: samples.iter().map(|s| s.max_rss).max().unwrap(),
         runs: samples.len(),
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn mib(b: u64) -> f64 {

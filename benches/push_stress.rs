@@ -9,6 +9,10 @@
 //! benches/README.md). A plain binary (`harness = false`): it exits 1 when
 //! a run failed, 0 otherwise; it panics when the test bed is missing.
 
+mod common;
+
+use common::mybake_bin;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -63,12 +67,6 @@ fn parse_args() -> Opts {
         usage()
     }
     o
-}
-
-fn mybake_bin() -> PathBuf {
-    std::env::var_os("MYBAKE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mybake")))
 }
 
 fn example() -> PathBuf {
