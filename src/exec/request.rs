@@ -312,24 +312,16 @@ pub fn build(
         };
         secrets.push((id, src));
     }
+    // One parser for cache values ([`crate::resolve::cache::CacheSpec`]),
+    // the one the reference check reads them with.
     let cache = |a: A| -> Vec<CacheEntry> {
         t.list(a)
             .iter()
             .map(|s| {
-                if !s.v.contains('=') {
-                    return CacheEntry::new("registry").attr("ref", s.v.clone());
-                }
-                let mut e = CacheEntry::new("");
-                for part in s.v.split(',') {
-                    if let Some((k, v)) = part.split_once('=') {
-                        if k.trim() == "type" {
-                            e.kind = v.trim().to_string();
-                        } else {
-                            e = e.attr(k.trim(), v.trim());
-                        }
-                    }
-                }
-                e
+                let spec = crate::resolve::cache::CacheSpec::parse(&s.v);
+                spec.attrs
+                    .into_iter()
+                    .fold(CacheEntry::new(spec.kind), |e, x| e.attr(x.key, x.value))
             })
             .collect()
     };
@@ -518,5 +510,37 @@ mod tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn cache_values_reach_the_request() {
+        let r = crate::resolve::tests_support::run(
+            "target \"x\" {\n cache-from \"type=registry, ref=r/c:x ,mode=max\" \"user/app:cache\"\n cache-to \"type=inline\"\n}\n",
+        )
+        .unwrap();
+        let t = &r.targets[r.index["x"]];
+        let req = build(
+            t,
+            "linux/amd64",
+            &HashMap::new(),
+            None,
+            &RequestOptions::default(),
+        )
+        .unwrap()
+        .request;
+        let show = |v: &[CacheEntry]| -> Vec<String> {
+            v.iter()
+                .map(|e| {
+                    let mut a: Vec<_> = e.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    a.sort();
+                    format!("{}:{}", e.kind, a.join(","))
+                })
+                .collect()
+        };
+        assert_eq!(
+            show(&req.cache_imports),
+            ["registry:mode=max,ref=r/c:x", "registry:ref=user/app:cache"]
+        );
+        assert_eq!(show(&req.cache_exports), ["inline:"]);
     }
 }

@@ -5,6 +5,7 @@
 //! of the configuration — or all problems found. [`select`] then turns a
 //! command-line request into the targets to build.
 
+pub mod cache;
 pub mod interp;
 pub mod platform;
 pub mod reference;

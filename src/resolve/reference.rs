@@ -572,7 +572,7 @@ fn scan(targets: &[Target]) -> Vec<Problem<'_>> {
                     Some(refs) if refs.is_empty() => one(entry, 0, "", Use::NoRef(a, &entry.v)),
                     Some(refs) => {
                         for (offset, r) in refs {
-                            one(entry, offset, r, u);
+                            one(entry, offset, &r, u);
                         }
                     }
                 }
@@ -644,29 +644,13 @@ pub(super) fn check(
 const DOCKER_IMAGE: &str = "docker-image://";
 
 /// The registry references of one `cache-from`/`cache-to` value, with their
-/// offsets in it: the value itself when it has no `=` (`user/app:cache`,
-/// bake's short form), else each `ref=` of a `type=registry` entry (keys and
-/// values trimmed, as the build request reads them). `None`: not a registry
-/// cache; empty: a registry cache without `ref=`.
-fn cache_refs(v: &str) -> Option<Vec<(usize, &str)>> {
-    if !v.contains('=') {
-        return Some(vec![(0, v)]);
-    }
-    let mut registry = false;
-    let mut refs = Vec::new();
-    let mut at = 0;
-    for part in v.split(',') {
-        if let Some((k, val)) = part.split_once('=') {
-            let val_at = at + k.len() + 1 + (val.len() - val.trim_start().len());
-            match k.trim() {
-                "type" => registry = val.trim() == "registry",
-                "ref" => refs.push((val_at, val.trim())),
-                _ => {}
-            }
-        }
-        at += part.len() + 1;
-    }
-    registry.then_some(refs)
+/// offsets in it ([`super::cache::CacheSpec`], the parser the solve request
+/// uses too). `None`: not a registry cache; empty: a registry cache without
+/// `ref=`.
+fn cache_refs(v: &str) -> Option<Vec<(usize, String)>> {
+    let spec = super::cache::CacheSpec::parse(v);
+    spec.registry_refs()
+        .map(|refs| refs.into_iter().map(|a| (a.at, a.value.clone())).collect())
 }
 
 #[cfg(test)]
@@ -929,12 +913,10 @@ mod tests {
     #[test]
     fn cache_values() {
         let refs = |v| cache_refs(v);
-        assert_eq!(refs("user/app:cache"), Some(vec![(0, "user/app:cache")]));
-        assert_eq!(
-            refs("type=registry,ref=r/c:1,mode=max"),
-            Some(vec![(18, "r/c:1")])
-        );
-        assert_eq!(refs("ref= r/c , type = registry"), Some(vec![(5, "r/c")]));
+        let one = |at: usize, r: &str| Some(vec![(at, r.to_string())]);
+        assert_eq!(refs("user/app:cache"), one(0, "user/app:cache"));
+        assert_eq!(refs("type=registry,ref=r/c:1,mode=max"), one(18, "r/c:1"));
+        assert_eq!(refs("ref= r/c , type = registry"), one(5, "r/c"));
         assert_eq!(refs("type=registry,mode=max"), Some(vec![]));
         assert_eq!(refs("type=inline"), None);
         assert_eq!(refs("type=local,src=/tmp/C D"), None);
