@@ -147,27 +147,12 @@ fn check_outputs(r: &Resolved, plan: &Plan, diags: &mut Diagnostics) {
         for o in t.objects(A::Output) {
             let at = |s: Span| if s.is_none() { o.span } else { s };
             let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-            let tar = o.get("tar");
             let kind = match ty {
                 "local" => DestKind::Dir,
                 "tar" => DestKind::File,
-                "oci" => match tar.map(|v| v.v.as_str()) {
-                    None | Some("true") => DestKind::File,
-                    Some("false") => DestKind::OciDir,
-                    Some(v) => {
-                        diags.push(
-                            Diag::new(
-                                "mybake::exec::output",
-                                format!(
-                                    "target `{}`: output `oci`: `tar` must be true or false, not {v:?}",
-                                    t.name.v
-                                ),
-                            )
-                            .label(at(tar.map(|t| t.span).unwrap_or(o.span)), "here"),
-                        );
-                        continue;
-                    }
-                },
+                // `tar` is true or false here: resolve checks it.
+                "oci" if o.get("tar").is_some_and(|v| v.v == "false") => DestKind::OciDir,
+                "oci" => DestKind::File,
                 _ => continue,
             };
             let Some(dest) = o.get("dest") else { continue };

@@ -280,16 +280,33 @@ fn staging_run(name: &str) -> Option<(u32, &str)> {
 }
 
 /// Creates the lock file `NAME.lock` beside `entry` and locks it; the run
-/// holds it until the staging entry is gone.
+/// holds it until the staging entry is gone. The file is created here
+/// (`O_EXCL`: an existing file of that name is never taken over, so removing
+/// it later removes only what this run made), and it is checked to still be
+/// the file at that path once locked: [`remove_stale`] of another run may
+/// have removed it between the two steps, in which case it is made again.
 pub fn lock_for(entry: &Path) -> io::Result<(PathBuf, File)> {
+    use std::os::unix::fs::MetadataExt;
     let path = lock_path(entry);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
-    f.lock()?;
-    Ok((path, f))
+    for _ in 0..8 {
+        let f = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)?;
+        f.lock()?;
+        let (held, at_path) = (f.metadata()?, fs::metadata(&path));
+        match at_path {
+            Ok(m) if m.ino() == held.ino() && m.dev() == held.dev() => return Ok((path, f)),
+            // Removed meanwhile (as a lock nobody held): make it again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            // Another file is there now: not ours to remove.
+            _ => break,
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{} keeps changing under this run", path.display()),
+    ))
 }
 
 fn lock_path(entry: &Path) -> PathBuf {
@@ -597,6 +614,47 @@ mod tests {
             real_file_dest(&t.path().join("link.tar")),
             fs::canonicalize(&real).unwrap()
         );
+    }
+
+    #[test]
+    fn lock_for_never_takes_over_an_existing_file() {
+        let t = tempfile::tempdir().unwrap();
+        let entry = t.path().join(".mybake-7-0000abcd");
+        fs::write(lock_path(&entry), "a user's file").unwrap();
+        let e = lock_for(&entry).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            fs::read_to_string(lock_path(&entry)).unwrap(),
+            "a user's file"
+        );
+        fs::remove_file(lock_path(&entry)).unwrap();
+        let (path, _held) = lock_for(&entry).unwrap();
+        assert_eq!(path, lock_path(&entry));
+    }
+
+    /// Every staging name this module recognises is one the context walk
+    /// (`mybake-buildkit`) leaves out, and the other way round: the two
+    /// crates agree on the pattern.
+    #[test]
+    fn the_context_walk_skips_exactly_this_staging() {
+        use mybake_buildkit::filesync::walk::is_mybake_staging;
+        for name in [
+            ".mybake-123-0000abcd",
+            ".app.tar.mybake-9-deadbeef",
+            ".mybake-123-0000abcd.lock",
+        ] {
+            let entry = name.strip_suffix(".lock").unwrap_or(name);
+            assert!(staging_run(entry).is_some(), "{name}");
+            assert!(is_mybake_staging(name.as_bytes()), "{name}");
+        }
+        for name in [
+            ".mybake-notes",
+            "app.mybake-9-deadbeef",
+            ".mybake-9-DEADBEEF",
+        ] {
+            assert!(staging_run(name).is_none(), "{name}");
+            assert!(!is_mybake_staging(name.as_bytes()), "{name}");
+        }
     }
 
     #[test]

@@ -65,10 +65,16 @@ impl Staging {
                 let (lock_path, lock) = place::lock_for(&dir).map_err(|e| {
                     io::Error::new(e.kind(), format!("staging {}: {e}", dir.display()))
                 })?;
+                // Recorded for removal only once created here: an existing
+                // entry of that name is not this run's.
+                if let Err(e) = fs::create_dir(&dir) {
+                    let _ = fs::remove_file(&lock_path);
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("staging {}: {e}", dir.display()),
+                    ));
+                }
                 s.entries.push((dir.clone(), lock_path, lock));
-                fs::create_dir(&dir).map_err(|e| {
-                    io::Error::new(e.kind(), format!("staging {}: {e}", dir.display()))
-                })?;
                 dirs.push(dir.clone());
                 let kind = match o.kind {
                     OutputKind::Local => FileExportKind::Local,
