@@ -18,7 +18,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -105,20 +104,13 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another holder has it.
+/// `flock(LOCK_EX | LOCK_NB)` (std's `File::try_lock`, as the file-output
+/// staging locks): `Ok(false)` when another holder has it.
 fn try_lock(file: &File) -> io::Result<bool> {
-    loop {
-        // SAFETY: a valid open file descriptor; flock does not touch memory.
-        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EWOULDBLOCK) => return Ok(false),
-            Some(libc::EINTR) => continue,
-            _ => return Err(e),
-        }
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
