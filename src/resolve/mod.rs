@@ -85,7 +85,9 @@ pub fn resolve(
     opts: &ResolveOptions,
 ) -> Result<Resolved, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let sets = set::parse(&opts.sets, sources, &opts.cwd, &mut diags);
+    let sets = set::parse(&opts.sets, sources, &opts.cwd, &opts.env, &mut diags);
+    // Values from `--set` are taken as written (bake does not evaluate them).
+    let set_file = sets.first().map(|o| o.span.file);
     let sources: &Sources = sources;
 
     let budget = interp::Budget::default();
@@ -236,6 +238,7 @@ pub fn resolve(
         sources,
         vars: &variables,
         builtins: &builtins,
+        sets: &sets,
     };
     let mut inherited: Vec<(Vec<usize>, Diagnostics)> = (0..concrete.len())
         .map(|i| {
@@ -263,10 +266,7 @@ pub fn resolve(
                     bindings: &c.bindings,
                     target: Some(&c.name.v),
                 };
-                let mut attrs = interpolate_attrs(attrs, &scope, sources, &mut diags);
-                for o in sets.iter().filter(|o| o.matches(&c.name.v)) {
-                    set::apply(o, &mut attrs, &mut diags);
-                }
+                let attrs = interpolate_attrs(attrs, &scope, sources, set_file, &mut diags);
                 let decl_dir = sources
                     .get(raw.name.span.file)
                     .map_or(opts.cwd.as_path(), |f| &f.dir);
@@ -725,6 +725,9 @@ struct Inheritance<'a> {
     sources: &'a Sources,
     vars: &'a Variables,
     builtins: &'a Builtins<'a>,
+    /// `--set` overrides: each target's apply to it as declared, before
+    /// the targets inheriting it merge it (bake's order).
+    sets: &'a [set::SetOverride],
 }
 
 impl Inheritance<'_> {
@@ -851,7 +854,8 @@ impl Inheritance<'_> {
     }
 
     /// Attributes of concrete target `i` with its parents' folded in, left
-    /// to right, its own last (after [`Self::prepare`] gave `parents`).
+    /// to right, its own next, then the `--set` overrides naming it (after
+    /// [`Self::prepare`] gave `parents`).
     fn merged(&self, i: usize, parents: &[usize]) -> Attrs {
         if let Some(m) = &self.memo[i] {
             return m.clone();
@@ -865,6 +869,9 @@ impl Inheritance<'_> {
             }
         }
         acc.merge(&self.raws[self.concrete[i].raw].attrs);
+        if !self.sets.is_empty() {
+            set::apply_all(self.sets, &self.concrete[i].name.v, &mut acc);
+        }
         acc
     }
 }
@@ -886,9 +893,12 @@ fn interpolate_attrs(
     mut attrs: Attrs,
     scope: &dyn Scope,
     sources: &Sources,
+    set_file: Option<crate::source::FileId>,
     diags: &mut Diagnostics,
 ) -> Attrs {
-    let templated = |s: &Sp<String>| !interp::is_plain(&s.v);
+    // A value from `--set` is never interpolated.
+    let templated =
+        |s: &Sp<String>| Some(s.span.file) != set_file && !interp::is_plain(&s.v);
     for (i, def) in ATTRS.iter().enumerate() {
         // Only a value with something to interpolate is changed (so a
         // value shared with a parent or declaration stays shared).
@@ -900,6 +910,10 @@ fn interpolate_attrs(
             // A list variable alone in a list position expands in place.
             let mut out = Vec::with_capacity(items.len());
             for s in items.iter() {
+                if !templated(s) {
+                    out.push(s.clone());
+                    continue;
+                }
                 match interp::interpolate(s, scope, sources, def.shape == Shape::List) {
                     Ok(Val::Text(t)) => out.push(Sp::new(t, s.span)),
                     Ok(Val::List(l)) => out.extend(l.into_iter().map(|t| Sp::new(t, s.span))),

@@ -3,6 +3,9 @@
 use crate::diag::Diag;
 use crate::source::Span;
 
+/// `platforms "local"`: the builder's native platform.
+pub const LOCAL: &str = "local";
+
 const OS: &[&str] = &[
     "linux",
     "windows",
@@ -38,6 +41,11 @@ const ALIASES: &[(&str, &str)] = &[
 
 /// Check a platform string; the error explains and suggests.
 pub fn validate(p: &str, span: Span) -> Result<(), Diag> {
+    // `local`: the builder's native platform (bake's spelling), kept as
+    // written by `print` and replaced by the native platform in `plan`.
+    if p == LOCAL {
+        return Ok(());
+    }
     // `os/arch[/variant]`: the first three parts and how many there are.
     let mut parts = [""; 3];
     let mut count = 0;
