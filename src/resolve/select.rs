@@ -33,7 +33,7 @@ impl Selection {
     }
 }
 
-/// Resolve names (empty = group `default`).
+/// Resolve names (empty = group `default`, else target `default`).
 pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> {
     let mut diags = Diagnostics::default();
     let mut sel = Selection {
@@ -41,7 +41,8 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
         ..Selection::default()
     };
     let names: Vec<Sp<String>> = if names.is_empty() {
-        if r.group("default").is_none() {
+        // No group `default`: a target `default` is built (bake).
+        if r.group("default").is_none() && r.target("default").is_none() {
             let targets: Vec<&str> = r
                 .targets
                 .iter()
@@ -51,11 +52,11 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
             let groups: Vec<&str> = r.groups.iter().map(|g| g.name.v.as_str()).collect();
             let mut d = Diag::new(
                 "mybake::select::no-default",
-                "no target named and no group `default` to build",
+                "no target named and no group or target `default` to build",
             );
             d =
                 d.help(format!(
-                "name a target or group, or declare `group \"default\"`; targets: {}; groups: {}",
+                "name a target or group, or declare `group \"default\"` (or `target \"default\"`); targets: {}; groups: {}",
                 if targets.is_empty() { "(none)".to_string() } else { targets.join(", ") },
                 if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") }
             ));

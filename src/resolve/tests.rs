@@ -129,6 +129,43 @@ fn set_overrides_with_globs() {
 }
 
 #[test]
+fn set_applies_before_inheritance() {
+    let text = r#"
+target "_common" { arg "X" "0"; arg "Y" "0"; tags "c" }
+target "a" { inherits "_common"; arg "Y" "own" }
+target "b" { inherits "_common"; tags "b" }
+"#;
+    let r = run(
+        text,
+        &["_common.args.X=1", "_common.args.Y=1", "_common.tags=set", "b.args.L=${NOPE}"],
+        &[],
+    )
+    .unwrap();
+    let arg = |t: &str, k: &str| {
+        r.target(t).unwrap().get(A::Arg).unwrap().as_map().unwrap()[k]
+            .value
+            .v
+            .clone()
+    };
+    // The parent's override reaches its children; a child's own value wins.
+    assert_eq!((arg("a", "X"), arg("b", "X")), ("1".into(), "1".into()));
+    assert_eq!(arg("a", "Y"), "own");
+    assert_eq!(r.target("a").unwrap().list(A::Tags)[0].v, "set");
+    // A `--set` value is taken as written, never interpolated.
+    assert_eq!(arg("b", "L"), "${NOPE}");
+    // `target "default"` is built when there is no group `default`.
+    let r = run("target \"default\" {}\ntarget \"x\" {}\n", &[], &[]).unwrap();
+    let sel = select(&r, &[]).unwrap();
+    assert_eq!(sel.requested, [r.index["default"]]);
+    let r = run("target \"x\" {}\n", &[], &[]).unwrap();
+    assert!(select(&r, &[]).unwrap_err().items[0]
+        .help
+        .as_deref()
+        .unwrap()
+        .contains("targets: x"));
+}
+
+#[test]
 fn errors_are_all_reported() {
     let e = errs(
         r#"
