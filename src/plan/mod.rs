@@ -104,11 +104,12 @@ pub fn validate(r: &Resolved, sel: &Selection) -> Result<(), Diagnostics> {
     platforms_needed(r, sel).map(|_| ())
 }
 
-/// A target's declared platforms, or the local platform when it declares
-/// none.
+/// A target's declared platforms (`local` read as the local platform),
+/// or the local platform when it declares none.
 #[derive(Clone, Copy)]
 enum Declared<'r> {
-    List(&'r [Sp<String>]),
+    /// The declared list and the local platform.
+    List(&'r [Sp<String>], &'r str),
     Local(&'r str),
 }
 
@@ -116,15 +117,27 @@ impl<'r> Declared<'r> {
     fn of(r: &'r Resolved, i: usize) -> Declared<'r> {
         match r.targets[i].platforms() {
             [] => Declared::Local(&r.local_platform),
-            p => Declared::List(p),
+            p => Declared::List(p, &r.local_platform),
         }
     }
     fn iter(self) -> impl Iterator<Item = &'r str> {
-        let (list, local) = match self {
-            Declared::List(l) => (l, None),
-            Declared::Local(p) => (&[][..], Some(p)),
+        let (list, local, only) = match self {
+            Declared::List(l, local) => (l, local, None),
+            Declared::Local(p) => (&[][..], p, Some(p)),
         };
-        list.iter().map(|s| s.v.as_str()).chain(local)
+        list.iter()
+            .map(move |s| {
+                if s.v == crate::resolve::platform::LOCAL {
+                    local
+                } else {
+                    s.v.as_str()
+                }
+            })
+            .chain(only)
+    }
+    /// Whether the list names `local` (so it may hold a platform twice).
+    fn has_local(self) -> bool {
+        matches!(self, Declared::List(l, _) if l.iter().any(|s| s.v == crate::resolve::platform::LOCAL))
     }
     fn contains(self, p: &str) -> bool {
         self.find(p).is_some()
@@ -176,8 +189,23 @@ fn platforms_needed<'r>(
     // Platforms per target: requested targets build what they declare;
     // dependencies build what their dependents need (dependents first).
     let mut needed: Vec<Option<Needed<'r>>> = vec![None; r.targets.len()];
+    // A target that declares no platforms is built for its own (native)
+    // platform when requested, plus whatever its dependents need.
+    let platformless = |i: usize| r.targets[i].platforms().is_empty();
     for &i in &sel.requested {
-        needed[i] = Some(Needed::Declared(Declared::of(r, i)));
+        let d = Declared::of(r, i);
+        needed[i] = Some(if platformless(i) || d.has_local() {
+            // Each platform once (`local` may repeat a listed one).
+            let mut v: Vec<&str> = Vec::new();
+            for p in d.iter() {
+                if !v.iter().any(|q| same_platform(q, p)) {
+                    v.push(p);
+                }
+            }
+            Needed::ForDependents(v)
+        } else {
+            Needed::Declared(d)
+        });
     }
     for &i in order.iter().rev() {
         if r.targets[i].deps.is_empty() {
@@ -192,6 +220,20 @@ fn platforms_needed<'r>(
                 continue;
             };
             let avail = Declared::of(r, d);
+            if platformless(d) {
+                // Built for whatever its dependents need (bake), each
+                // platform once, in the order they are first needed.
+                if let Needed::ForDependents(entry) =
+                    needed[d].get_or_insert_with(|| Needed::ForDependents(Vec::new()))
+                {
+                    for p in mine_ref() {
+                        if !entry.iter().any(|q| same_platform(q, p)) {
+                            entry.push(p);
+                        }
+                    }
+                }
+                continue;
+            }
             // The usual case: the dependent needs exactly what the
             // dependency declares, so nothing is missing.
             let missing: Vec<&str> = if avail.iter().eq(mine_ref()) {
@@ -217,18 +259,10 @@ fn platforms_needed<'r>(
                     dep.span,
                     format!("`{}` depends on `{}` here", r.targets[i].name.v, dt.name.v),
                 );
-                diag = match dt.platforms().first() {
-                    Some(p) => {
-                        diag.label(p.span, format!("`{}` platforms: {avail_list}", dt.name.v))
-                    }
-                    None => diag.label(
-                        dt.name.span,
-                        format!(
-                            "`{}` declares no platforms (native only: {avail_list})",
-                            dt.name.v,
-                        ),
-                    ),
-                };
+                // (A dependency that declares no platforms has none missing.)
+                if let Some(p) = dt.platforms().first() {
+                    diag = diag.label(p.span, format!("`{}` platforms: {avail_list}", dt.name.v));
+                }
                 diags.push(diag.help(format!("add {list} to the platforms of `{}`", dt.name.v)));
             }
             // A requested dependency is built for all it declares already.
@@ -254,8 +288,17 @@ fn platforms_needed<'r>(
     if !diags.is_empty() {
         return Err(diags);
     }
-    // Keep each target's declared platform order.
+    // Keep each target's declared platform order (a target declaring
+    // none: its native platform first when requested, then by name).
     for (i, v) in needed.iter_mut().enumerate() {
+        if platformless(i) {
+            // By name, after the native platform when requested.
+            if let Some(Needed::ForDependents(v)) = v {
+                let first = usize::from(sel.is_requested(i)).min(v.len());
+                v[first..].sort_unstable();
+            }
+            continue;
+        }
         if let Some(Needed::ForDependents(v)) = v {
             let d = Declared::of(r, i);
             v.sort_by_key(|p| d.iter().position(|x| x == *p));
@@ -478,7 +521,7 @@ pub fn analyse(g: &DiGraph<Node, ()>) -> Analysis {
 pub fn target_platforms(r: &Resolved, i: usize) -> Vec<String> {
     let t = &r.targets[i];
     if t.get(A::Platforms).is_some() {
-        t.platforms().iter().map(|p| p.v.clone()).collect()
+        Declared::of(r, i).iter().map(String::from).collect()
     } else {
         vec![r.local_platform.clone()]
     }

@@ -125,6 +125,94 @@ target "app" { platforms "linux/arm" "linux/arm64"; contexts { base "target:base
     );
 }
 
+fn build_ids(p: &Plan, target: &str) -> Vec<String> {
+    p.order
+        .iter()
+        .map(|&i| p.node(i))
+        .filter(|n| n.target_name == target && n.is_build())
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+fn edge_list(p: &Plan) -> Vec<String> {
+    let mut edges: Vec<String> = p
+        .graph
+        .edge_indices()
+        .map(|e| {
+            let (a, b) = p.graph.edge_endpoints(e).unwrap();
+            format!("{} -> {}", p.node(a).id, p.node(b).id)
+        })
+        .collect();
+    edges.sort();
+    edges
+}
+
+/// Issue 15: a dependency that declares no platforms is built for the
+/// platforms its dependents need (bake), through a chain of them too.
+#[test]
+fn platformless_dependency_takes_its_dependents_platforms() {
+    let kdl = r#"
+target "base" { }
+target "mid" { contexts { base "target:base"; }; }
+target "app" { platforms "linux/amd64" "linux/arm64"; contexts { mid "target:mid"; base "target:base"; }; }
+target "tool" { platforms "linux/arm/v7"; contexts { base "target:base"; }; }
+"#;
+    let (_, p) = plan_of(kdl, &["app"]).unwrap();
+    assert_eq!(
+        build_ids(&p, "base"),
+        ["base@linux/amd64", "base@linux/arm64"]
+    );
+    assert_eq!(build_ids(&p, "mid"), ["mid@linux/amd64", "mid@linux/arm64"]);
+    assert!(edge_list(&p).contains(&"mid@linux/arm64 -> base@linux/arm64".to_string()));
+    assert!(!p
+        .graph
+        .node_weights()
+        .any(|n| n.id == "base" || n.id == "mid"));
+    // Two dependents: the union of what they need, once each.
+    let (_, p) = plan_of(kdl, &["app", "tool"]).unwrap();
+    assert_eq!(
+        build_ids(&p, "base"),
+        ["base@linux/amd64", "base@linux/arm/v7", "base@linux/arm64"]
+    );
+    // Requested itself: its native platform, and what its dependents need.
+    let (_, p) = plan_of(kdl, &["tool", "base"]).unwrap();
+    assert_eq!(
+        build_ids(&p, "base"),
+        ["base@linux/amd64", "base@linux/arm/v7"]
+    );
+    let merge = p
+        .graph
+        .node_indices()
+        .find(|&i| p.node(i).id == "base")
+        .unwrap();
+    assert_eq!(p.needs(merge).len(), 2);
+    // Alone it is built for the native platform only.
+    let (_, p) = plan_of(kdl, &["base"]).unwrap();
+    assert_eq!(build_ids(&p, "base"), ["base@linux/amd64"]);
+}
+
+/// `platforms "local"` is the builder's native platform in the plan
+/// (`print` keeps `local`, as bake does).
+#[test]
+fn local_platform_is_native() {
+    let (r, p) = plan_of(
+        "target \"a\" { platforms \"local\" \"linux/arm64\"; }\ntarget \"b\" { platforms \"linux/amd64\" \"local\"; }\n",
+        &["a", "b"],
+    )
+    .unwrap();
+    assert_eq!(build_ids(&p, "a"), ["a@linux/amd64", "a@linux/arm64"]);
+    assert_eq!(build_ids(&p, "b"), ["b@linux/amd64"]);
+    assert_eq!(r.target("a").unwrap().platforms()[0].v, "local");
+    assert_eq!(target_platforms(&r, 0), ["linux/amd64", "linux/arm64"]);
+    // A dependency declaring `local` serves a dependent on the native one.
+    let (_, p) = plan_of(
+        "target \"base\" { platforms \"local\"; }\ntarget \"app\" { platforms \"linux/amd64\"; contexts { b \"target:base\"; }; }\n",
+        &["app"],
+    )
+    .unwrap();
+    assert_eq!(edge_list(&p)[1], "app@linux/amd64 -> base@linux/amd64");
+}
+
 #[test]
 fn cycle_is_a_path() {
     let e = plan_of("target \"a\" { contexts { x \"target:b\"; }; }\ntarget \"b\" { contexts { y \"target:a\"; }; }\n", &["a"]).unwrap_err();
@@ -137,7 +225,7 @@ fn arb_graph() -> impl Strategy<Value = (usize, Vec<(usize, usize)>, Vec<u8>)> {
         (
             Just(n),
             proptest::collection::vec((0..n, 0..n), 0..12),
-            proptest::collection::vec(1u8..4, n),
+            proptest::collection::vec(0u8..4, n),
         )
     })
 }
@@ -154,7 +242,10 @@ fn kdl(n: usize, edges: &[(usize, usize)], plats: &[u8]) -> String {
             .filter(|(k, _)| mask & (1 << k) != 0)
             .map(|(_, p)| format!("\"{p}\""))
             .collect();
-        s.push_str(&format!("  platforms {}\n", ps.join(" ")));
+        // Mask 0: no platforms (built for what its dependents need).
+        if !ps.is_empty() {
+            s.push_str(&format!("  platforms {}\n", ps.join(" ")));
+        }
         let deps: Vec<usize> = edges
             .iter()
             .filter(|(a, _)| *a == i)

@@ -897,8 +897,7 @@ fn interpolate_attrs(
     diags: &mut Diagnostics,
 ) -> Attrs {
     // A value from `--set` is never interpolated.
-    let templated =
-        |s: &Sp<String>| Some(s.span.file) != set_file && !interp::is_plain(&s.v);
+    let templated = |s: &Sp<String>| Some(s.span.file) != set_file && !interp::is_plain(&s.v);
     for (i, def) in ATTRS.iter().enumerate() {
         // Only a value with something to interpolate is changed (so a
         // value shared with a parent or declaration stays shared).

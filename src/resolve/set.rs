@@ -220,7 +220,11 @@ fn parse_one(
         diags.push(Diag::new("mybake::set::syntax", msg).label(whole, "here"));
         return None;
     }
-    let value_span = Span::new(file, off + eq.map_or(flag.len(), |e| e + 1), off + flag.len());
+    let value_span = Span::new(
+        file,
+        off + eq.map_or(flag.len(), |e| e + 1),
+        off + flag.len(),
+    );
     let value: Option<Sp<String>> = match eq {
         Some(e) => Some(Sp::new(flag[e + 1..].to_string(), value_span)),
         // bake: `args.KEY` alone takes the environment's `KEY`.
@@ -325,11 +329,8 @@ fn payload(
                 }
                 _ => {
                     diags.push(
-                        Diag::new(
-                            "mybake::set::syntax",
-                            format!("`{}` is not KEY=VALUE", v.v),
-                        )
-                        .label(v.span, "expected KEY=VALUE"),
+                        Diag::new("mybake::set::syntax", format!("`{}` is not KEY=VALUE", v.v))
+                            .label(v.span, "expected KEY=VALUE"),
                     );
                     return None;
                 }
@@ -457,7 +458,6 @@ pub fn csv_object(v: &Sp<String>, typed: bool, diags: &mut Diagnostics) -> Optio
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,7 +549,9 @@ mod tests {
             .unwrap()
             .contains("--push"));
         assert!(one("api.arg=x").1.items[0].message.contains("needs a key"));
-        assert!(one("api.args=x").1.items[0].message.contains("`args` needs a key"));
+        assert!(one("api.args=x").1.items[0]
+            .message
+            .contains("`args` needs a key"));
         assert!(one("api.annotations=novalue").1.items[0]
             .message
             .contains("KEY=VALUE"));
@@ -559,7 +561,9 @@ mod tests {
         assert!(one("api.context").1.items[0]
             .message
             .contains("expected PATTERN"));
-        assert!(one("api.output=dest=x").1.items[0].message.contains("type="));
+        assert!(one("api.output=dest=x").1.items[0]
+            .message
+            .contains("type="));
     }
 
     #[test]
@@ -579,7 +583,10 @@ mod tests {
         applied(
             &mut attrs,
             "a",
-            &["a.platform=linux/amd64,linux/arm64", "a.platforms=linux/arm64,linux/arm/v7"],
+            &[
+                "a.platform=linux/amd64,linux/arm64",
+                "a.platforms=linux/arm64,linux/arm/v7",
+            ],
         );
         assert_eq!(
             list(&attrs, A::Platforms),
@@ -607,7 +614,10 @@ mod tests {
             ],
         );
         let args = attrs.get(A::Arg.index()).unwrap().as_map().unwrap();
-        assert_eq!((args.get("X").unwrap().value.v.as_str(), args.len()), ("1", 2));
+        assert_eq!(
+            (args.get("X").unwrap().value.v.as_str(), args.len()),
+            ("1", 2)
+        );
         let ann = attrs.get(A::Annotation.index()).unwrap().as_map().unwrap();
         assert_eq!(ann.get("index:k").unwrap().value.v, "v=w");
         let outs = attrs.get(A::Output.index()).unwrap().as_objects().unwrap();
@@ -617,7 +627,10 @@ mod tests {
         let att = attrs.get(A::Attest.index()).unwrap().as_objects().unwrap();
         assert_eq!(att.len(), 2);
         assert_eq!(att[1].get("mode").unwrap().v, "max");
-        assert_eq!(attrs.get(A::NoCache.index()).unwrap().as_str().unwrap().v, "true");
+        assert_eq!(
+            attrs.get(A::NoCache.index()).unwrap().as_str().unwrap().v,
+            "true"
+        );
     }
 
     #[test]

@@ -137,7 +137,12 @@ target "b" { inherits "_common"; tags "b" }
 "#;
     let r = run(
         text,
-        &["_common.args.X=1", "_common.args.Y=1", "_common.tags=set", "b.args.L=${NOPE}"],
+        &[
+            "_common.args.X=1",
+            "_common.args.Y=1",
+            "_common.tags=set",
+            "b.args.L=${NOPE}",
+        ],
         &[],
     )
     .unwrap();
