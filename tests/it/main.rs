@@ -14,5 +14,6 @@ mod publish;
 mod push_retry;
 mod references;
 mod scheduler;
+mod set;
 mod signals;
 mod ssh;
