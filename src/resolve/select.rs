@@ -52,11 +52,11 @@ pub fn select(r: &Resolved, names: &[String]) -> Result<Selection, Diagnostics> 
             let groups: Vec<&str> = r.groups.iter().map(|g| g.name.v.as_str()).collect();
             let mut d = Diag::new(
                 "mybake::select::no-default",
-                "no target named and no group or target `default` to build",
+                "no target named and no group `default` to build",
             );
             d =
                 d.help(format!(
-                "name a target or group, or declare `group \"default\"` (or `target \"default\"`); targets: {}; groups: {}",
+                "name a target or group, or declare `group \"default\"`; targets: {}; groups: {}",
                 if targets.is_empty() { "(none)".to_string() } else { targets.join(", ") },
                 if groups.is_empty() { "(none)".to_string() } else { groups.join(", ") }
             ));
