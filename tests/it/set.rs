@@ -348,3 +348,79 @@ fn default_target_and_local_platform() {
         .collect();
     assert_eq!(ids, [format!("default@{local}").as_str(), "default"]);
 }
+
+/// Issue 15, end to end on the real daemon: a dependency that declares no
+/// platforms is built for both platforms of its multi-platform dependent;
+/// the pushed index holds both, each built on the dependency of its own
+/// platform, and the dependency itself (not requested) is not tagged.
+#[test]
+fn platformless_dependency_builds_for_its_dependents_platforms() {
+    use common::testbed::*;
+    testbed();
+    let base_repo = unique_repo("set15-plless-base");
+    let app_repo = unique_repo("set15-plless-app");
+    let kdl = format!(
+        r#"
+target "base" {{
+    context "base"
+    tags "{base_repo}:dev"
+}}
+target "app" {{
+    context "app"
+    contexts {{ base "target:base" }}
+    platforms "linux/amd64" "linux/arm64"
+    tags "{app_repo}:dev"
+}}
+"#
+    );
+    let t = Test::new()
+        .kdl(&kdl)
+        .file(
+            "base/Dockerfile",
+            &format!("FROM {BUSYBOX}\nRUN uname -m > /base-arch\n"),
+        )
+        .file(
+            "app/Dockerfile",
+            "FROM base\nRUN echo \"app on $(uname -m) saw $(cat /base-arch)\" > /app-saw\n",
+        );
+    // The plan shows base narrowed/expanded to app's platforms.
+    let p = Test::new()
+        .kdl(&kdl)
+        .args(&["plan", "app", "--format", "json"])
+        .expect(0);
+    let v: Value = serde_json::from_str(&p.stdout).unwrap();
+    let ids: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .filter(|id| id.starts_with("base@"))
+        .collect();
+    assert_eq!(ids, ["base@linux/amd64", "base@linux/arm64"]);
+
+    let mut pulled = StoreCleanup::new(&[&base_repo, &app_repo]);
+    let o = t
+        .args(&["build", "app", "--push", "--progress", "plain"])
+        .run();
+    assert_eq!(o.code, 0, "build failed:\n{}\n{}", o.stdout, o.stderr);
+    let index = http_json(
+        &format!("/v2/{}/manifests/dev", api_name(&app_repo)),
+        Some(OCI_ACCEPT),
+    );
+    let platforms: Vec<String> = index_images(&index).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{index}");
+    for (p, arch) in [("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")] {
+        let out = pulled.run(
+            p,
+            &format!("{app_repo}:dev"),
+            None,
+            &["cat", "/base-arch", "/app-saw"],
+        );
+        assert_eq!(
+            out,
+            format!("{arch}\napp on {arch} saw {arch}\n"),
+            "app for {p} must be built on base for {p}"
+        );
+    }
+    assert_no_tags(&base_repo, "base is only a dependency");
+}
