@@ -228,6 +228,10 @@ fn platform_and_target_in_both_name_sets() {
         json!(["linux/amd64", "linux/arm64", "linux/arm/v7"])
     );
     assert_eq!(t["app"]["target"], "release");
+    // On the parent: reaches `tool`, which declares none; `app`'s own wins.
+    let t = same(&["app", "tool"], &["_common.platform=linux/arm64"]);
+    assert_eq!(t["tool"]["platforms"], json!(["linux/arm64"]));
+    assert_eq!(t["app"]["platforms"], json!(["linux/amd64"]));
     // mybake's names say the same.
     let mine = mybake_print(
         &["app", "tool"],
@@ -256,12 +260,19 @@ fn contexts_caches_outputs_secrets_attest() {
             "app.secrets=id=s2,env=S2",
             "app.secrets=id=s3,src=secret.txt",
             "app.attest=type=sbom",
+            "app.attest=type=provenance,mode=min",
+            "app.attest=type=provenance,mode=max",
             "app.no-cache=true",
             "app.pull=false",
             "app.dockerfile=Dockerfile.release",
         ],
     );
     assert_eq!(t["app"]["secret"].as_array().unwrap().len(), 2);
+    // An attestation of a type already there replaces it, in place.
+    assert_eq!(
+        t["app"]["attest"],
+        json!([{"type": "sbom"}, {"type": "provenance", "mode": "max"}])
+    );
     assert_eq!(t["app"]["cache-from"].as_array().unwrap().len(), 2);
     assert_eq!(
         t["tool"]["output"],
