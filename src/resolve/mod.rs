@@ -1,5 +1,6 @@
 //! Stage 2 — `resolve`: merge files, evaluate variables, expand matrices,
-//! apply inheritance, interpolate, apply `--set`, validate.
+//! apply inheritance (each target's `--set` overrides applied to it as
+//! declared, before its children inherit it), interpolate, validate.
 //!
 //! Entry point: [`resolve`]. Output: [`Resolved`] — every concrete target
 //! of the configuration — or all problems found. [`select`] then turns a
@@ -247,7 +248,7 @@ pub fn resolve(
             (parents, d)
         })
         .collect();
-    // Then each target on its own (attributes, interpolation, `--set`,
+    // Then each target on its own (attributes with `--set`, interpolation,
     // checks), in parts at once; diagnostics are put together in target
     // order, after the target's inheritance diagnostics, as if in one pass.
     let inh = &inh;
