@@ -168,13 +168,18 @@ fn parse_one(
             Some((_, rest)) => rest.split('.').next().unwrap_or(rest),
             None => "",
         };
-        if attr.is_empty() && eq.is_none() {
+        if attr.is_empty() {
+            let why = if eq.is_none() {
+                "no `=`"
+            } else {
+                "no attribute"
+            };
             diags.push(
                 Diag::new(
                     "mybake::set::syntax",
                     format!("--set {flag}: expected PATTERN.ATTRIBUTE=VALUE"),
                 )
-                .label(whole, "no `=`"),
+                .label(whole, why),
             );
             return None;
         }
@@ -559,6 +564,10 @@ mod tests {
             .message
             .contains("appends to lists"));
         assert!(one("api.context").1.items[0]
+            .message
+            .contains("expected PATTERN"));
+        assert!(one("api=x").1.items[0].message.contains("expected PATTERN"));
+        assert!(one("api.=x").1.items[0]
             .message
             .contains("expected PATTERN"));
         assert!(one("api.output=dest=x").1.items[0]
