@@ -56,12 +56,16 @@ pub fn git_epoch(dir: &Path) -> Result<u64, String> {
 pub const MIN_BUILDKIT: (u64, u64) = (0, 13);
 
 /// Whether a BuildKit version string (`v0.13.2`, `0.13.0-rc1`) is at least
-/// [`MIN_BUILDKIT`]; `None` when it cannot be read.
+/// [`MIN_BUILDKIT`]; `None` when it cannot be read (Docker Engine's
+/// embedded BuildKit reports `v0.0.0+unknown`).
 pub fn supports_epoch(version: &str) -> Option<bool> {
     let v = version.trim().trim_start_matches('v');
     let mut parts = v.split(['.', '-', '+']);
     let major: u64 = parts.next()?.parse().ok()?;
     let minor: u64 = parts.next()?.parse().ok()?;
+    if (major, minor) == (0, 0) {
+        return None;
+    }
     Some((major, minor) >= MIN_BUILDKIT)
 }
 
@@ -132,6 +136,7 @@ mod tests {
         assert_eq!(supports_epoch("0.14.0-rc1"), Some(true));
         assert_eq!(supports_epoch("v1.0.0"), Some(true));
         assert_eq!(supports_epoch("unknown"), None);
+        assert_eq!(supports_epoch("v0.0.0+unknown"), None);
         assert!(check_builder("docker", Some("v0.13.2")).is_ok());
         assert!(check_builder("docker", None).is_ok());
         let e = check_builder("old", Some("v0.12.5")).unwrap_err();
