@@ -314,3 +314,12 @@ target "app" {{
     assert!(o.stderr.contains("dockerfile-inline:1"), "{}", o.stderr);
     assert!(!t.path().join("mybake.lock").exists());
 }
+
+#[test]
+fn committed_release_lock_is_in_the_written_form() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/release/mybake.lock");
+    let text = std::fs::read_to_string(&path).expect("examples/release/mybake.lock");
+    let lock = mybake::lock::LockFile::parse("mybake.lock", &text).expect("parses");
+    assert!(lock.images.contains_key(BUSYBOX), "{text}");
+    assert_eq!(lock.to_kdl(), text, "not in the form `mybake lock` writes");
+}
