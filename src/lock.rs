@@ -20,8 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::attrs::A;
+use crate::diag::Diag;
 use crate::dockerfile::{self, ImageKind};
 use crate::resolve::{Resolved, Target};
+use crate::source::Span;
 use crate::value::Value;
 
 /// The lock file's name, next to the first build file.
@@ -268,8 +270,9 @@ pub type Uses = BTreeMap<String, Vec<Use>>;
 
 /// The external images of `targets` (indexes into `r.targets`) and where
 /// each is used. Errors (an unreadable or invalid Dockerfile, an invalid
-/// reference) are all returned, each naming its target.
-pub fn collect(r: &Resolved, targets: &[usize]) -> Result<Uses, Vec<String>> {
+/// reference) are all returned, each naming its target and pointing at the
+/// attribute in the build file.
+pub fn collect(r: &Resolved, targets: &[usize]) -> Result<Uses, Vec<Diag>> {
     let mut uses: Uses = BTreeMap::new();
     let mut errors = Vec::new();
     for &i in targets {
@@ -293,8 +296,23 @@ pub fn collect(r: &Resolved, targets: &[usize]) -> Result<Uses, Vec<String>> {
     }
 }
 
+/// Where in the build file `t`'s Dockerfile is set (the target's name when
+/// nowhere).
+fn dockerfile_span(t: &Target) -> Span {
+    t.str(A::DockerfileInline)
+        .or_else(|| t.str(A::Dockerfile))
+        .map(|s| s.span)
+        .filter(|s| !s.is_none())
+        .unwrap_or(t.name.span)
+}
+
+fn located(t: &Target, span: Span, message: String) -> Diag {
+    let span = if span.is_none() { t.name.span } else { span };
+    Diag::new("mybake::lock::image", message).label(span, "this Dockerfile")
+}
+
 /// The Dockerfile of `t`: (text, display name).
-fn dockerfile_text(t: &Target) -> Result<(String, String), String> {
+fn dockerfile_text(t: &Target) -> Result<(String, String), Diag> {
     if let Some(text) = t.str(A::DockerfileInline) {
         return Ok((text.v.clone(), "dockerfile-inline".into()));
     }
@@ -305,11 +323,17 @@ fn dockerfile_text(t: &Target) -> Result<(String, String), String> {
     let path: PathBuf = crate::load::absolute(&t.context_dir(), Path::new(&df));
     std::fs::read_to_string(&path)
         .map(|text| (text, path.display().to_string()))
-        .map_err(|e| format!("target `{}`: {}: {e}", t.name.v, path.display()))
+        .map_err(|e| {
+            located(
+                t,
+                dockerfile_span(t),
+                format!("target `{}`: {}: {e}", t.name.v, path.display()),
+            )
+        })
 }
 
 /// The external images one target uses, for all its platforms.
-fn target_uses(t: &Target, build_platform: &str) -> Result<Vec<(String, Use)>, String> {
+fn target_uses(t: &Target, build_platform: &str) -> Result<Vec<(String, Use)>, Diag> {
     let name = &t.name.v;
     let mut out = Vec::new();
     let mut context_names: BTreeSet<String> = BTreeSet::new();
@@ -318,7 +342,13 @@ fn target_uses(t: &Target, build_platform: &str) -> Result<Vec<(String, Use)>, S
             context_names.insert(ctx.to_string());
             if let Some(image) = e.value.v.strip_prefix("docker-image://") {
                 let n = normalize(image).ok_or_else(|| {
-                    format!("target `{name}`: contexts.{ctx}: invalid image reference `{image}`")
+                    located(
+                        t,
+                        e.value.span,
+                        format!(
+                            "target `{name}`: contexts.{ctx}: invalid image reference `{image}`"
+                        ),
+                    )
                 })?;
                 if !n.contains('@') {
                     out.push((
@@ -358,13 +388,22 @@ fn target_uses(t: &Target, build_platform: &str) -> Result<Vec<(String, Use)>, S
         ] {
             a.entry(k.to_string()).or_insert_with(|| v.to_string());
         }
-        let images = dockerfile::external_images(&text, &a, stage)
-            .map_err(|e| format!("target `{name}`: {file}:{}: {}", e.line, e.message))?;
+        let images = dockerfile::external_images(&text, &a, stage).map_err(|e| {
+            located(
+                t,
+                dockerfile_span(t),
+                format!("target `{name}`: {file}:{}: {}", e.line, e.message),
+            )
+        })?;
         for img in images {
             let n = normalize(&img.image).ok_or_else(|| {
-                format!(
-                    "target `{name}`: {file}:{}: invalid image reference `{}`",
-                    img.line, img.image
+                located(
+                    t,
+                    dockerfile_span(t),
+                    format!(
+                        "target `{name}`: {file}:{}: invalid image reference `{}`",
+                        img.line, img.image
+                    ),
                 )
             })?;
             // A name the target's `contexts` defines is not an image.

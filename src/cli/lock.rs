@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::args::{BuildArgs, LockArgs};
 use super::{exit, Outcome};
+use crate::diag::Diagnostics;
 use crate::lock::{self, LockFile, Pins};
 use crate::publish::registry::{RegistryClient, RegistryOptions};
 use crate::resolve::Resolved;
@@ -21,6 +22,14 @@ pub fn first_file_dir(cwd: &Path, files: &[PathBuf]) -> PathBuf {
             .unwrap_or_else(|| cwd.to_path_buf()),
         _ => cwd.to_path_buf(),
     }
+}
+
+fn diags(list: Vec<crate::diag::Diag>) -> Diagnostics {
+    let mut d = Diagnostics::default();
+    for x in list {
+        d.push(x);
+    }
+    d
 }
 
 fn invalid(msg: impl std::fmt::Display) -> Outcome {
@@ -39,6 +48,7 @@ pub fn build_settings(
     b: &BuildArgs,
     env: &HashMap<String, String>,
     dir: &Path,
+    render: &dyn Fn(Diagnostics) -> Outcome,
 ) -> Result<(Option<u64>, Option<Arc<Pins>>), Outcome> {
     let epoch = crate::repro::epoch(
         b.source_date_epoch.as_deref(),
@@ -60,7 +70,7 @@ pub fn build_settings(
         }
         Err(e) => return Err(invalid(format!("--locked: {e}"))),
     };
-    let uses = lock::collect(r, targets).map_err(|e| invalid(e.join("\nerror: ")))?;
+    let uses = lock::collect(r, targets).map_err(|e| render(diags(e)))?;
     let missing = lock::missing(&file, &uses);
     if !missing.is_empty() {
         return Err(invalid(format!(
@@ -79,6 +89,7 @@ pub fn run(
     l: &LockArgs,
     env: &HashMap<String, String>,
     dir: &Path,
+    render: &dyn Fn(Diagnostics) -> Outcome,
 ) -> Outcome {
     let path = dir.join(lock::FILE_NAME);
     let old = match LockFile::read(&path) {
@@ -87,7 +98,7 @@ pub fn run(
     };
     let uses = match lock::collect(r, targets) {
         Ok(u) => u,
-        Err(e) => return invalid(e.join("\nerror: ")),
+        Err(e) => return render(diags(e)),
     };
     // Which pins to resolve again.
     let mut update_all = false;

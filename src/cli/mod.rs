@@ -215,7 +215,8 @@ fn execute_with(
                     return fail(pre, &sources);
                 }
                 let dir = lock::first_file_dir(&cwd, &g.files);
-                match lock::build_settings(&resolved, &sel.all, &b, &opts.env, &dir) {
+                let render = |d| fail(d, &sources);
+                match lock::build_settings(&resolved, &sel.all, &b, &opts.env, &dir, &render) {
                     Ok(repro) => build::run(&resolved, &p, &b, &opts.env, repro),
                     Err(o) => o,
                 }
@@ -225,7 +226,9 @@ fn execute_with(
         Command::Lock(l) => match planned(&resolved, &l.targets) {
             Ok((sel, _)) => {
                 let dir = lock::first_file_dir(&cwd, &g.files);
-                lock::run(&resolved, &sel.all, &l, &opts.env, &dir)
+                lock::run(&resolved, &sel.all, &l, &opts.env, &dir, &|d| {
+                    fail(d, &sources)
+                })
             }
             Err(d) => fail(d, &sources),
         },
