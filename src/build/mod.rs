@@ -44,6 +44,10 @@ pub struct BuildSettings {
     pub ssh_auth_sock: Option<PathBuf>,
     /// The environment (builder endpoints, the Docker endpoint).
     pub env: HashMap<String, String>,
+    /// `SOURCE_DATE_EPOCH` / `--source-date-epoch` (see [`crate::repro`]).
+    pub source_date_epoch: Option<u64>,
+    /// `--locked`: the pins of `mybake.lock`.
+    pub pins: Option<std::sync::Arc<crate::lock::Pins>>,
 }
 
 /// One build node's line of the summary.
@@ -262,6 +266,8 @@ pub fn run(
         history: s.history,
         insecure_registries: s.insecure_registries.clone(),
         ssh_auth_sock: s.ssh_auth_sock.clone(),
+        source_date_epoch: s.source_date_epoch,
+        pins: s.pins.clone(),
     };
     let report = rt.block_on(async {
         let mut rep = BuildReport::stopped(Stop::Done);

@@ -59,6 +59,17 @@ pub enum Command {
     /// Create or inspect image indexes
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Pin every external image the build uses (Dockerfile `FROM`s, `docker-image://` contexts) to its digests in mybake.lock
+    Lock(LockArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct LockArgs {
+    /// Targets or groups (default: group `default`)
+    pub targets: Vec<String>,
+    /// Resolve pins again: all of them, or only these images (default: keep existing pins)
+    #[arg(long, value_name = "IMAGE", num_args = 0..)]
+    pub update: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args, Default)]
@@ -90,6 +101,12 @@ pub struct BuildArgs {
     /// Record every solve (one per target and platform) in the builder's build history, as `docker buildx history` lists it (off: recording delays each solve's return)
     #[arg(long)]
     pub history: bool,
+    /// Timestamp of the build (seconds since the epoch, or `git`: the commit time of HEAD); default: $SOURCE_DATE_EPOCH
+    #[arg(long, value_name = "N|git")]
+    pub source_date_epoch: Option<String>,
+    /// Build from the digests pinned in mybake.lock; fail when it is missing or stale
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Subcommand)]

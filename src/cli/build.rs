@@ -10,7 +10,13 @@ use crate::plan::Plan;
 use crate::report::{self, reporter::Mode};
 use crate::resolve::Resolved;
 
-pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, String>) -> Outcome {
+pub fn run(
+    r: &Resolved,
+    plan: &Plan,
+    b: &BuildArgs,
+    env: &HashMap<String, String>,
+    (source_date_epoch, pins): (Option<u64>, Option<std::sync::Arc<crate::lock::Pins>>),
+) -> Outcome {
     let settings = BuildSettings {
         builder: b
             .builder
@@ -32,6 +38,8 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             .unwrap_or_default(),
         ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
         env: env.clone(),
+        source_date_epoch,
+        pins,
     };
     let reporter = report::reporter::reporter(match b.progress {
         Progress::Auto => Mode::Auto,

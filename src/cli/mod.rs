@@ -4,6 +4,7 @@
 pub mod args;
 mod build;
 mod index;
+mod lock;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -208,12 +209,26 @@ fn execute_with(
             Err(d) => fail(d, &sources),
         },
         Command::Build(b) => match planned(&resolved, &b.targets) {
-            Ok((_, p)) => {
+            Ok((sel, p)) => {
                 let pre = crate::build::preflight::check(&resolved, &p, &opts.env);
                 if !pre.is_empty() {
                     return fail(pre, &sources);
                 }
-                build::run(&resolved, &p, &b, &opts.env)
+                let dir = lock::first_file_dir(&cwd, &g.files);
+                let render = |d| fail(d, &sources);
+                match lock::build_settings(&resolved, &sel.all, &b, &opts.env, &dir, &render) {
+                    Ok(repro) => build::run(&resolved, &p, &b, &opts.env, repro),
+                    Err(o) => o,
+                }
+            }
+            Err(d) => fail(d, &sources),
+        },
+        Command::Lock(l) => match planned(&resolved, &l.targets) {
+            Ok((sel, _)) => {
+                let dir = lock::first_file_dir(&cwd, &g.files);
+                lock::run(&resolved, &sel.all, &l, &opts.env, &dir, &|d| {
+                    fail(d, &sources)
+                })
             }
             Err(d) => fail(d, &sources),
         },

@@ -62,6 +62,10 @@ pub struct ExecOptions {
     /// target name, with their staging directories; the publish phase
     /// moves or loads what they received (`publish::outputs`).
     pub files: HashMap<String, Vec<request::FileExport>>,
+    /// `SOURCE_DATE_EPOCH` of every solve (see [`crate::repro`]).
+    pub source_date_epoch: Option<u64>,
+    /// `--locked`: the pins of `mybake.lock`.
+    pub pins: Option<Arc<crate::lock::Pins>>,
 }
 
 /// One successful build node.
@@ -235,6 +239,10 @@ pub async fn run(
             }
         }
         let version = client.info().await.ok().flatten().map(|v| v.version);
+        if opts.source_date_epoch.is_some() {
+            crate::repro::check_builder(&label, version.as_deref())
+                .map_err(ExecError::Unsupported)?;
+        }
         let _ = events.send(Event::Builder {
             endpoint: label.clone(),
             version,
@@ -301,6 +309,8 @@ pub async fn run(
         pull: opts.pull,
         ssh_auth_sock: opts.ssh_auth_sock.clone(),
         files: opts.files.clone(),
+        source_date_epoch: opts.source_date_epoch,
+        pins: opts.pins.clone(),
     };
     let limits = schedule::Limits {
         jobs: opts.jobs,

@@ -113,6 +113,9 @@ pub struct RequestOptions {
     /// File exports per target name (requested targets with `local`,
     /// `tar`, `oci` or `docker` outputs).
     pub files: HashMap<String, Vec<FileExport>>,
+    /// `SOURCE_DATE_EPOCH` and `--locked` pins ([`crate::repro::apply`]).
+    pub source_date_epoch: Option<u64>,
+    pub pins: Option<std::sync::Arc<crate::lock::Pins>>,
 }
 
 /// What a file exporter streams back.
@@ -359,17 +362,24 @@ pub fn build(
         exporters.push(e);
     }
     let ssh = ssh_agents(t, opts.ssh_auth_sock.as_deref())?;
+    let mut request = SolveRequest {
+        frontend: "dockerfile.v0".into(),
+        frontend_attrs: attrs,
+        exporters,
+        cache_imports: cache(A::CacheFrom),
+        cache_exports: cache(A::CacheTo),
+        entitlements,
+        internal: !opts.history,
+        ..SolveRequest::default()
+    };
+    crate::repro::apply(
+        t,
+        &mut request,
+        opts.source_date_epoch,
+        opts.pins.as_deref(),
+    );
     Ok(NodeRequest {
-        request: SolveRequest {
-            frontend: "dockerfile.v0".into(),
-            frontend_attrs: attrs,
-            exporters,
-            cache_imports: cache(A::CacheFrom),
-            cache_exports: cache(A::CacheTo),
-            entitlements,
-            internal: !opts.history,
-            ..SolveRequest::default()
-        },
+        request,
         dirs,
         secrets,
         ssh,

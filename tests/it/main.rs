@@ -13,6 +13,7 @@ mod outputs;
 mod publish;
 mod push_retry;
 mod references;
+mod repro;
 mod scheduler;
 mod set;
 mod signals;
