@@ -131,12 +131,7 @@ fn push_target(
 ) -> Result<Option<PushTo>, ExecError> {
     let node = plan.node(n);
     let t = &r.targets[node.target];
-    let registry_output = t.objects(A::Output).iter().any(|o| {
-        matches!(
-            o.get("type").map(|s| s.v.as_str()),
-            Some("registry") | Some("image")
-        )
-    });
+    let registry_output = t.spec.pushes();
     let consumed = plan
         .graph
         .neighbors_directed(n, petgraph::Direction::Incoming)
@@ -173,23 +168,7 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
 ) -> Result<ExecOutcome, ExecError> {
-    // Validate outputs before connecting.
-    for t in plan
-        .graph
-        .node_weights()
-        .filter(|n| n.is_build())
-        .map(|n| &r.targets[n.target])
-    {
-        for o in t.objects(A::Output) {
-            let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-            if !matches!(
-                ty,
-                "registry" | "image" | "cacheonly" | "docker" | "oci" | "local" | "tar"
-            ) {
-                return Err(ExecError::Unsupported(format!("target `{}`: output `{ty}` is not supported (registry, docker, oci, local, tar and cacheonly are)", t.name.v)));
-            }
-        }
-    }
+    // Output types are checked at resolve (`resolve::spec`).
     let mut pushes = HashMap::new();
     for n in plan
         .graph

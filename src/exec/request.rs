@@ -10,6 +10,8 @@ use mybake_buildkit::secrets::{SecretSource, SecretsService};
 use mybake_buildkit::{CacheEntry, Exporter, SolveRequest};
 
 use crate::attrs::{Reach, A};
+use crate::resolve::cache::CacheSpec;
+use crate::resolve::spec::SecretFrom;
 use crate::resolve::Target;
 use crate::value::Value;
 
@@ -164,27 +166,20 @@ pub fn platform_dir(platform: &str) -> String {
     p.replace('/', "_")
 }
 
-/// `ssh` entries: `default` (the user's agent), `ID=/path/to/socket`.
+/// The SSH agents of `t`'s `ssh` entries: id → socket (an entry without
+/// a path forwards the user's agent, `auth_sock`).
 pub fn ssh_agents(t: &Target, auth_sock: Option<&Path>) -> Result<Vec<(String, PathBuf)>, String> {
-    let mut out = Vec::new();
-    for s in t.list(A::Ssh) {
-        match s.v.split_once('=') {
-            Some((id, path)) => out.push((
-                id.to_string(),
-                PathBuf::from(path.split(',').next().unwrap_or(path)),
+    t.spec
+        .ssh
+        .iter()
+        .map(|s| match s.socket(auth_sock) {
+            Some(p) => Ok((s.id.clone(), p)),
+            None => Err(format!(
+                "ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set",
+                s.id
             )),
-            None => match auth_sock {
-                Some(p) => out.push((s.v.clone(), p.to_path_buf())),
-                None => {
-                    return Err(format!(
-                        "ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set",
-                        s.v
-                    ))
-                }
-            },
-        }
-    }
-    Ok(out)
+        })
+        .collect()
 }
 
 /// Build the request for `t` on `platform`. `deps` maps context names to
@@ -292,36 +287,32 @@ pub fn build(
             }
         }
     }
-    for o in t.objects(A::Attest) {
-        let ty = o.get("type").map(|s| s.v.clone()).unwrap_or_default();
-        let rest: Vec<String> = o
-            .fields
-            .iter()
-            .filter(|(k, _)| k != "type")
-            .map(|(k, v)| format!("{k}={}", v.v))
-            .collect();
-        attrs.insert(format!("attest:{ty}"), rest.join(","));
+    for a in &t.spec.attest {
+        let props: Vec<String> = a.props.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        attrs.insert(format!("attest:{}", a.kind.name()), props.join(","));
     }
-    let mut secrets = Vec::new();
-    for s in t.objects(A::Secret) {
-        let id = s.get("id").map(|v| v.v.clone()).unwrap_or_default();
-        let src = match (s.get("src"), s.get("env")) {
-            (Some(p), _) => SecretSource::File(PathBuf::from(&p.v)),
-            (None, Some(e)) => SecretSource::Env(e.v.clone()),
-            (None, None) => SecretSource::default_for(&id),
-        };
-        secrets.push((id, src));
-    }
-    // One parser for cache values ([`crate::resolve::cache::CacheSpec`]),
-    // the one the reference check reads them with.
-    let cache = |a: A| -> Vec<CacheEntry> {
-        t.list(a)
+    let secrets: Vec<(String, SecretSource)> = t
+        .spec
+        .secrets
+        .iter()
+        .map(|s| {
+            let src = match &s.source {
+                SecretFrom::File(p) => SecretSource::File(p.v.clone()),
+                SecretFrom::Env(e) => SecretSource::Env(e.v.clone()),
+            };
+            (s.id.v.clone(), src)
+        })
+        .collect();
+    // Cache values, parsed at resolve ([`crate::resolve::cache::CacheSpec`]).
+    let cache = |specs: &[CacheSpec]| -> Vec<CacheEntry> {
+        specs
             .iter()
-            .map(|s| {
-                let spec = crate::resolve::cache::CacheSpec::parse(&s.v);
+            .map(|spec| {
                 spec.attrs
-                    .into_iter()
-                    .fold(CacheEntry::new(spec.kind), |e, x| e.attr(x.key, x.value))
+                    .iter()
+                    .fold(CacheEntry::new(spec.kind.clone()), |e, x| {
+                        e.attr(x.key.clone(), x.value.clone())
+                    })
             })
             .collect()
     };
@@ -364,8 +355,8 @@ pub fn build(
             frontend: "dockerfile.v0".into(),
             frontend_attrs: attrs,
             exporters,
-            cache_imports: cache(A::CacheFrom),
-            cache_exports: cache(A::CacheTo),
+            cache_imports: cache(&t.spec.cache_from),
+            cache_exports: cache(&t.spec.cache_to),
             entitlements,
             internal: !opts.history,
             ..SolveRequest::default()
