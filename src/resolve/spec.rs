@@ -340,3 +340,113 @@ fn check_types(t: &Target, a: A, known: &[&str], diags: &mut Diagnostics) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn spec(body: &str) -> Spec {
+        let r = crate::resolve::tests_support::run(&format!("target \"x\" {{\n{body}\n}}\n"))
+            .unwrap_or_else(|d| panic!("{body}: {d:?}"));
+        r.targets[r.index["x"]].spec.clone()
+    }
+
+    fn errors(body: &str) -> Vec<(String, String)> {
+        let text = format!("target \"x\" {{\n{body}\n}}\n");
+        match crate::resolve::tests_support::run(&text) {
+            Ok(_) => panic!("{body}: accepted"),
+            Err(d) => d
+                .items
+                .iter()
+                .map(|d| {
+                    let span = d.labels[0].0;
+                    (
+                        d.message.clone(),
+                        text[span.start as usize..span.end as usize].to_string(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn outputs() {
+        let s = spec(
+            "output \"registry\"\noutput \"image\"\noutput \"docker\"\noutput \"cacheonly\"\noutput \"oci\" dest=\"o.tar\"\noutput \"oci\" dest=\"lay\" tar=false\noutput \"local\" dest=\"out\"\noutput \"tar\" dest=\"t.tar\"",
+        );
+        let kinds: Vec<_> = s.outputs.iter().map(|o| o.kind.type_name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "registry",
+                "registry",
+                "docker",
+                "cacheonly",
+                "oci",
+                "oci",
+                "local",
+                "tar"
+            ]
+        );
+        assert!(s.pushes());
+        assert!(
+            matches!(&s.outputs[4].kind, OutputKind::Oci { dest, tar: true } if dest.v == Path::new("/w/o.tar"))
+        );
+        assert!(matches!(
+            &s.outputs[5].kind,
+            OutputKind::Oci { tar: false, .. }
+        ));
+        assert_eq!(s.outputs[6].kind.dest().unwrap().v, PathBuf::from("/w/out"));
+        assert!(!spec("output \"docker\"").pushes());
+    }
+
+    #[test]
+    fn secrets_ssh_attest_cache() {
+        let s = spec(
+            "secret id=\"a\" src=\"f\"\nsecret id=\"b\" env=\"B\"\nssh \"default\" \"k=/s1,/s2\"\nattest \"provenance\" mode=\"max\"\nattest \"sbom\"\ncache-from \"user/app:cache\" \"type=local,src=c\"\ncache-to \"type=inline\"",
+        );
+        assert_eq!(s.secrets[0].id.v, "a");
+        assert!(matches!(&s.secrets[0].source, SecretFrom::File(p) if p.v == Path::new("/w/f")));
+        assert!(matches!(&s.secrets[1].source, SecretFrom::Env(e) if e.v == "B"));
+        assert_eq!(s.ssh[0].id, "default");
+        assert!(s.ssh[0].paths.is_empty());
+        assert_eq!(
+            s.ssh[0].socket(Some(Path::new("/agent"))),
+            Some("/agent".into())
+        );
+        assert_eq!(s.ssh[0].socket(None), None);
+        assert_eq!(s.ssh[1].paths, [PathBuf::from("/s1"), PathBuf::from("/s2")]);
+        assert_eq!(s.ssh[1].socket(None), Some("/s1".into()));
+        assert_eq!(s.attest[0].kind, AttestKind::Provenance);
+        assert_eq!(s.attest[0].props, [("mode".to_string(), "max".to_string())]);
+        assert_eq!(s.attest[1].kind, AttestKind::Sbom);
+        assert!(s.attest[1].props.is_empty());
+        assert_eq!(s.cache_from[0].kind, "registry");
+        assert_eq!(s.cache_from[1].kind, "local");
+        assert_eq!(s.cache_to[0].kind, "inline");
+    }
+
+    #[test]
+    fn invalid_values_are_located() {
+        let e = errors("output \"oci\" dest=\"o\" tar=\"maybe\"");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].1, "\"maybe\"");
+        let e = errors("output \"tar\"");
+        assert!(e[0].0.contains("needs `dest=`"), "{e:?}");
+        let e = errors("output \"ftp\"");
+        assert_eq!(e[0].1, "\"ftp\"");
+        let e = errors("attest \"sbomb\"");
+        assert!(e[0].0.contains("unknown attest type"), "{e:?}");
+        let e = errors("secret id=\"a\" src=\"f\" env=\"E\"");
+        assert!(e[0].0.contains("exactly one"), "{e:?}");
+        let e = errors("ssh \"=/sock\" \"k=\"");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(e[0].1, "\"=/sock\"");
+        assert!(e[1].0.contains("a path is empty"), "{e:?}");
+        let e = errors("cache-from \"ref=r/c:x,mode=max\"");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].0.contains("names no `type=`"), "{e:?}");
+        assert_eq!(e[0].1, "\"ref=r/c:x,mode=max\"");
+    }
+}
