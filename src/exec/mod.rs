@@ -152,8 +152,10 @@ fn push_target(
         )));
     };
     let repository = request::repository_of(&tag.v);
-    let insecure =
-        request::is_insecure(request::registry_of(&repository), &opts.insecure_registries);
+    let insecure = request::is_insecure(
+        &request::registry_of(&repository),
+        &opts.insecure_registries,
+    );
     Ok(Some(PushTo {
         repository,
         insecure,

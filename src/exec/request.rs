@@ -80,21 +80,21 @@ pub fn stable_hash(s: &str) -> u64 {
     })
 }
 
-/// Repository part of an image reference (`r/app:tag` → `r/app`).
+/// Repository part of an image reference as written (`r/app:tag` →
+/// `r/app`), by the one reference parser ([`crate::oci::reference`]). Tags
+/// are checked at resolve; a text that is no reference is returned whole.
 pub fn repository_of(reference: &str) -> String {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    match no_digest.rfind(':') {
-        Some(i) if !no_digest[i..].contains('/') => no_digest[..i].to_string(),
-        _ => no_digest.to_string(),
-    }
+    crate::oci::reference::parse(reference)
+        .map(|r| r.name())
+        .unwrap_or_else(|_| reference.to_string())
 }
 
-/// Registry host of a reference (`localhost:5000/app` → `localhost:5000`).
-pub fn registry_of(reference: &str) -> &str {
-    match reference.split_once('/') {
-        Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => host,
-        _ => "docker.io",
-    }
+/// Registry host of a reference (`localhost:5000/app` → `localhost:5000`,
+/// `library/app` → `docker.io`).
+pub fn registry_of(reference: &str) -> String {
+    crate::oci::reference::parse(reference)
+        .map(|r| r.registry().to_string())
+        .unwrap_or_else(|_| "docker.io".to_string())
 }
 
 /// Plain-HTTP registries: loopback, plus those the user marks insecure
@@ -380,7 +380,12 @@ mod tests {
             "localhost:5000/app"
         );
         assert_eq!(repository_of("localhost:5000/app"), "localhost:5000/app");
-        assert_eq!(repository_of("r/app@sha256:ab"), "r/app");
+        assert_eq!(
+            repository_of(&format!("r/app@sha256:{}", "a".repeat(64))),
+            "r/app"
+        );
+        assert_eq!(repository_of("localhost/app:1"), "localhost/app");
+        assert_eq!(registry_of("app"), "docker.io");
         assert_eq!(registry_of("localhost:5000/app"), "localhost:5000");
         assert_eq!(registry_of("library/app"), "docker.io");
         assert!(

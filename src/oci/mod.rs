@@ -2,6 +2,7 @@
 
 mod insecure;
 mod platform;
+pub mod reference;
 
 pub use insecure::is_plain_http;
 pub use platform::Platform;
