@@ -31,8 +31,9 @@ use futures::future::BoxFuture;
 use petgraph::graph::NodeIndex;
 use tokio::sync::mpsc;
 
+use crate::oci::Descriptor;
 pub use event::Event;
-use mybake_buildkit::{CancellationToken, Client, Descriptor, Endpoint, StatusEvent};
+use mybake_buildkit::{CancellationToken, Client, Endpoint, StatusEvent};
 use request::{PushTo, RequestOptions};
 
 use crate::attrs::A;
@@ -710,7 +711,8 @@ async fn solve_once(
     match res {
         Ok(resp) => {
             let descriptor = match resp.image_descriptor() {
-                Some(Ok(d)) => Some(d),
+                // BuildKit's wire descriptor → the one OCI descriptor.
+                Some(Ok(d)) => Some(Descriptor::from(&d)),
                 Some(Err(e)) => {
                     let message = format!("{id}: {e}");
                     return Err(SolveFailure::Solve {
@@ -724,6 +726,8 @@ async fn solve_once(
                     digest: d.to_string(),
                     size: 0,
                     annotations: Default::default(),
+                    platform: None,
+                    artifact_type: None,
                 }),
             };
             let reference = match (push, &descriptor) {

@@ -84,7 +84,7 @@ pub(super) fn merge_layouts(
     )
     .map_err(|e| e.to_string())?;
     let annotations = IndexAnnotations::split(&t.annotations, AnnotationMode::Build)?;
-    let mut entries: Vec<IndexEntry> = Vec::new();
+    let mut entries: Vec<Descriptor> = Vec::new();
     for p in &t.platforms {
         let platform = Platform::parse(p)?;
         let archive = FileExport {
@@ -112,7 +112,7 @@ pub(super) fn merge_layouts(
             let inner = ManifestDoc::parse(&bytes).map_err(|e| format!("{}: {e}", root.digest))?;
             flatten_platform_index(&inner, &platform)?
         } else if let Some(d) = reported {
-            vec![IndexEntry::from_descriptor(&d, Some(platform.clone()))]
+            vec![d.with_platform(Some(platform.clone()))]
         } else {
             let mut e = root.clone();
             e.annotations.clear();

@@ -45,7 +45,7 @@ use sha2::Digest as _;
 
 use super::index::{
     build_index, flatten_platform_index, is_index_media_type, sha256_digest, AnnotationMode,
-    BuiltIndex, IndexAnnotations, IndexEntry, ManifestDoc, Platform, OCI_INDEX,
+    BuiltIndex, Descriptor, IndexAnnotations, ManifestDoc, Platform, OCI_INDEX,
 };
 use super::place;
 
@@ -148,7 +148,7 @@ pub struct TargetFiles {
     /// Per platform, the result descriptor the solve returned
     /// (`containerimage.descriptor`), used for the index entry as the
     /// registry publish does.
-    pub descriptors: Vec<Option<mybake_buildkit::Descriptor>>,
+    pub descriptors: Vec<Option<crate::oci::Descriptor>>,
     pub outputs: Vec<FileOutput>,
 }
 

@@ -45,6 +45,8 @@ use mybake_buildkit::auth::{AuthConfig, AuthService};
 use mybake_buildkit::CancellationToken;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
+// oci-client's descriptor: a boundary type, built only here from a digest
+// and size for its blob calls (the one descriptor type is `crate::oci::Descriptor`).
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
