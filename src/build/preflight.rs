@@ -9,10 +9,9 @@ use std::path::Path;
 use crate::attrs::A;
 use crate::diag::{Diag, Diagnostics};
 use crate::plan::Plan;
-use crate::resolve::spec::{OutputKind, SecretFrom};
+use crate::resolve::spec::{ContextSource, OutputKind, SecretFrom};
 use crate::resolve::Resolved;
 use crate::source::Span;
-use crate::value::Value;
 
 pub fn check(
     r: &Resolved,
@@ -64,21 +63,23 @@ pub fn check(
                 );
             }
         }
-        if let Some(Value::Map(m)) = t.get(A::Contexts) {
-            for (name, e) in m {
-                let v = &e.value.v;
-                if v.starts_with('/') && !Path::new(v).is_dir() {
-                    diags.push(
-                        Diag::new(
-                            "mybake::exec::missing-context",
-                            format!(
-                                "target `{}`: context `{name}` directory {v} does not exist",
-                                t.name.v
-                            ),
-                        )
-                        .label(at(e.value.span), "this directory"),
-                    );
-                }
+        for c in &t.spec.contexts {
+            let ContextSource::Dir(dir) = &c.source else {
+                continue;
+            };
+            if dir.is_absolute() && !dir.is_dir() {
+                diags.push(
+                    Diag::new(
+                        "mybake::exec::missing-context",
+                        format!(
+                            "target `{}`: context `{}` directory {} does not exist",
+                            t.name.v,
+                            c.name,
+                            dir.display()
+                        ),
+                    )
+                    .label(at(c.span), "this directory"),
+                );
             }
         }
         let auth_sock = env.get("SSH_AUTH_SOCK").map(Path::new);

@@ -11,7 +11,7 @@ use mybake_buildkit::{CacheEntry, Exporter, SolveRequest};
 
 use crate::attrs::{Reach, A};
 use crate::resolve::cache::CacheSpec;
-use crate::resolve::spec::SecretFrom;
+use crate::resolve::spec::{ContextSource, SecretFrom};
 use crate::resolve::Target;
 use crate::value::Value;
 
@@ -270,20 +270,22 @@ pub fn build(
             }
         }
     }
-    if let Some(Value::Map(m)) = t.get(A::Contexts) {
-        for (name, e) in m {
-            let v = &e.value.v;
-            if v.starts_with("target:") {
+    for c in &t.spec.contexts {
+        let name = &c.name;
+        match &c.source {
+            ContextSource::Target(_) => {
                 let r = deps
                     .get(name)
                     .ok_or_else(|| format!("context `{name}`: dependency result missing"))?;
                 attrs.insert(format!("context:{name}"), format!("docker-image://{r}"));
-            } else if v.contains("://") {
-                attrs.insert(format!("context:{name}"), v.clone());
-            } else {
+            }
+            ContextSource::Remote(url) => {
+                attrs.insert(format!("context:{name}"), url.clone());
+            }
+            ContextSource::Dir(dir) => {
                 let local = format!("ctx-{name}");
                 attrs.insert(format!("context:{name}"), format!("local:{local}"));
-                dirs.push((local, PathBuf::from(v)));
+                dirs.push((local, dir.clone()));
             }
         }
     }

@@ -961,8 +961,7 @@ fn finish(
     };
     // Which values name files: a `contexts` value that is not a target, an
     // image or a URL; an `output`/`secret` path property.
-    let is_dir =
-        |s: &str| !(s.starts_with("target:") || s.contains("://") || s.starts_with("git@"));
+    let is_dir = |s: &str| matches!(spec::ContextSource::of(s), spec::ContextSource::Dir(_));
     let is_path = |props: &[&str], k: &str, s: &Sp<String>| props.contains(&k) && s.v != "-";
     for (i, def) in ATTRS.iter().enumerate() {
         let Some(v) = attrs.get(i) else { continue };

@@ -26,6 +26,43 @@ pub struct Spec {
     pub attest: Vec<Attest>,
     pub cache_from: Vec<CacheSpec>,
     pub cache_to: Vec<CacheSpec>,
+    /// `contexts` entries, by name.
+    pub contexts: Vec<NamedContext>,
+}
+
+/// One `contexts` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedContext {
+    pub name: String,
+    pub source: ContextSource,
+    /// The value.
+    pub span: Span,
+}
+
+/// What a named context is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextSource {
+    /// `target:NAME`: another target's result.
+    Target(String),
+    /// A URL (`docker-image://…`, `https://…`, `git@…`), given to the
+    /// builder as written.
+    Remote(String),
+    /// A local directory (absolute).
+    Dir(PathBuf),
+}
+
+impl ContextSource {
+    /// How resolve reads a `contexts` value (the same rule decides which
+    /// values are paths made absolute).
+    pub fn of(value: &str) -> ContextSource {
+        if let Some(t) = value.strip_prefix("target:") {
+            ContextSource::Target(t.to_string())
+        } else if value.contains("://") || value.starts_with("git@") {
+            ContextSource::Remote(value.to_string())
+        } else {
+            ContextSource::Dir(PathBuf::from(value))
+        }
+    }
 }
 
 /// One `output`, with where it was written.
@@ -238,6 +275,16 @@ impl Spec {
         }
         spec.cache_from = cache(t, A::CacheFrom, diags);
         spec.cache_to = cache(t, A::CacheTo, diags);
+        if let Some(m) = t.get(A::Contexts).and_then(crate::value::Value::as_map) {
+            spec.contexts = m
+                .iter()
+                .map(|(name, e)| NamedContext {
+                    name: name.clone(),
+                    source: ContextSource::of(&e.value.v),
+                    span: e.value.span,
+                })
+                .collect();
+        }
         spec
     }
 
@@ -425,6 +472,21 @@ mod tests {
         assert_eq!(s.cache_from[0].kind, "registry");
         assert_eq!(s.cache_from[1].kind, "local");
         assert_eq!(s.cache_to[0].kind, "inline");
+        let c = spec("contexts {\n img \"docker-image://r/i:1\"\n g \"git@github.com:o/r.git\"\n dir \"assets\"\n}")
+            .contexts;
+        let c: Vec<_> = c.iter().map(|c| (c.name.as_str(), &c.source)).collect();
+        assert_eq!(
+            ContextSource::of("target:y"),
+            ContextSource::Target("y".into())
+        );
+        assert_eq!(
+            c,
+            [
+                ("dir", &ContextSource::Dir("/w/assets".into())),
+                ("g", &ContextSource::Remote("git@github.com:o/r.git".into())),
+                ("img", &ContextSource::Remote("docker-image://r/i:1".into())),
+            ]
+        );
     }
 
     #[test]
