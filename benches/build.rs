@@ -41,7 +41,7 @@ const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.d
 /// Measures `mybake build --push` against `docker buildx bake --push` on a
 /// generated monorepo.
 #[derive(clap::Parser)]
-#[command(name = "cargo bench --bench build --")]
+#[command(bin_name = "cargo bench --bench build --")]
 struct Opts {
     /// Services of the generated monorepo.
     #[arg(long, default_value_t = 16)]

@@ -37,7 +37,7 @@ const LARGE_EVERY: usize = 1000;
 /// Measures sending a large build context (mybake's filesync against
 /// buildx's).
 #[derive(clap::Parser)]
-#[command(name = "cargo bench --bench context --")]
+#[command(bin_name = "cargo bench --bench context --")]
 struct Opts {
     /// Files in the generated context.
     #[arg(long, default_value_t = 20_000)]

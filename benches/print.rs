@@ -23,7 +23,7 @@ const TARGET_MIB: f64 = 60.0;
 /// Measures `mybake print` against `docker buildx bake --print` on
 /// generated monorepos.
 #[derive(clap::Parser)]
-#[command(name = "cargo bench --bench print --")]
+#[command(bin_name = "cargo bench --bench print --")]
 struct Opts {
     /// Monorepo sizes (services), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [100, 1000, 2000, 5000])]

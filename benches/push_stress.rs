@@ -26,7 +26,7 @@ use serde_json::Value;
 /// Pushes the example monorepo repeatedly through a registry of its own,
 /// to catch intermittent push failures.
 #[derive(clap::Parser)]
-#[command(name = "cargo bench --bench push_stress --")]
+#[command(bin_name = "cargo bench --bench push_stress --")]
 struct Args {
     #[arg(long, default_value_t = 50)]
     runs: usize,
