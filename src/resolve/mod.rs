@@ -1070,19 +1070,14 @@ fn finish(
         }
     }
     let deps: Vec<(String, Sp<String>)> = t
-        .get(A::Contexts)
-        .and_then(Value::as_map)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, e)| {
-                    e.value
-                        .v
-                        .strip_prefix("target:")
-                        .map(|d| (k.clone(), Sp::new(d.to_string(), e.value.span)))
-                })
-                .collect()
+        .spec
+        .contexts
+        .iter()
+        .filter_map(|c| match &c.source {
+            spec::ContextSource::Target(d) => Some((c.name.clone(), Sp::new(d.clone(), c.span))),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     t.deps = deps;
     Built {
         target: t,
