@@ -38,78 +38,51 @@ const TARGET_OVERHEAD: f64 = 0.10;
 const RACE: &str = "\": already exists";
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
+/// Measures `mybake build --push` against `docker buildx bake --push` on a
+/// generated monorepo.
+#[derive(clap::Parser)]
+#[command(bin_name = "cargo bench --bench build --")]
 struct Opts {
+    /// Services of the generated monorepo.
+    #[arg(long, default_value_t = 16)]
     services: usize,
+    /// Libraries of the generated monorepo.
+    #[arg(long, default_value_t = 4)]
     libs: usize,
+    #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Skip the cold runs.
+    #[arg(long = "no-cold", action = clap::ArgAction::SetFalse)]
     cold: bool,
+    /// Skip the warm runs.
+    #[arg(long = "no-warm", action = clap::ArgAction::SetFalse)]
     warm: bool,
+    /// Skip `docker buildx bake`.
+    #[arg(long = "no-peer", action = clap::ArgAction::SetFalse)]
     peer: bool,
+    #[arg(long, default_value_t = 3)]
     attempts: usize,
+    /// Keep the generated monorepo in DIR.
+    #[arg(long)]
     keep: Option<PathBuf>,
     /// `jobs=` of a one-node builder on `docker` (mybake's default per node otherwise).
+    #[arg(long)]
     node_jobs: Option<usize>,
     /// Cold runs rewrite `base/base.txt` instead of pruning the daemon's cache.
+    #[arg(long)]
     salt: bool,
     /// `mybake build --history`: record every solve in the build history.
+    #[arg(long)]
     history: bool,
 }
 
-fn usage() -> ! {
-    eprintln!("usage: cargo bench --bench build -- [--services 16] [--libs 4] [--rounds 1] [--no-cold] [--no-warm] [--no-peer] [--attempts 3] [--node-jobs N] [--salt] [--history] [--keep DIR]");
-    std::process::exit(2)
-}
-
 fn parse_args() -> Opts {
-    let mut o = Opts {
-        services: 16,
-        libs: 4,
-        rounds: 1,
-        cold: true,
-        warm: true,
-        peer: true,
-        attempts: 3,
-        keep: None,
-        node_jobs: None,
-        salt: false,
-        history: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let mut val = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .unwrap_or_else(|| usage())
-        };
-        let num = |s: String| s.parse::<usize>().unwrap_or_else(|_| usage());
-        match key.as_str() {
-            // cargo passes `--bench` to harness=false bench binaries
-            "--bench" => {}
-            "--services" => o.services = num(val()),
-            "--libs" => o.libs = num(val()),
-            "--rounds" => o.rounds = num(val()),
-            "--attempts" => o.attempts = num(val()),
-            "--node-jobs" => o.node_jobs = Some(num(val())),
-            "--no-cold" => o.cold = false,
-            "--no-warm" => o.warm = false,
-            "--no-peer" => o.peer = false,
-            "--salt" => o.salt = true,
-            "--history" => o.history = true,
-            "--keep" => o.keep = Some(PathBuf::from(val())),
-            "-h" | "--help" => usage(),
-            other => {
-                eprintln!("unknown argument `{other}`");
-                usage()
-            }
-        }
+    let o: Opts = common::parse_args();
+    if o.rounds == 0 || o.attempts == 0 || o.services == 0 || o.libs == 0 {
+        common::invalid::<Opts>("--rounds, --attempts, --services and --libs must be at least 1");
     }
-    if o.rounds == 0 || o.attempts == 0 || o.services == 0 || o.libs == 0 || !(o.cold || o.warm) {
-        usage()
+    if !(o.cold || o.warm) {
+        common::invalid::<Opts>("--no-cold and --no-warm leave nothing to measure");
     }
     o
 }

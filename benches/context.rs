@@ -34,73 +34,50 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Every LARGE_EVERY-th file is a large one; the rest are 512 B..16.5 KiB.
 const LARGE_EVERY: usize = 1000;
 
+/// Measures sending a large build context (mybake's filesync against
+/// buildx's).
+#[derive(clap::Parser)]
+#[command(bin_name = "cargo bench --bench context --")]
 struct Opts {
+    /// Files in the generated context.
+    #[arg(long, default_value_t = 20_000)]
     files: usize,
+    /// Directories in the generated context.
+    #[arg(long, default_value_t = 200)]
     dirs: usize,
-    bytes: u64,
+    /// Megabytes (10^6) in the generated context.
+    #[arg(long = "mb", default_value_t = 1000)]
+    mb: u64,
+    #[arg(long, default_value_t = 3)]
     warm_runs: usize,
+    /// Skip `docker buildx build`.
+    #[arg(long = "no-peer", action = clap::ArgAction::SetFalse)]
     peer: bool,
+    /// Measure only `docker buildx build`.
+    #[arg(long = "peer-only", action = clap::ArgAction::SetFalse)]
     mybake: bool,
+    #[arg(long = "no-strace", action = clap::ArgAction::SetFalse)]
     strace: bool,
+    #[arg(long = "no-prune", action = clap::ArgAction::SetFalse)]
     prune: bool,
+    /// Keep the generated context in DIR.
+    #[arg(long)]
     keep: Option<PathBuf>,
-}
-
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo bench --bench context -- [--files 20000] [--dirs 200] [--mb 1000] \
-         [--warm-runs 3] [--no-peer | --peer-only] [--no-strace] [--no-prune] [--keep DIR]"
-    );
-    std::process::exit(2)
+    /// Bytes in the generated context (`--mb` × 10^6).
+    #[arg(skip)]
+    bytes: u64,
 }
 
 fn parse_args() -> Opts {
-    let mut o = Opts {
-        files: 20_000,
-        dirs: 200,
-        bytes: 1_000_000_000,
-        warm_runs: 3,
-        peer: true,
-        mybake: true,
-        strace: true,
-        prune: true,
-        keep: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let val = |it: &mut dyn Iterator<Item = String>| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .unwrap_or_else(|| usage())
-        };
-        let num = |s: String| -> u64 { s.trim().parse().unwrap_or_else(|_| usage()) };
-        match key.as_str() {
-            // cargo passes `--bench` to harness=false bench binaries
-            "--bench" => {}
-            "--files" => o.files = num(val(&mut it)) as usize,
-            "--dirs" => o.dirs = num(val(&mut it)) as usize,
-            "--mb" => o.bytes = num(val(&mut it)) * 1_000_000,
-            "--warm-runs" => o.warm_runs = num(val(&mut it)) as usize,
-            "--no-peer" => o.peer = false,
-            "--peer-only" => o.mybake = false,
-            "--no-strace" => o.strace = false,
-            "--no-prune" => o.prune = false,
-            "--keep" => o.keep = Some(PathBuf::from(val(&mut it))),
-            "-h" | "--help" => usage(),
-            other => {
-                eprintln!("unknown argument `{other}`");
-                usage()
-            }
-        }
+    let mut o: Opts = common::parse_args();
+    o.bytes = o.mb * 1_000_000;
+    if o.files == 0 || o.dirs == 0 || o.dirs > o.files || o.warm_runs == 0 {
+        common::invalid::<Opts>(
+            "--files, --dirs and --warm-runs must be at least 1, --dirs at most --files",
+        );
     }
-    if o.files == 0 || o.dirs == 0 || o.dirs > o.files || o.warm_runs == 0 || !(o.peer || o.mybake)
-    {
-        usage()
+    if !(o.peer || o.mybake) {
+        common::invalid::<Opts>("--no-peer and --peer-only leave nothing to measure");
     }
     o
 }

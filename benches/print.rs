@@ -20,66 +20,31 @@ const TARGET_SERVICES: usize = 5000;
 const TARGET_MS: f64 = 100.0;
 const TARGET_MIB: f64 = 60.0;
 
+/// Measures `mybake print` against `docker buildx bake --print` on
+/// generated monorepos.
+#[derive(clap::Parser)]
+#[command(bin_name = "cargo bench --bench print --")]
 struct Opts {
+    /// Monorepo sizes (services), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000, 2000, 5000])]
     sizes: Vec<usize>,
+    #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// `None`: 3 runs up to 1000 services, 1 run above.
+    /// Runs of `docker buildx bake --print` (default: 3 up to 1000 services, 1 above).
+    #[arg(long)]
     peer_runs: Option<usize>,
+    /// Skip `docker buildx bake`.
+    #[arg(long = "no-peer", action = clap::ArgAction::SetFalse)]
     peer: bool,
+    /// Keep the generated monorepos in DIR.
+    #[arg(long)]
     keep: Option<PathBuf>,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: cargo bench --bench print -- [--sizes 100,1000,2000,5000] [--runs 5] \
-         [--peer-runs K] [--no-peer] [--keep DIR]"
-    );
-    std::process::exit(2)
-}
-
 fn parse_args() -> Opts {
-    let mut o = Opts {
-        sizes: vec![100, 1000, 2000, 5000],
-        runs: 5,
-        peer_runs: None,
-        peer: true,
-        keep: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let val = |it: &mut dyn Iterator<Item = String>| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .unwrap_or_else(|| usage())
-        };
-        match key.as_str() {
-            // cargo passes `--bench` to harness=false bench binaries
-            "--bench" => {}
-            "--sizes" => {
-                o.sizes = val(&mut it)
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.trim().parse().unwrap_or_else(|_| usage()))
-                    .collect()
-            }
-            "--runs" => o.runs = val(&mut it).parse().unwrap_or_else(|_| usage()),
-            "--peer-runs" => o.peer_runs = Some(val(&mut it).parse().unwrap_or_else(|_| usage())),
-            "--no-peer" => o.peer = false,
-            "--keep" => o.keep = Some(PathBuf::from(val(&mut it))),
-            "-h" | "--help" => usage(),
-            other => {
-                eprintln!("unknown argument `{other}`");
-                usage()
-            }
-        }
-    }
+    let mut o: Opts = common::parse_args();
     if o.runs == 0 || o.sizes.is_empty() {
-        usage()
+        common::invalid::<Opts>("--runs must be at least 1 and --sizes not empty");
     }
     o.sizes.sort_unstable();
     o.sizes.dedup();

@@ -23,50 +23,36 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn usage() -> ! {
-    eprintln!("usage: cargo bench --bench push_stress -- [--runs 50] [--logs DIR]");
-    std::process::exit(2)
+/// Pushes the example monorepo repeatedly through a registry of its own,
+/// to catch intermittent push failures.
+#[derive(clap::Parser)]
+#[command(bin_name = "cargo bench --bench push_stress --")]
+struct Args {
+    #[arg(long, default_value_t = 50)]
+    runs: usize,
+    /// Where the failed runs' output and registry logs go (default: a new
+    /// directory in the system's temporary directory).
+    #[arg(long)]
+    logs: Option<PathBuf>,
 }
 
+/// The parsed options, with `--logs` defaulted.
 struct Opts {
     runs: usize,
-    /// Where the failed runs' output and registry logs go.
     logs: PathBuf,
 }
 
 fn parse_args() -> Opts {
-    let mut o = Opts {
-        runs: 50,
-        logs: std::env::temp_dir().join(format!("mybake-push-stress-{}", std::process::id())),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) if k.starts_with("--") => (k.to_string(), Some(v.to_string())),
-            _ => (a.clone(), None),
-        };
-        let mut val = || {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .unwrap_or_else(|| usage())
-        };
-        match key.as_str() {
-            // cargo passes `--bench` to harness=false bench binaries
-            "--bench" => {}
-            "--runs" => o.runs = val().parse().unwrap_or_else(|_| usage()),
-            "--logs" => o.logs = PathBuf::from(val()),
-            "-h" | "--help" => usage(),
-            other => {
-                eprintln!("unknown argument `{other}`");
-                usage()
-            }
-        }
-    }
+    let o: Args = common::parse_args();
     if o.runs == 0 {
-        usage()
+        common::invalid::<Args>("--runs must be at least 1");
     }
-    o
+    Opts {
+        runs: o.runs,
+        logs: o.logs.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("mybake-push-stress-{}", std::process::id()))
+        }),
+    }
 }
 
 fn example() -> PathBuf {

@@ -1,9 +1,25 @@
-//! What the benches share (`mod common;` in each): where the tools and the
-//! monorepo generator are, and the statistics they print.
+//! What the benches share (`mod common;` in each): argument parsing
+//! ([`parse_args`], clap), where the tools and the monorepo generator are,
+//! and the statistics they print.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The bench's arguments, parsed by clap from its `derive(Parser)` type
+/// (`--help` lists them; a bad argument exits 2). cargo passes `--bench`
+/// to `harness = false` bench binaries: it is accepted and ignored.
+pub fn parse_args<T: clap::Parser>() -> T {
+    T::parse_from(std::env::args().filter(|a| a != "--bench"))
+}
+
+/// Rejects arguments that parse but do not fit together (exit 2, with the
+/// bench's usage).
+pub fn invalid<T: clap::CommandFactory>(message: &str) -> ! {
+    T::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
+}
 
 /// The monorepo generator (`../shared/bench/gen_monorepo.py`), or
 /// `MYBAKE_BENCH_GEN`.

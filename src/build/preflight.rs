@@ -9,9 +9,9 @@ use std::path::Path;
 use crate::attrs::A;
 use crate::diag::{Diag, Diagnostics};
 use crate::plan::Plan;
+use crate::resolve::spec::{ContextSource, OutputKind, SecretFrom};
 use crate::resolve::Resolved;
 use crate::source::Span;
-use crate::value::Value;
 
 pub fn check(
     r: &Resolved,
@@ -63,73 +63,66 @@ pub fn check(
                 );
             }
         }
-        if let Some(Value::Map(m)) = t.get(A::Contexts) {
-            for (name, e) in m {
-                let v = &e.value.v;
-                if v.starts_with('/') && !Path::new(v).is_dir() {
-                    diags.push(
-                        Diag::new(
-                            "mybake::exec::missing-context",
-                            format!(
-                                "target `{}`: context `{name}` directory {v} does not exist",
-                                t.name.v
-                            ),
-                        )
-                        .label(at(e.value.span), "this directory"),
-                    );
-                }
-            }
-        }
-        let agents = crate::exec::request::ssh_agents(t, env.get("SSH_AUTH_SOCK").map(Path::new));
-        for (id, sock) in agents.as_ref().map(Vec::as_slice).unwrap_or(&[]) {
-            if !sock.exists() {
-                let span = t
-                    .list(A::Ssh)
-                    .iter()
-                    .find(|s| s.v.starts_with(id.as_str()))
-                    .map(|s| at(s.span))
-                    .unwrap_or(t.name.span);
+        for c in &t.spec.contexts {
+            let ContextSource::Dir(dir) = &c.source else {
+                continue;
+            };
+            if dir.is_absolute() && !dir.is_dir() {
                 diags.push(
                     Diag::new(
-                        "mybake::exec::ssh",
+                        "mybake::exec::missing-context",
                         format!(
-                            "target `{}`: SSH agent socket {} (ssh `{id}`) does not exist",
+                            "target `{}`: context `{}` directory {} does not exist",
                             t.name.v,
-                            sock.display()
+                            c.name,
+                            dir.display()
                         ),
                     )
-                    .label(span, "this agent"),
+                    .label(at(c.span), "this directory"),
                 );
             }
         }
-        if let Err(e) = agents {
-            let span = t
-                .list(A::Ssh)
-                .first()
-                .map(|s| at(s.span))
-                .unwrap_or(t.name.span);
-            diags.push(Diag::new("mybake::exec::ssh", format!("target `{}`: {e}", t.name.v)).label(span, "here").help("start an agent (`eval $(ssh-agent)`) or name a socket: `ssh \"default=/path/to/agent.sock\"`"));
-        }
-        for s in t.objects(A::Secret) {
-            if let Some(var) = s.get("env") {
-                if !env.contains_key(&var.v) {
-                    diags.push(Diag::new("mybake::exec::missing-secret", format!("target `{}`: secret `{}` reads environment variable {} which is not set", t.name.v, s.get("id").map(|i| i.v.as_str()).unwrap_or(""), var.v)).label(at(var.span), "not set").help(format!("export {} before building", var.v)));
-                }
+        let auth_sock = env.get("SSH_AUTH_SOCK").map(Path::new);
+        for ssh in &t.spec.ssh {
+            match ssh.socket(auth_sock) {
+                Some(sock) if !sock.exists() => diags.push(
+                    Diag::new(
+                        "mybake::exec::ssh",
+                        format!(
+                            "target `{}`: SSH agent socket {} (ssh `{}`) does not exist",
+                            t.name.v,
+                            sock.display(),
+                            ssh.id
+                        ),
+                    )
+                    .label(at(ssh.span), "this agent"),
+                ),
+                Some(_) => {}
+                None => diags.push(Diag::new("mybake::exec::ssh", format!("target `{}`: ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set", t.name.v, ssh.id)).label(at(ssh.span), "here").help("start an agent (`eval $(ssh-agent)`) or name a socket: `ssh \"default=/path/to/agent.sock\"`")),
             }
-            if let Some(src) = s.get("src") {
-                use mybake_buildkit::secrets::{check_file, FileProblem};
-                if let Err(problem) = check_file(Path::new(&src.v)) {
-                    let code = match problem {
-                        FileProblem::Missing { .. } => "mybake::exec::missing-secret",
-                        _ => "mybake::exec::invalid-secret",
-                    };
-                    diags.push(
-                        Diag::new(
-                            code,
-                            format!("target `{}`: secret file {problem}", t.name.v),
-                        )
-                        .label(at(src.span), "this file"),
-                    );
+        }
+        for s in &t.spec.secrets {
+            match &s.source {
+                SecretFrom::Env(var) => {
+                    if !env.contains_key(&var.v) {
+                        diags.push(Diag::new("mybake::exec::missing-secret", format!("target `{}`: secret `{}` reads environment variable {} which is not set", t.name.v, s.id.v, var.v)).label(at(var.span), "not set").help(format!("export {} before building", var.v)));
+                    }
+                }
+                SecretFrom::File(src) => {
+                    use mybake_buildkit::secrets::{check_file, FileProblem};
+                    if let Err(problem) = check_file(&src.v) {
+                        let code = match problem {
+                            FileProblem::Missing { .. } => "mybake::exec::missing-secret",
+                            _ => "mybake::exec::invalid-secret",
+                        };
+                        diags.push(
+                            Diag::new(
+                                code,
+                                format!("target `{}`: secret file {problem}", t.name.v),
+                            )
+                            .label(at(src.span), "this file"),
+                        );
+                    }
                 }
             }
         }
@@ -144,21 +137,19 @@ fn check_outputs(r: &Resolved, plan: &Plan, diags: &mut Diagnostics) {
     use crate::publish::place::{self, DestKind};
     for n in plan.graph.node_weights().filter(|n| n.is_merge()) {
         let t = &r.targets[n.target];
-        for o in t.objects(A::Output) {
+        for o in &t.spec.outputs {
             let at = |s: Span| if s.is_none() { o.span } else { s };
-            let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-            let kind = match ty {
-                "local" => DestKind::Dir,
-                "tar" => DestKind::File,
-                // `tar` is true or false here: resolve checks it.
-                "oci" if o.get("tar").is_some_and(|v| v.v == "false") => DestKind::OciDir,
-                "oci" => DestKind::File,
+            let ty = o.kind.type_name();
+            let (kind, dest) = match &o.kind {
+                OutputKind::Local { dest } => (DestKind::Dir, dest),
+                OutputKind::Tar { dest } => (DestKind::File, dest),
+                OutputKind::Oci { dest, tar: false } => (DestKind::OciDir, dest),
+                OutputKind::Oci { dest, tar: true } => (DestKind::File, dest),
                 _ => continue,
             };
-            let Some(dest) = o.get("dest") else { continue };
             let path = match kind {
-                DestKind::File => place::real_file_dest(Path::new(&dest.v)),
-                _ => Path::new(&dest.v).to_path_buf(),
+                DestKind::File => place::real_file_dest(&dest.v),
+                _ => dest.v.clone(),
             };
             if let Err(e) = place::check(kind, &path) {
                 diags.push(

@@ -31,8 +31,9 @@ use futures::future::BoxFuture;
 use petgraph::graph::NodeIndex;
 use tokio::sync::mpsc;
 
+use crate::oci::Descriptor;
 pub use event::Event;
-use mybake_buildkit::{CancellationToken, Client, Descriptor, Endpoint, StatusEvent};
+use mybake_buildkit::{CancellationToken, Client, Endpoint, StatusEvent};
 use request::{PushTo, RequestOptions};
 
 use crate::attrs::A;
@@ -135,12 +136,7 @@ fn push_target(
 ) -> Result<Option<PushTo>, ExecError> {
     let node = plan.node(n);
     let t = &r.targets[node.target];
-    let registry_output = t.objects(A::Output).iter().any(|o| {
-        matches!(
-            o.get("type").map(|s| s.v.as_str()),
-            Some("registry") | Some("image")
-        )
-    });
+    let registry_output = t.spec.pushes();
     let consumed = plan
         .graph
         .neighbors_directed(n, petgraph::Direction::Incoming)
@@ -161,8 +157,10 @@ fn push_target(
         )));
     };
     let repository = request::repository_of(&tag.v);
-    let insecure =
-        request::is_insecure(request::registry_of(&repository), &opts.insecure_registries);
+    let insecure = request::is_insecure(
+        &request::registry_of(&repository),
+        &opts.insecure_registries,
+    );
     Ok(Some(PushTo {
         repository,
         insecure,
@@ -177,23 +175,7 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
     cancel: CancellationToken,
 ) -> Result<ExecOutcome, ExecError> {
-    // Validate outputs before connecting.
-    for t in plan
-        .graph
-        .node_weights()
-        .filter(|n| n.is_build())
-        .map(|n| &r.targets[n.target])
-    {
-        for o in t.objects(A::Output) {
-            let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-            if !matches!(
-                ty,
-                "registry" | "image" | "cacheonly" | "docker" | "oci" | "local" | "tar"
-            ) {
-                return Err(ExecError::Unsupported(format!("target `{}`: output `{ty}` is not supported (registry, docker, oci, local, tar and cacheonly are)", t.name.v)));
-            }
-        }
-    }
+    // Output types are checked at resolve (`resolve::spec`).
     let mut pushes = HashMap::new();
     for n in plan
         .graph
@@ -739,7 +721,8 @@ async fn solve_once(
     match res {
         Ok(resp) => {
             let descriptor = match resp.image_descriptor() {
-                Some(Ok(d)) => Some(d),
+                // BuildKit's wire descriptor → the one OCI descriptor.
+                Some(Ok(d)) => Some(Descriptor::from(&d)),
                 Some(Err(e)) => {
                     let message = format!("{id}: {e}");
                     return Err(SolveFailure::Solve {
@@ -753,6 +736,8 @@ async fn solve_once(
                     digest: d.to_string(),
                     size: 0,
                     annotations: Default::default(),
+                    platform: None,
+                    artifact_type: None,
                 }),
             };
             let reference = match (push, &descriptor) {

@@ -10,6 +10,8 @@ use mybake_buildkit::secrets::{SecretSource, SecretsService};
 use mybake_buildkit::{CacheEntry, Exporter, SolveRequest};
 
 use crate::attrs::{Reach, A};
+use crate::resolve::cache::CacheSpec;
+use crate::resolve::spec::{ContextSource, SecretFrom};
 use crate::resolve::Target;
 use crate::value::Value;
 
@@ -78,21 +80,21 @@ pub fn stable_hash(s: &str) -> u64 {
     })
 }
 
-/// Repository part of an image reference (`r/app:tag` → `r/app`).
+/// Repository part of an image reference as written (`r/app:tag` →
+/// `r/app`), by the one reference parser ([`crate::oci::reference`]). Tags
+/// are checked at resolve; a text that is no reference is returned whole.
 pub fn repository_of(reference: &str) -> String {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    match no_digest.rfind(':') {
-        Some(i) if !no_digest[i..].contains('/') => no_digest[..i].to_string(),
-        _ => no_digest.to_string(),
-    }
+    crate::oci::reference::parse(reference)
+        .map(|r| r.name())
+        .unwrap_or_else(|_| reference.to_string())
 }
 
-/// Registry host of a reference (`localhost:5000/app` → `localhost:5000`).
-pub fn registry_of(reference: &str) -> &str {
-    match reference.split_once('/') {
-        Some((host, _)) if host.contains('.') || host.contains(':') || host == "localhost" => host,
-        _ => "docker.io",
-    }
+/// Registry host of a reference (`localhost:5000/app` → `localhost:5000`,
+/// `library/app` → `docker.io`).
+pub fn registry_of(reference: &str) -> String {
+    crate::oci::reference::parse(reference)
+        .map(|r| r.registry().to_string())
+        .unwrap_or_else(|_| "docker.io".to_string())
 }
 
 /// Plain-HTTP registries: loopback, plus those the user marks insecure
@@ -167,27 +169,20 @@ pub fn platform_dir(platform: &str) -> String {
     p.replace('/', "_")
 }
 
-/// `ssh` entries: `default` (the user's agent), `ID=/path/to/socket`.
+/// The SSH agents of `t`'s `ssh` entries: id → socket (an entry without
+/// a path forwards the user's agent, `auth_sock`).
 pub fn ssh_agents(t: &Target, auth_sock: Option<&Path>) -> Result<Vec<(String, PathBuf)>, String> {
-    let mut out = Vec::new();
-    for s in t.list(A::Ssh) {
-        match s.v.split_once('=') {
-            Some((id, path)) => out.push((
-                id.to_string(),
-                PathBuf::from(path.split(',').next().unwrap_or(path)),
+    t.spec
+        .ssh
+        .iter()
+        .map(|s| match s.socket(auth_sock) {
+            Some(p) => Ok((s.id.clone(), p)),
+            None => Err(format!(
+                "ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set",
+                s.id
             )),
-            None => match auth_sock {
-                Some(p) => out.push((s.v.clone(), p.to_path_buf())),
-                None => {
-                    return Err(format!(
-                        "ssh `{}` forwards your SSH agent, but SSH_AUTH_SOCK is not set",
-                        s.v
-                    ))
-                }
-            },
-        }
-    }
-    Ok(out)
+        })
+        .collect()
 }
 
 /// Build the request for `t` on `platform`. `deps` maps context names to
@@ -278,53 +273,51 @@ pub fn build(
             }
         }
     }
-    if let Some(Value::Map(m)) = t.get(A::Contexts) {
-        for (name, e) in m {
-            let v = &e.value.v;
-            if v.starts_with("target:") {
+    for c in &t.spec.contexts {
+        let name = &c.name;
+        match &c.source {
+            ContextSource::Target(_) => {
                 let r = deps
                     .get(name)
                     .ok_or_else(|| format!("context `{name}`: dependency result missing"))?;
                 attrs.insert(format!("context:{name}"), format!("docker-image://{r}"));
-            } else if v.contains("://") {
-                attrs.insert(format!("context:{name}"), v.clone());
-            } else {
+            }
+            ContextSource::Remote(url) => {
+                attrs.insert(format!("context:{name}"), url.clone());
+            }
+            ContextSource::Dir(dir) => {
                 let local = format!("ctx-{name}");
                 attrs.insert(format!("context:{name}"), format!("local:{local}"));
-                dirs.push((local, PathBuf::from(v)));
+                dirs.push((local, dir.clone()));
             }
         }
     }
-    for o in t.objects(A::Attest) {
-        let ty = o.get("type").map(|s| s.v.clone()).unwrap_or_default();
-        let rest: Vec<String> = o
-            .fields
-            .iter()
-            .filter(|(k, _)| k != "type")
-            .map(|(k, v)| format!("{k}={}", v.v))
-            .collect();
-        attrs.insert(format!("attest:{ty}"), rest.join(","));
+    for a in &t.spec.attest {
+        let props: Vec<String> = a.props.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        attrs.insert(format!("attest:{}", a.kind.name()), props.join(","));
     }
-    let mut secrets = Vec::new();
-    for s in t.objects(A::Secret) {
-        let id = s.get("id").map(|v| v.v.clone()).unwrap_or_default();
-        let src = match (s.get("src"), s.get("env")) {
-            (Some(p), _) => SecretSource::File(PathBuf::from(&p.v)),
-            (None, Some(e)) => SecretSource::Env(e.v.clone()),
-            (None, None) => SecretSource::default_for(&id),
-        };
-        secrets.push((id, src));
-    }
-    // One parser for cache values ([`crate::resolve::cache::CacheSpec`]),
-    // the one the reference check reads them with.
-    let cache = |a: A| -> Vec<CacheEntry> {
-        t.list(a)
+    let secrets: Vec<(String, SecretSource)> = t
+        .spec
+        .secrets
+        .iter()
+        .map(|s| {
+            let src = match &s.source {
+                SecretFrom::File(p) => SecretSource::File(p.v.clone()),
+                SecretFrom::Env(e) => SecretSource::Env(e.v.clone()),
+            };
+            (s.id.v.clone(), src)
+        })
+        .collect();
+    // Cache values, parsed at resolve ([`crate::resolve::cache::CacheSpec`]).
+    let cache = |specs: &[CacheSpec]| -> Vec<CacheEntry> {
+        specs
             .iter()
-            .map(|s| {
-                let spec = crate::resolve::cache::CacheSpec::parse(&s.v);
+            .map(|spec| {
                 spec.attrs
-                    .into_iter()
-                    .fold(CacheEntry::new(spec.kind), |e, x| e.attr(x.key, x.value))
+                    .iter()
+                    .fold(CacheEntry::new(spec.kind.clone()), |e, x| {
+                        e.attr(x.key.clone(), x.value.clone())
+                    })
             })
             .collect()
     };
@@ -366,8 +359,8 @@ pub fn build(
         frontend: "dockerfile.v0".into(),
         frontend_attrs: attrs,
         exporters,
-        cache_imports: cache(A::CacheFrom),
-        cache_exports: cache(A::CacheTo),
+        cache_imports: cache(&t.spec.cache_from),
+        cache_exports: cache(&t.spec.cache_to),
         entitlements,
         internal: !opts.history,
         ..SolveRequest::default()
@@ -399,7 +392,12 @@ mod tests {
             "localhost:5000/app"
         );
         assert_eq!(repository_of("localhost:5000/app"), "localhost:5000/app");
-        assert_eq!(repository_of("r/app@sha256:ab"), "r/app");
+        assert_eq!(
+            repository_of(&format!("r/app@sha256:{}", "a".repeat(64))),
+            "r/app"
+        );
+        assert_eq!(repository_of("localhost/app:1"), "localhost/app");
+        assert_eq!(registry_of("app"), "docker.io");
         assert_eq!(registry_of("localhost:5000/app"), "localhost:5000");
         assert_eq!(registry_of("library/app"), "docker.io");
         assert!(

@@ -1,7 +1,10 @@
 //! The OCI vocabulary shared by exec, publish and `index`.
 
+pub mod descriptor;
 mod insecure;
 mod platform;
+pub mod reference;
 
+pub use descriptor::Descriptor;
 pub use insecure::is_plain_http;
 pub use platform::Platform;

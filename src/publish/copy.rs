@@ -25,7 +25,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{Mutex, OnceCell};
 
-use super::index::{is_index_media_type, BlobRef, IndexEntry, ManifestDoc};
+use super::index::{is_index_media_type, BlobRef, Descriptor, ManifestDoc};
 use super::registry::{at_digest, FetchedManifest, Reference, RegistryClient, RegistryError};
 
 /// Nested indexes deeper than this are refused (a loop guard).
@@ -35,7 +35,7 @@ const MAX_DEPTH: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Child {
     /// Its descriptor in the index.
-    pub entry: IndexEntry,
+    pub entry: Descriptor,
     /// The repository (tag/digest ignored) that has it.
     pub source: Reference,
 }
@@ -170,7 +170,7 @@ fn ensure_manifest<'a>(
     cache: &'a ContentCache,
     from: &'a Reference,
     to: &'a Reference,
-    entry: &'a IndexEntry,
+    entry: &'a Descriptor,
     concurrency: usize,
     depth: usize,
 ) -> BoxFuture<'a, Result<CopyStats, RegistryError>> {

@@ -26,13 +26,6 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// `application/vnd.docker.distribution.manifest.v2+json`.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// The annotation BuildKit marks attestation manifests with.
-pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
-/// Its value for attestation manifests.
-pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
-/// The annotation naming the image manifest an attestation describes.
-pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
-
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     let hash = sha2::Sha256::digest(bytes);
@@ -51,60 +44,10 @@ pub fn is_index_media_type(media_type: &str) -> bool {
 
 pub use crate::oci::Platform;
 
-/// A descriptor in an index. Field order is the serialization order (Go's
-/// `ocispec.Descriptor`); unknown fields of descriptors read from a
-/// registry are dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexEntry {
-    /// Media type of the child.
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    /// `sha256:...`.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: i64,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    /// Platform.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    /// Artifact type.
-    #[serde(
-        rename = "artifactType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub artifact_type: Option<String>,
-}
-
-impl IndexEntry {
-    /// Whether this is a BuildKit attestation manifest.
-    pub fn is_attestation(&self) -> bool {
-        self.annotations.get(REFERENCE_TYPE).map(String::as_str) == Some(ATTESTATION_MANIFEST)
-    }
-
-    /// The digest of the image manifest an attestation describes.
-    pub fn attestation_subject(&self) -> Option<&str> {
-        if self.is_attestation() {
-            self.annotations.get(REFERENCE_DIGEST).map(String::as_str)
-        } else {
-            None
-        }
-    }
-
-    /// The descriptor of a BuildKit result.
-    pub fn from_descriptor(d: &mybake_buildkit::Descriptor, platform: Option<Platform>) -> Self {
-        IndexEntry {
-            media_type: d.media_type.clone(),
-            digest: d.digest.clone(),
-            size: d.size,
-            annotations: d.annotations.clone(),
-            platform,
-            artifact_type: None,
-        }
-    }
-}
+/// A descriptor in an index is the one OCI descriptor type.
+pub use crate::oci::descriptor::{
+    Descriptor, ATTESTATION_MANIFEST, REFERENCE_DIGEST, REFERENCE_TYPE,
+};
 
 /// An OCI image index. Field order is the serialization order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,7 +60,7 @@ pub struct ImageIndex {
     pub media_type: Option<String>,
     /// The children.
     #[serde(default)]
-    pub manifests: Vec<IndexEntry>,
+    pub manifests: Vec<Descriptor>,
     /// Index annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
@@ -164,7 +107,7 @@ pub struct ManifestDoc {
     pub layers: Vec<BlobRef>,
     /// The children (indexes).
     #[serde(default)]
-    pub manifests: Vec<IndexEntry>,
+    pub manifests: Vec<Descriptor>,
     /// Annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
@@ -230,8 +173,8 @@ impl BuiltIndex {
     }
 
     /// The descriptor of the index itself.
-    pub fn descriptor(&self) -> IndexEntry {
-        IndexEntry {
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
             media_type: OCI_INDEX.to_owned(),
             digest: self.digest.clone(),
             size: self.size(),
@@ -245,15 +188,15 @@ impl BuiltIndex {
 /// Builds the OCI index of `children` (in the order given, images before
 /// attestations: an attestation follows the images, ordered by its
 /// subject's position) with `annotations` on the index.
-pub fn build_index(children: Vec<IndexEntry>, annotations: BTreeMap<String, String>) -> BuiltIndex {
+pub fn build_index(children: Vec<Descriptor>, annotations: BTreeMap<String, String>) -> BuiltIndex {
     let (attestations, mut manifests): (Vec<_>, Vec<_>) =
         children.into_iter().partition(|c| c.is_attestation());
     let position = |digest: Option<&str>| {
         digest
-            .and_then(|d| manifests.iter().position(|m: &IndexEntry| m.digest == d))
+            .and_then(|d| manifests.iter().position(|m: &Descriptor| m.digest == d))
             .unwrap_or(usize::MAX)
     };
-    let mut attestations: Vec<(usize, usize, IndexEntry)> = attestations
+    let mut attestations: Vec<(usize, usize, Descriptor)> = attestations
         .into_iter()
         .enumerate()
         .map(|(i, a)| (position(a.attestation_subject()), i, a))
@@ -276,8 +219,8 @@ pub fn build_index(children: Vec<IndexEntry>, annotations: BTreeMap<String, Stri
 pub fn flatten_platform_index(
     index: &ManifestDoc,
     requested: &Platform,
-) -> Result<Vec<IndexEntry>, String> {
-    let images: Vec<&IndexEntry> = index
+) -> Result<Vec<Descriptor>, String> {
+    let images: Vec<&Descriptor> = index
         .manifests
         .iter()
         .filter(|m| !m.is_attestation())
@@ -456,7 +399,7 @@ impl IndexAnnotations {
 
     /// Adds the descriptor annotations to the image manifests (not to
     /// attestations) whose platform is selected.
-    pub fn apply_to(&self, entries: &mut [IndexEntry]) {
+    pub fn apply_to(&self, entries: &mut [Descriptor]) {
         for entry in entries.iter_mut().filter(|e| !e.is_attestation()) {
             for (platforms, k, v) in &self.descriptors {
                 let selected = platforms.is_empty()
@@ -480,8 +423,8 @@ mod tests {
         format!("sha256:{}", format!("{n:02x}").repeat(32))
     }
 
-    fn image(n: u8, platform: &str) -> IndexEntry {
-        IndexEntry {
+    fn image(n: u8, platform: &str) -> Descriptor {
+        Descriptor {
             media_type: OCI_MANIFEST.into(),
             digest: d(n),
             size: 100 + n as i64,
@@ -491,8 +434,8 @@ mod tests {
         }
     }
 
-    fn attestation(n: u8, subject: u8) -> IndexEntry {
-        IndexEntry {
+    fn attestation(n: u8, subject: u8) -> Descriptor {
+        Descriptor {
             media_type: OCI_MANIFEST.into(),
             digest: d(n),
             size: 500,

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 
 use super::copy::{Child, ContentCache};
 use super::index::{
-    build_index, is_index_media_type, AnnotationMode, BlobRef, IndexAnnotations, IndexEntry,
+    build_index, is_index_media_type, AnnotationMode, BlobRef, Descriptor, IndexAnnotations,
     ManifestDoc, Platform, OCI_INDEX,
 };
 use super::registry::{at_digest, parse_reference, Reference, RegistryClient, RegistryError};
@@ -67,7 +67,7 @@ pub struct CreateReport {
     /// The exact JSON (what `--dry-run` prints).
     pub index_json: String,
     /// The children.
-    pub manifests: Vec<IndexEntry>,
+    pub manifests: Vec<Descriptor>,
     /// The tags written (none for a dry run).
     pub tags: Vec<String>,
     /// Whether this was a dry run.
@@ -145,7 +145,7 @@ pub async fn create(
         }
     }
     if !filter.is_empty() {
-        let keep_image = |e: &IndexEntry| {
+        let keep_image = |e: &Descriptor| {
             e.platform
                 .as_ref()
                 .is_some_and(|p| filter.iter().any(|f| f.matches(p)))
@@ -170,7 +170,7 @@ pub async fn create(
             )
         }));
     }
-    let mut entries: Vec<IndexEntry> = children.iter().map(|c| c.entry.clone()).collect();
+    let mut entries: Vec<Descriptor> = children.iter().map(|c| c.entry.clone()).collect();
     annotations.apply_to(&mut entries);
     let built = build_index(entries, annotations.index.clone());
     // Children in index order, each with its source.
@@ -255,7 +255,7 @@ async fn resolve_source(
         None => None,
     };
     Ok(vec![Child {
-        entry: IndexEntry {
+        entry: Descriptor {
             media_type: m.media_type.clone(),
             digest: m.digest.clone(),
             size: m.size(),
@@ -431,7 +431,7 @@ fn children_of<'a>(
 async fn inspect_child(
     client: &RegistryClient,
     repo: &Reference,
-    e: &IndexEntry,
+    e: &Descriptor,
     concurrency: usize,
     depth: usize,
 ) -> InspectNode {

@@ -45,13 +45,13 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use mybake_buildkit::auth::AuthService;
-use mybake_buildkit::{CancellationToken, Descriptor};
+use mybake_buildkit::CancellationToken;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 pub use copy::{Child, ContentCache, CopyStats};
 pub use index::{
-    build_index, AnnotationMode, BuiltIndex, ImageIndex, IndexAnnotations, IndexEntry, Platform,
+    build_index, AnnotationMode, BuiltIndex, Descriptor, ImageIndex, IndexAnnotations, Platform,
     OCI_INDEX,
 };
 pub use index_cmd::{create, inspect, CreateReport, CreateRequest, InspectNode, Inspection};
@@ -363,15 +363,15 @@ pub struct TargetReport {
     /// The tags written, in the target's order.
     pub tags: Vec<String>,
     /// The index's children (images in platform order, then attestations).
-    pub manifests: Vec<IndexEntry>,
+    pub manifests: Vec<Descriptor>,
     /// The exact index JSON pushed.
     pub index_json: String,
 }
 
 impl TargetReport {
     /// The descriptor of the index.
-    pub fn descriptor(&self) -> IndexEntry {
-        IndexEntry {
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor {
             media_type: self.media_type.clone(),
             digest: self.digest.clone(),
             size: self.size,
@@ -382,7 +382,7 @@ impl TargetReport {
     }
 
     /// The image manifests, one per platform (attestations left out).
-    pub fn platforms(&self) -> impl Iterator<Item = &IndexEntry> {
+    pub fn platforms(&self) -> impl Iterator<Item = &Descriptor> {
         self.manifests.iter().filter(|m| !m.is_attestation())
     }
 }
@@ -531,7 +531,7 @@ async fn publish_stages(
                         ResolveError::Invalid(m) => PublishError::invalid(&t.name, m),
                     })?;
                 for e in resolved {
-                    if !entries.iter().any(|x: &IndexEntry| x == &e) {
+                    if !entries.iter().any(|x: &Descriptor| x == &e) {
                         entries.push(e);
                     }
                 }
@@ -628,10 +628,10 @@ async fn resolve_result(
     source: &Reference,
     result: &PlatformResult,
     platform: &Platform,
-) -> Result<Vec<IndexEntry>, ResolveError> {
+) -> Result<Vec<Descriptor>, ResolveError> {
     let d = &result.descriptor;
     if !is_index_media_type(&d.media_type) {
-        return Ok(vec![IndexEntry::from_descriptor(d, Some(platform.clone()))]);
+        return Ok(vec![d.with_platform(Some(platform.clone()))]);
     }
     let reference = at_digest(source, &d.digest);
     let m = cache
@@ -866,12 +866,14 @@ mod tests {
             digest: format!("sha256:{}", format!("{n:02x}").repeat(32)),
             size: 500 + n as i64,
             annotations: BTreeMap::new(),
+            platform: None,
+            artifact_type: None,
         }
     }
 
     #[test]
     fn metadata_shape() {
-        let att = IndexEntry {
+        let att = Descriptor {
             media_type: index::OCI_MANIFEST.into(),
             digest: "sha256:att".into(),
             size: 1,
@@ -882,10 +884,8 @@ mod tests {
             platform: Some(Platform::unknown()),
             artifact_type: None,
         };
-        let img = IndexEntry::from_descriptor(
-            &descriptor(1, index::OCI_MANIFEST),
-            Some(Platform::parse("linux/arm/v7").unwrap()),
-        );
+        let img = descriptor(1, index::OCI_MANIFEST)
+            .with_platform(Some(Platform::parse("linux/arm/v7").unwrap()));
         let report = PublishReport {
             targets: vec![TargetReport {
                 name: "api".into(),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::publish::index::{BlobRef, IndexEntry};
+use crate::publish::index::{BlobRef, Descriptor};
 use crate::publish::{CreateReport, InspectNode, Inspection};
 
 /// `index create` (not a dry run): the line on stderr.
@@ -69,7 +69,7 @@ pub fn inspect_text(i: &Inspection) -> String {
 }
 
 fn node_label(n: &InspectNode) -> String {
-    let e = IndexEntry {
+    let e = Descriptor {
         media_type: n.media_type.clone(),
         digest: n.digest.clone(),
         size: n.size,

@@ -12,6 +12,7 @@ pub mod platform;
 pub mod reference;
 mod select;
 pub mod set;
+pub mod spec;
 mod target;
 pub mod vars;
 
@@ -936,16 +937,6 @@ fn interpolate_attrs(
     attrs
 }
 
-const OUTPUT_TYPES: &[&str] = &[
-    "registry",
-    "image",
-    "docker",
-    "oci",
-    "local",
-    "tar",
-    "cacheonly",
-];
-const ATTEST_TYPES: &[&str] = &["provenance", "sbom"];
 const NETWORKS: &[&str] = &["default", "none", "host"];
 
 /// One target resolved on its own, with the diagnostics found on the way.
@@ -984,8 +975,7 @@ fn finish(
     };
     // Which values name files: a `contexts` value that is not a target, an
     // image or a URL; an `output`/`secret` path property.
-    let is_dir =
-        |s: &str| !(s.starts_with("target:") || s.contains("://") || s.starts_with("git@"));
+    let is_dir = |s: &str| matches!(spec::ContextSource::of(s), spec::ContextSource::Dir(_));
     let is_path = |props: &[&str], k: &str, s: &Sp<String>| props.contains(&k) && s.v != "-";
     for (i, def) in ATTRS.iter().enumerate() {
         let Some(v) = attrs.get(i) else { continue };
@@ -1060,6 +1050,7 @@ fn finish(
         template,
         attrs,
         deps: Vec::new(),
+        spec: spec::Spec::default(),
     };
     for p in t.platforms() {
         if let Err(d) = platform::validate(&p.v, p.span) {
@@ -1079,51 +1070,7 @@ fn finish(
         }
         seen.push(&p.v);
     }
-    check_types(&t, A::Output, OUTPUT_TYPES, &mut diags);
-    check_types(&t, A::Attest, ATTEST_TYPES, &mut diags);
-    for o in t.objects(A::Output) {
-        let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-        if matches!(ty, "oci" | "local" | "tar") && o.get("dest").is_none() {
-            diags.push(
-                Diag::new(
-                    "mybake::resolve::missing-dest",
-                    format!("output `{ty}` of `{}` needs `dest=`", t.name.v),
-                )
-                .label(o.span, "no destination"),
-            );
-        }
-        // Issue 12 defect 2: `tar` is a boolean, checked here so `print`,
-        // `plan` and `build` reject the same files.
-        if let Some(tar) = o.get("tar").filter(|_| ty == "oci") {
-            if !matches!(tar.v.as_str(), "true" | "false") {
-                diags.push(
-                    Diag::new(
-                        "mybake::resolve::bad-value",
-                        format!(
-                            "output `oci` of `{}`: `tar` must be true or false, not {:?}",
-                            t.name.v,
-                            crate::diag::escape_controls(&tar.v)
-                        ),
-                    )
-                    .label(tar.span, "not a boolean"),
-                );
-            }
-        }
-    }
-    for s in t.objects(A::Secret) {
-        if s.get("src").is_some() == s.get("env").is_some() {
-            diags.push(
-                Diag::new(
-                    "mybake::resolve::secret-source",
-                    format!(
-                        "secret of `{}` needs exactly one of `src=` or `env=`",
-                        t.name.v
-                    ),
-                )
-                .label(s.span, "here"),
-            );
-        }
-    }
+    t.spec = spec::Spec::of(&t, &mut diags);
     if let Some(n) = t.str(A::Network) {
         if !NETWORKS.contains(&n.v.as_str()) {
             diags.push(
@@ -1137,44 +1084,19 @@ fn finish(
         }
     }
     let deps: Vec<(String, Sp<String>)> = t
-        .get(A::Contexts)
-        .and_then(Value::as_map)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, e)| {
-                    e.value
-                        .v
-                        .strip_prefix("target:")
-                        .map(|d| (k.clone(), Sp::new(d.to_string(), e.value.span)))
-                })
-                .collect()
+        .spec
+        .contexts
+        .iter()
+        .filter_map(|c| match &c.source {
+            spec::ContextSource::Target(d) => Some((c.name.clone(), Sp::new(d.clone(), c.span))),
+            _ => None,
         })
-        .unwrap_or_default();
+        .collect();
     t.deps = deps;
     Built {
         target: t,
         diags,
         first_is_echo,
-    }
-}
-
-fn check_types(t: &Target, a: A, known: &[&str], diags: &mut Diagnostics) {
-    for o in t.objects(a) {
-        if let Some(ty) = o.get("type") {
-            if !known.contains(&ty.v.as_str()) {
-                diags.push(
-                    Diag::new(
-                        "mybake::resolve::bad-value",
-                        format!("unknown {} type `{}`", a.def().name, ty.v),
-                    )
-                    .label(ty.span, "unknown type")
-                    .help_opt(
-                        suggest(&ty.v, known.iter().copied())
-                            .or_else(|| Some(format!("use one of: {}", known.join(", ")))),
-                    ),
-                );
-            }
-        }
     }
 }
 

@@ -18,6 +18,9 @@ pub struct Target {
     pub attrs: Attrs,
     /// `contexts` entries `target:NAME`: (context name, dependency).
     pub deps: Vec<(String, Sp<String>)>,
+    /// The typed `output`, `secret`, `ssh`, `attest` and cache values
+    /// (what exec and publish read; `attrs` keeps them as written).
+    pub spec: super::spec::Spec,
 }
 
 impl Target {

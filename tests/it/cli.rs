@@ -380,3 +380,24 @@ fn oci_tar_must_be_a_boolean_everywhere() {
         .args(&["print", "a"])
         .expect(0);
 }
+
+/// Issue 12 item 1: values typed at the end of resolve (`ssh`, cache
+/// values) are refused by `print`, `plan` and `build` alike, located.
+#[test]
+fn typed_values_are_checked_by_every_command() {
+    for cmd in ["print", "plan", "build"] {
+        let o = Test::new()
+            .kdl("target \"a\" {\n    ssh \"=/agent.sock\"\n    cache-from \"mode=max\"\n}\n")
+            .args(&[cmd, "a"])
+            .expect(2);
+        assert!(
+            o.stderr
+                .contains("mybake.kdl:2:9: ssh \"=/agent.sock\" of `a`: the id is empty")
+                && o.stderr.contains(
+                    "mybake.kdl:3:16: `cache-from` value \"mode=max\" of `a` names no `type=`"
+                ),
+            "{cmd}: {}",
+            o.stderr
+        );
+    }
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use mybake::publish::copy::{ensure_children, Child, ContentCache};
 use mybake::publish::index::{
-    IndexEntry, ManifestDoc, Platform, ATTESTATION_MANIFEST, OCI_INDEX, OCI_MANIFEST,
+    Descriptor, ManifestDoc, Platform, ATTESTATION_MANIFEST, OCI_INDEX, OCI_MANIFEST,
     REFERENCE_DIGEST, REFERENCE_TYPE,
 };
 use mybake::publish::registry::at_digest;
@@ -27,7 +27,6 @@ use mybake::publish::{
     RegistryError, RegistryOptions, RetryPolicy, TargetPublish,
 };
 use mybake_buildkit::auth::AuthService;
-use mybake_buildkit::Descriptor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -100,18 +99,17 @@ fn reference(text: &str) -> Reference {
     parse_reference(text).expect("reference")
 }
 
-fn descriptor(e: &IndexEntry) -> Descriptor {
+/// A result descriptor as a solve returns it (no platform, no annotations).
+fn descriptor(e: &Descriptor) -> Descriptor {
     Descriptor {
-        media_type: e.media_type.clone(),
-        digest: e.digest.clone(),
-        size: e.size,
         annotations: BTreeMap::new(),
+        ..e.with_platform(None)
     }
 }
 
 /// The test-bed image's two platform manifests, copied by digest into
 /// `repo` (idempotent). Returns (amd64, arm64).
-async fn seed(client: &RegistryClient, repo: &str) -> (IndexEntry, IndexEntry) {
+async fn seed(client: &RegistryClient, repo: &str) -> (Descriptor, Descriptor) {
     let busybox = reference(&format!("{REGISTRY}/busybox:latest"));
     let list = client
         .get_manifest(&busybox)
@@ -199,7 +197,7 @@ fn drain(rx: &mut mpsc::Receiver<PublishEvent>) -> Vec<PublishEvent> {
     out
 }
 
-fn target(name: &str, tags: &[String], results: &[(&str, &IndexEntry)]) -> TargetPublish {
+fn target(name: &str, tags: &[String], results: &[(&str, &Descriptor)]) -> TargetPublish {
     TargetPublish {
         name: name.into(),
         tags: tags.to_vec(),
@@ -493,7 +491,7 @@ async fn attestation_indexes_are_flattened() {
         .put_manifest(&at_digest(&src_ref, &att_digest), att.clone(), OCI_MANIFEST)
         .await
         .expect("attestation manifest");
-    let att_entry = IndexEntry {
+    let att_entry = Descriptor {
         media_type: OCI_MANIFEST.into(),
         digest: att_digest.clone(),
         size: att.len() as i64,
@@ -590,7 +588,7 @@ async fn failure_before_tags_leaves_existing_tags_alone() {
         &[("linux/amd64", &amd), ("linux/arm64", &arm)],
     );
     good.source = Some(SRC.into());
-    let bogus = IndexEntry {
+    let bogus = Descriptor {
         digest: format!("sha256:{}", "0123456789abcdef".repeat(4)),
         ..arm.clone()
     };

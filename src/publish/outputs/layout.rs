@@ -5,28 +5,22 @@
 use super::*;
 
 /// Containerd's normalized name of a reference (`app:1` →
-/// `docker.io/library/app:1`, `r/app` → `docker.io/r/app:latest`).
+/// `docker.io/library/app:1`, `r/app` → `docker.io/r/app:latest`), by the
+/// one reference parser. Tags are checked at resolve; a text that is no
+/// reference is returned as it is.
 pub fn normalized_name(reference: &str) -> String {
-    let (name, tag) = split_tag(reference);
-    let (host, rest) = match name.split_once('/') {
-        Some((h, r)) if h.contains('.') || h.contains(':') || h == "localhost" => {
-            (h.to_string(), r.to_string())
-        }
-        Some(_) => ("docker.io".to_string(), name.to_string()),
-        None => ("docker.io".to_string(), format!("library/{name}")),
-    };
-    format!("{host}/{rest}:{}", tag.unwrap_or("latest"))
+    match crate::oci::reference::parse(reference) {
+        Ok(r) => format!("{}:{}", r.normalized_name(), r.tag.unwrap_or("latest")),
+        Err(_) => reference.to_string(),
+    }
 }
 
-/// `r/app:1` → (`r/app`, `Some("1")`); a digest is left on the name.
-pub(super) fn split_tag(reference: &str) -> (&str, Option<&str>) {
-    if reference.contains('@') {
-        return (reference, None);
-    }
-    match reference.rfind(':') {
-        Some(i) if !reference[i..].contains('/') => (&reference[..i], Some(&reference[i + 1..])),
-        _ => (reference, None),
-    }
+/// The tag of a reference (`latest` when none is written).
+pub(super) fn tag_of(reference: &str) -> &str {
+    crate::oci::reference::parse(reference)
+        .ok()
+        .and_then(|r| r.tag)
+        .unwrap_or("latest")
 }
 
 /// Writes `index.json` pointing at the merged index, one entry per name
@@ -56,7 +50,7 @@ pub(super) fn write_index_json(
             .iter()
             .map(|n| {
                 let full = normalized_name(n);
-                let tag = split_tag(&full).1.unwrap_or("latest").to_string();
+                let tag = tag_of(&full).to_string();
                 descriptor(Some(
                     json!({ CONTAINERD_IMAGE_NAME: full, OCI_REF_NAME: tag }),
                 ))
@@ -90,7 +84,7 @@ pub(super) fn merge_layouts(
     )
     .map_err(|e| e.to_string())?;
     let annotations = IndexAnnotations::split(&t.annotations, AnnotationMode::Build)?;
-    let mut entries: Vec<IndexEntry> = Vec::new();
+    let mut entries: Vec<Descriptor> = Vec::new();
     for p in &t.platforms {
         let platform = Platform::parse(p)?;
         let archive = FileExport {
@@ -118,7 +112,7 @@ pub(super) fn merge_layouts(
             let inner = ManifestDoc::parse(&bytes).map_err(|e| format!("{}: {e}", root.digest))?;
             flatten_platform_index(&inner, &platform)?
         } else if let Some(d) = reported {
-            vec![IndexEntry::from_descriptor(&d, Some(platform.clone()))]
+            vec![d.with_platform(Some(platform.clone()))]
         } else {
             let mut e = root.clone();
             e.annotations.clear();

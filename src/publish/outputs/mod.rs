@@ -45,7 +45,7 @@ use sha2::Digest as _;
 
 use super::index::{
     build_index, flatten_platform_index, is_index_media_type, sha256_digest, AnnotationMode,
-    BuiltIndex, IndexAnnotations, IndexEntry, ManifestDoc, Platform, OCI_INDEX,
+    BuiltIndex, Descriptor, IndexAnnotations, ManifestDoc, Platform, OCI_INDEX,
 };
 use super::place;
 
@@ -99,43 +99,23 @@ impl FileOutput {
 /// `tar`, `oci` (with `dest=`, `tar=true|false`) and `docker`, plus
 /// `docker` when `load` (`--load`) and the target has none.
 pub fn target_outputs(t: &crate::resolve::Target, load: bool) -> Result<Vec<FileOutput>, String> {
+    use crate::resolve::spec::OutputKind as Typed;
     let mut out = Vec::new();
-    for o in t.objects(crate::attrs::A::Output) {
-        let ty = o.get("type").map(|s| s.v.as_str()).unwrap_or("");
-        let dest = o.get("dest").map(|d| PathBuf::from(&d.v));
+    for o in &t.spec.outputs {
         // A file destination that is a symlink: the file it points at is
         // replaced (staged beside it, so the rename stays on its file system).
-        let file_dest = || dest.as_deref().map(place::real_file_dest);
-        let need_dest = || {
-            dest.clone()
-                .ok_or_else(|| format!("output `{ty}` of `{}` needs `dest=`", t.name.v))
-        };
-        let kind = match ty {
-            "local" => OutputKind::Local,
-            "tar" => OutputKind::Tar,
-            "oci" => {
-                let tar = match o.get("tar").map(|v| v.v.as_str()) {
-                    None | Some("true") => true,
-                    Some("false") => false,
-                    Some(v) => {
-                        return Err(format!(
-                            "output `oci` of `{}`: `tar` must be true or false, not {v:?}",
-                            t.name.v
-                        ))
-                    }
-                };
-                OutputKind::Oci { tar }
+        let (kind, dest) = match &o.kind {
+            Typed::Local { dest } => (OutputKind::Local, Some(dest.v.clone())),
+            Typed::Tar { dest } => (OutputKind::Tar, Some(place::real_file_dest(&dest.v))),
+            Typed::Oci { dest, tar: true } => (
+                OutputKind::Oci { tar: true },
+                Some(place::real_file_dest(&dest.v)),
+            ),
+            Typed::Oci { dest, tar: false } => {
+                (OutputKind::Oci { tar: false }, Some(dest.v.clone()))
             }
-            "docker" => OutputKind::Docker,
-            _ => continue,
-        };
-        let dest = match kind {
-            OutputKind::Docker => None,
-            OutputKind::Tar | OutputKind::Oci { tar: true } => {
-                need_dest()?;
-                file_dest()
-            }
-            _ => Some(need_dest()?),
+            Typed::Docker => (OutputKind::Docker, None),
+            Typed::Registry | Typed::CacheOnly => continue,
         };
         out.push(FileOutput { kind, dest });
     }
@@ -168,7 +148,7 @@ pub struct TargetFiles {
     /// Per platform, the result descriptor the solve returned
     /// (`containerimage.descriptor`), used for the index entry as the
     /// registry publish does.
-    pub descriptors: Vec<Option<mybake_buildkit::Descriptor>>,
+    pub descriptors: Vec<Option<crate::oci::Descriptor>>,
     pub outputs: Vec<FileOutput>,
 }
 

@@ -45,6 +45,8 @@ use mybake_buildkit::auth::{AuthConfig, AuthService};
 use mybake_buildkit::CancellationToken;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
+// oci-client's descriptor: a boundary type, built only here from a digest
+// and size for its blob calls (the one descriptor type is `crate::oci::Descriptor`).
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::RegistryOperation;
@@ -709,11 +711,23 @@ fn registry_auth(c: &AuthConfig) -> RegistryAuth {
     }
 }
 
-/// Parses an image reference (`localhost:5000/app:dev`, `app@sha256:...`).
+/// Parses an image reference (`localhost:5000/app:dev`, `app@sha256:...`)
+/// with the one reference parser ([`crate::oci::reference`]), into
+/// oci-client's `Reference`, the type its calls take (a boundary type: it
+/// is built here and nowhere else). No tag and no digest means `latest`.
 pub fn parse_reference(text: &str) -> Result<Reference, RegistryError> {
-    Reference::try_from(text.trim()).map_err(|e| RegistryError::Invalid {
+    let r = crate::oci::reference::parse(text.trim()).map_err(|e| RegistryError::Invalid {
         reference: text.to_owned(),
-        message: format!("invalid image reference: {e}"),
+        message: format!("invalid image reference: {}", e.message),
+    })?;
+    let registry = r.registry().to_owned();
+    let repository = r.repository().into_owned();
+    Ok(match (r.tag, r.digest) {
+        (Some(t), Some(d)) => {
+            Reference::with_tag_and_digest(registry, repository, t.into(), d.into())
+        }
+        (None, Some(d)) => Reference::with_digest(registry, repository, d.into()),
+        (t, None) => Reference::with_tag(registry, repository, t.unwrap_or("latest").into()),
     })
 }
 
