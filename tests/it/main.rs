@@ -7,6 +7,7 @@ mod build;
 mod cli;
 mod common;
 mod examples_schema;
+mod help;
 mod hostile;
 mod monorepo;
 mod outputs;
