@@ -4,6 +4,7 @@
 //! and returns a typed [`BuildReport`]. It prints nothing: events go to a
 //! [`Reporter`] as they come, and `report` renders the report.
 
+pub mod attest;
 mod interrupt;
 pub mod preflight;
 mod targets;
@@ -44,6 +45,8 @@ pub struct BuildSettings {
     pub ssh_auth_sock: Option<PathBuf>,
     /// The environment (builder endpoints, the Docker endpoint).
     pub env: HashMap<String, String>,
+    /// `--provenance`, `--sbom`, `MYBAKE_NO_DEFAULT_ATTESTATIONS`.
+    pub attest: attest::AttestRun,
 }
 
 /// One build node's line of the summary.
@@ -262,6 +265,7 @@ pub fn run(
         history: s.history,
         insecure_registries: s.insecure_registries.clone(),
         ssh_auth_sock: s.ssh_auth_sock.clone(),
+        attest: s.attest.clone(),
     };
     let report = rt.block_on(async {
         let mut rep = BuildReport::stopped(Stop::Done);

@@ -11,6 +11,17 @@ use crate::report::{self, reporter::Mode};
 use crate::resolve::Resolved;
 
 pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, String>) -> Outcome {
+    let attest =
+        match build::attest::AttestRun::new(b.provenance.as_deref(), b.sbom.as_deref(), env) {
+            Ok(a) => a,
+            Err(e) => {
+                return Outcome {
+                    code: exit::INVALID,
+                    stdout: Vec::new(),
+                    stderr: format!("error: {e}; nothing was built\n"),
+                }
+            }
+        };
     let settings = BuildSettings {
         builder: b
             .builder
@@ -32,6 +43,7 @@ pub fn run(r: &Resolved, plan: &Plan, b: &BuildArgs, env: &HashMap<String, Strin
             .unwrap_or_default(),
         ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
         env: env.clone(),
+        attest,
     };
     let reporter = report::reporter::reporter(match b.progress {
         Progress::Auto => Mode::Auto,

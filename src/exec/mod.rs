@@ -62,6 +62,8 @@ pub struct ExecOptions {
     /// target name, with their staging directories; the publish phase
     /// moves or loads what they received (`publish::outputs`).
     pub files: HashMap<String, Vec<request::FileExport>>,
+    /// The run's attestation settings (`--provenance`, `--sbom`).
+    pub attest: crate::build::attest::AttestRun,
 }
 
 /// One successful build node.
@@ -301,6 +303,7 @@ pub async fn run(
         pull: opts.pull,
         ssh_auth_sock: opts.ssh_auth_sock.clone(),
         files: opts.files.clone(),
+        attest: opts.attest.clone(),
     };
     let limits = schedule::Limits {
         jobs: opts.jobs,

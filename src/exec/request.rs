@@ -113,6 +113,8 @@ pub struct RequestOptions {
     /// File exports per target name (requested targets with `local`,
     /// `tar`, `oci` or `docker` outputs).
     pub files: HashMap<String, Vec<FileExport>>,
+    /// The run's attestation settings (`--provenance`, `--sbom`).
+    pub attest: crate::build::attest::AttestRun,
 }
 
 /// What a file exporter streams back.
@@ -292,16 +294,8 @@ pub fn build(
             }
         }
     }
-    for o in t.objects(A::Attest) {
-        let ty = o.get("type").map(|s| s.v.clone()).unwrap_or_default();
-        let rest: Vec<String> = o
-            .fields
-            .iter()
-            .filter(|(k, _)| k != "type")
-            .map(|(k, v)| format!("{k}={}", v.v))
-            .collect();
-        attrs.insert(format!("attest:{ty}"), rest.join(","));
-    }
+    // The target's `attest`, the run's flags and the default provenance.
+    attrs.extend(crate::build::attest::frontend_attrs(t, &opts.attest));
     let mut secrets = Vec::new();
     for s in t.objects(A::Secret) {
         let id = s.get("id").map(|v| v.v.clone()).unwrap_or_default();
