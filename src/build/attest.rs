@@ -8,9 +8,13 @@
 //!   (off), or a `KEY=VALUE,...` list (`mode=max`, `generator=...`,
 //!   `disabled=true`), as bake's flags.
 //! * With no provenance entry after that, the solve gets bake's default,
-//!   `mode=min,inline-only=true` (attached to image exports, pushed,
-//!   loaded or OCI; not written into `local`/`tar` outputs), unless
-//!   `MYBAKE_NO_DEFAULT_ATTESTATIONS` is true (`1`, `true`).
+//!   `mode=min`, unless `MYBAKE_NO_DEFAULT_ATTESTATIONS` is true (`1`,
+//!   `true`). It is attached to image exports (pushed, `--load`ed, `oci`);
+//!   a solve that also exports `local`/`tar` files gets `inline-only=true`
+//!   (as buildx sends it always) so that no provenance file lands in those
+//!   outputs. mybake's per-platform `oci` exports (also used for `--load`)
+//!   get no attestation at all from Docker Engine 26's BuildKit with
+//!   `inline-only=true`, hence the plain `mode=min` there.
 //! * An entry with `disabled=true` sends nothing and keeps the default off.
 
 /// The run's attestation settings.
@@ -28,7 +32,9 @@ pub struct AttestRun {
 pub const NO_DEFAULT_ENV: &str = "MYBAKE_NO_DEFAULT_ATTESTATIONS";
 
 /// bake's default provenance attributes.
-pub const DEFAULT_PROVENANCE: &str = "mode=min,inline-only=true";
+pub const DEFAULT_PROVENANCE: &str = "mode=min";
+/// Added to the default when the solve writes `local`/`tar` files.
+pub const INLINE_ONLY: &str = "inline-only=true";
 
 /// One attestation: its type and its other fields, in order.
 pub type Attest = (String, Vec<(String, String)>);
@@ -89,7 +95,8 @@ fn parse_flag(ty: &str, v: &str) -> Result<Attest, String> {
 /// The frontend attributes for the attestations `declared` (the target's
 /// `attest` entries) under `run`: `("attest:TYPE", "K=V,...")`, sorted by
 /// type.
-pub fn effective(declared: &[Attest], run: &AttestRun) -> Vec<(String, String)> {
+/// `files`: the solve also exports `local`/`tar` files.
+pub fn effective(declared: &[Attest], run: &AttestRun, files: bool) -> Vec<(String, String)> {
     let mut by_type: std::collections::BTreeMap<String, Vec<(String, String)>> = declared
         .iter()
         .map(|(ty, fields)| (ty.clone(), fields.clone()))
@@ -100,7 +107,12 @@ pub fn effective(declared: &[Attest], run: &AttestRun) -> Vec<(String, String)> 
         }
     }
     if !run.no_default && !by_type.contains_key("provenance") {
-        let fields = DEFAULT_PROVENANCE
+        let default = if files {
+            format!("{DEFAULT_PROVENANCE},{INLINE_ONLY}")
+        } else {
+            DEFAULT_PROVENANCE.to_string()
+        };
+        let fields = default
             .split(',')
             .filter_map(|p| p.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -125,8 +137,15 @@ pub fn effective(declared: &[Attest], run: &AttestRun) -> Vec<(String, String)> 
         .collect()
 }
 
-/// [`effective`] for a resolved target.
-pub fn frontend_attrs(t: &crate::resolve::Target, run: &AttestRun) -> Vec<(String, String)> {
+/// [`effective`] for a resolved target whose solve has the file exports
+/// `files`.
+pub fn frontend_attrs(
+    t: &crate::resolve::Target,
+    run: &AttestRun,
+    files: &[crate::exec::request::FileExport],
+) -> Vec<(String, String)> {
+    use crate::exec::request::FileExportKind as K;
+    let files = files.iter().any(|f| matches!(f.kind, K::Local | K::Tar));
     let declared: Vec<Attest> = t
         .objects(crate::attrs::A::Attest)
         .iter()
@@ -141,7 +160,7 @@ pub fn frontend_attrs(t: &crate::resolve::Target, run: &AttestRun) -> Vec<(Strin
             (ty, fields)
         })
         .collect();
-    effective(&declared, run)
+    effective(&declared, run, files)
 }
 
 #[cfg(test)]
@@ -176,26 +195,28 @@ mod tests {
     fn default_provenance_unless_declared_or_turned_off() {
         let none = run(None, None, false);
         assert_eq!(
-            effective(&[], &none),
-            attrs(&[("attest:provenance", "mode=min,inline-only=true")])
+            effective(&[], &none, false),
+            attrs(&[("attest:provenance", "mode=min")])
         );
-        assert_eq!(effective(&[], &run(None, None, true)), vec![]);
+        assert_eq!(effective(&[], &run(None, None, true), false), vec![]);
         // The target's own provenance replaces the default.
         assert_eq!(
-            effective(&[a("provenance", &[("mode", "max")])], &none),
+            effective(&[a("provenance", &[("mode", "max")])], &none, false),
             attrs(&[("attest:provenance", "mode=max")])
         );
         // An sbom alone keeps the default provenance (as bake).
         assert_eq!(
-            effective(&[a("sbom", &[])], &none),
-            attrs(&[
-                ("attest:provenance", "mode=min,inline-only=true"),
-                ("attest:sbom", "")
-            ])
+            effective(&[a("sbom", &[])], &none, false),
+            attrs(&[("attest:provenance", "mode=min"), ("attest:sbom", "")])
+        );
+        // With local/tar files in the solve: inline-only, as buildx.
+        assert_eq!(
+            effective(&[], &none, true),
+            attrs(&[("attest:provenance", "mode=min,inline-only=true")])
         );
         // disabled=true sends nothing and keeps the default off.
         assert_eq!(
-            effective(&[a("provenance", &[("disabled", "true")])], &none),
+            effective(&[a("provenance", &[("disabled", "true")])], &none, false),
             vec![]
         );
     }
@@ -204,21 +225,26 @@ mod tests {
     fn flags_override_per_type() {
         let declared = [a("provenance", &[("mode", "max")]), a("sbom", &[])];
         assert_eq!(
-            effective(&declared, &run(Some("false"), None, false)),
+            effective(&declared, &run(Some("false"), None, false), false),
             attrs(&[("attest:sbom", "")])
         );
         assert_eq!(
-            effective(&[], &run(Some("true"), Some("true"), false)),
+            effective(&[], &run(Some("true"), Some("true"), false), false),
             attrs(&[("attest:provenance", ""), ("attest:sbom", "")])
         );
         assert_eq!(
-            effective(&declared, &run(Some("mode=min"), Some("false"), false)),
+            effective(
+                &declared,
+                &run(Some("mode=min"), Some("false"), false),
+                false
+            ),
             attrs(&[("attest:provenance", "mode=min")])
         );
         assert_eq!(
             effective(
                 &[],
-                &run(Some("mode=max,builder-id=x"), Some("generator=img"), true)
+                &run(Some("mode=max,builder-id=x"), Some("generator=img"), true),
+                false
             ),
             attrs(&[
                 ("attest:provenance", "mode=max,builder-id=x"),
@@ -226,7 +252,7 @@ mod tests {
             ])
         );
         // `--sbom false` with no default provenance: nothing.
-        assert_eq!(effective(&[], &run(None, Some("0"), true)), vec![]);
+        assert_eq!(effective(&[], &run(None, Some("0"), true), false), vec![]);
     }
 
     #[test]

@@ -295,7 +295,8 @@ pub fn build(
         }
     }
     // The target's `attest`, the run's flags and the default provenance.
-    attrs.extend(crate::build::attest::frontend_attrs(t, &opts.attest));
+    let files = opts.files.get(&t.name.v).map_or(&[][..], Vec::as_slice);
+    attrs.extend(crate::build::attest::frontend_attrs(t, &opts.attest, files));
     let mut secrets = Vec::new();
     for s in t.objects(A::Secret) {
         let id = s.get("id").map(|v| v.v.clone()).unwrap_or_default();
