@@ -81,6 +81,9 @@ pub struct NodeResult {
     /// Solves of its push: more than 1 when a transient registry answer
     /// made it export again (see [`retry`]).
     pub push_attempts: u32,
+    /// The BuildKit ref of the solve that produced the result (bake's
+    /// `buildx.build.ref` is `BUILDER/NODE/REF`).
+    pub solve_ref: String,
 }
 
 #[derive(Debug, Default)]
@@ -689,6 +692,10 @@ async fn solve_once(
         .map_err(|e| SolveFailure::Setup(format!("{id}: session: {e}")))?;
     let mut req = nr.request.clone();
     req.session_id = handle.id().to_owned();
+    if req.reference.is_empty() {
+        req.reference = mybake_buildkit::session::new_id();
+    }
+    let solve_ref = req.reference.clone();
     if !run.started_sent {
         run.started_sent = true;
         run.started = Instant::now();
@@ -771,6 +778,7 @@ async fn solve_once(
                 cached_steps,
                 builder: builder.to_string(),
                 push_attempts: 1,
+                solve_ref,
             })
         }
         Err(e) if e.is_cancelled() => Err(SolveFailure::Cancelled),
