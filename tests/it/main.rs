@@ -3,6 +3,7 @@
 //! former `tests/NAME.rs`; `common` is the shared harness (the fluent
 //! `Test` builder) and `common::testbed` the real test bed.
 
+mod bake_parity;
 mod build;
 mod cli;
 mod common;
