@@ -170,7 +170,7 @@ fn plain_progress_prints_each_step_once() {
         "plain",
     ]);
     let out = t.expect(0);
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for line in out.stderr.lines() {
         if line.contains("] DONE ") || line.contains("] CACHED ") || line.contains("] ERROR") {
             // `[node] DONE 0.1s NAME`: the node and the step name.
@@ -182,8 +182,7 @@ fn plain_progress_prints_each_step_once() {
             } else {
                 name
             };
-            let key = format!("{node}] {name}");
-            *seen.entry(Box::leak(key.into_boxed_str())).or_default() += 1;
+            *seen.entry(format!("{node}] {name}")).or_default() += 1;
         }
     }
     let def = "load build definition from Dockerfile";
@@ -292,7 +291,7 @@ fn provenance_flags_and_the_environment_override_the_default() {
             t = t.env(k, v);
         }
         t.expect(0);
-        by_tag(&repo, "1")
+        by_tag(repo, "1")
     };
     assert_eq!(
         attestations(&push(&off, &["--provenance", "false"], None)),
