@@ -528,7 +528,10 @@ fn results_metadata(
             let entry = meta
                 .entry(node.target_name.clone())
                 .or_insert_with(|| serde_json::json!({}));
-            let build_ref = format!("{builder}/{}/{}", res.builder, res.solve_ref);
+            // An endpoint builder (`unix:///…`) is named by its address:
+            // no `/` inside the three parts.
+            let part = |s: &str| s.replace('/', "_");
+            let build_ref = format!("{}/{}/{}", part(builder), part(&res.builder), res.solve_ref);
             if entry.get("build_ref").is_none() && !res.solve_ref.is_empty() {
                 entry["build_ref"] = serde_json::json!(build_ref);
             }
