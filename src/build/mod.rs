@@ -447,7 +447,13 @@ pub fn run(
         }
         if let Some(path) = &s.metadata_file {
             let mut doc = metadata(rep.published.as_ref(), results, rep.written.as_ref());
-            bake_metadata_keys(&mut doc, r);
+            bake_metadata_keys(&mut doc, |name| {
+                r.targets
+                    .iter()
+                    .find(|t| t.name.v == name)
+                    .map(|t| t.list(crate::attrs::A::Tags).iter().map(|s| s.v.clone()).collect())
+                    .unwrap_or_default()
+            });
             let text = crate::report::build::metadata_text(&doc);
             rep.metadata = Some(doc);
             if let Err(e) = std::fs::write(path, text) {
@@ -559,8 +565,9 @@ fn results_metadata(
 /// platform's config digest, or — as bake writes it for a multi-platform
 /// result — the index digest), and for `--load` and `oci` outputs without a
 /// push `containerimage.descriptor`/`containerimage.digest` (the merged
-/// index loaded or written) and `image.name`.
-fn bake_metadata_keys(doc: &mut serde_json::Value, r: &Resolved) {
+/// index loaded or written) and `image.name` (the loaded names, or the
+/// target's `tags`).
+fn bake_metadata_keys(doc: &mut serde_json::Value, tags: impl Fn(&str) -> Vec<String>) {
     use serde_json::{json, Value};
     let Some(targets) = doc.as_object_mut() else {
         return;
@@ -621,17 +628,7 @@ fn bake_metadata_keys(doc: &mut serde_json::Value, r: &Resolved) {
                     .filter_map(Value::as_str)
                     .map(str::to_string)
                     .collect(),
-                None => r
-                    .targets
-                    .iter()
-                    .find(|t| &t.name.v == name)
-                    .map(|t| {
-                        t.list(crate::attrs::A::Tags)
-                            .iter()
-                            .map(|s| s.v.clone())
-                            .collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default(),
+                None => tags(name),
             };
             o.insert("image.name".into(), json!(names.join(",")));
         }
@@ -671,4 +668,113 @@ fn metadata(
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn results(platforms: &[(&str, &str)]) -> serde_json::Map<String, serde_json::Value> {
+        let mut p = serde_json::Map::new();
+        for (platform, config) in platforms {
+            p.insert(
+                platform.to_string(),
+                json!({ "descriptor": { "digest": "sha256:p" }, "reference": null,
+                        "ref": "docker/docker/r", "config": config }),
+            );
+        }
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "app".into(),
+            json!({ "build_ref": "docker/docker/first", "platforms": p }),
+        );
+        m
+    }
+
+    fn keys(doc: &serde_json::Value) -> Vec<&str> {
+        let mut k: Vec<&str> = doc["app"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn file_outputs_get_bakes_image_keys() {
+        let mut written = CommitReport::default();
+        written.metadata.insert(
+            "app".into(),
+            vec![json!({ "type": "oci", "dest": "/o.tar", "digest": "sha256:i", "size": 639 })],
+        );
+        let mut doc = metadata(
+            None,
+            results(&[("linux/amd64", "sha256:c")]),
+            Some(&written),
+        );
+        bake_metadata_keys(&mut doc, |_| vec!["r/app:1".into(), "r/app:2".into()]);
+        assert_eq!(
+            keys(&doc),
+            [
+                "buildx.build.ref",
+                "containerimage.descriptor",
+                "containerimage.digest",
+                "image.name",
+                "mybake.outputs",
+                "mybake.results"
+            ]
+        );
+        assert_eq!(doc["app"]["buildx.build.ref"], "docker/docker/first");
+        assert_eq!(
+            doc["app"]["containerimage.descriptor"],
+            json!({ "mediaType": crate::publish::index::OCI_INDEX, "digest": "sha256:i", "size": 639 })
+        );
+        assert_eq!(doc["app"]["image.name"], "r/app:1,r/app:2");
+        // --load: the loaded names.
+        written.metadata.insert(
+            "app".into(),
+            vec![json!({ "type": "docker", "names": ["docker.io/library/app:1"], "digest": "sha256:l", "size": 9 })],
+        );
+        let mut doc = metadata(
+            None,
+            results(&[("linux/amd64", "sha256:c")]),
+            Some(&written),
+        );
+        bake_metadata_keys(&mut doc, |_| Vec::new());
+        assert_eq!(doc["app"]["image.name"], "docker.io/library/app:1");
+        assert_eq!(doc["app"]["containerimage.digest"], "sha256:l");
+    }
+
+    #[test]
+    fn a_push_gets_the_config_digest_as_bake_writes_it() {
+        let pushed = |name: &str| {
+            let mut d = json!({ "app": {
+                "containerimage.descriptor": { "digest": "sha256:x" },
+                "containerimage.digest": "sha256:x",
+                "image.name": name,
+            }});
+            let o = d["app"].as_object_mut().unwrap();
+            o.insert("mybake.build_ref".into(), json!("docker/docker/first"));
+            d
+        };
+        // One platform: its image config.
+        let mut doc = pushed("r/app:1");
+        doc["app"]["mybake.results"] =
+            results(&[("linux/amd64", "sha256:c")])["app"]["platforms"].clone();
+        bake_metadata_keys(&mut doc, |_| Vec::new());
+        assert_eq!(doc["app"]["containerimage.config.digest"], "sha256:c");
+        assert_eq!(doc["app"]["buildx.build.ref"], "docker/docker/first");
+        assert!(doc["app"].get("mybake.build_ref").is_none());
+        // Several: the index digest, as bake 0.13 writes it.
+        let mut doc = pushed("r/app:1");
+        doc["app"]["mybake.results"] =
+            results(&[("linux/amd64", "sha256:c"), ("linux/arm64", "sha256:d")])["app"]
+                ["platforms"]
+                .clone();
+        bake_metadata_keys(&mut doc, |_| Vec::new());
+        assert_eq!(doc["app"]["containerimage.config.digest"], "sha256:x");
+    }
 }
