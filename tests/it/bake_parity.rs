@@ -448,6 +448,30 @@ fn oci_output_and_load_keep_attestations_and_bakes_metadata_keys() {
         id.trim(),
         m["app"]["containerimage.digest"].as_str().unwrap()
     );
+    // `docker save` (containerd store): the loaded index keeps the
+    // attestation of its image.
+    let saved = tempfile::tempdir().unwrap();
+    let archive = saved.path().join("saved.tar");
+    docker(&["save", &tag, "-o", &archive.to_string_lossy()]);
+    let x = cmd(
+        "tar",
+        &[
+            "-xf",
+            &archive.to_string_lossy(),
+            "-C",
+            &saved.path().to_string_lossy(),
+        ],
+    );
+    assert_eq!(x.code, 0, "{}", x.stderr);
+    let top: Value =
+        serde_json::from_slice(&std::fs::read(saved.path().join("index.json")).unwrap()).unwrap();
+    let root = top["manifests"][0]["digest"].as_str().unwrap();
+    let loaded: Value = serde_json::from_slice(
+        &std::fs::read(saved.path().join("blobs/sha256").join(&root[7..])).unwrap(),
+    )
+    .unwrap();
+    let amd: BTreeSet<String> = ["linux/amd64".to_string()].into();
+    assert_eq!(attestations(&loaded), (amd.clone(), amd), "{loaded:#}");
 }
 
 /// Removes the images loaded by a test.
