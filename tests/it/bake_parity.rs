@@ -230,6 +230,9 @@ fn pushed_index_carries_provenance_like_bake() {
         "mybake-meta.json",
     ]);
     t.expect(0);
+    // bake's push through Docker's BuildKit also records the tag in the
+    // Docker image store.
+    let _cleanup = Rmi(vec![format!("{bake_repo}:1")]);
     bake(&t, &["app", "--push", "--metadata-file", "bake-meta.json"]);
     let (m, b) = (
         read_json(&t, "mybake-meta.json"),
