@@ -4,6 +4,7 @@
 //! and returns a typed [`BuildReport`]. It prints nothing: events go to a
 //! [`Reporter`] as they come, and `report` renders the report.
 
+pub mod attest;
 mod interrupt;
 pub mod preflight;
 mod targets;
@@ -48,6 +49,8 @@ pub struct BuildSettings {
     pub source_date_epoch: Option<u64>,
     /// `--locked`: the pins of `mybake.lock`.
     pub pins: Option<std::sync::Arc<crate::lock::Pins>>,
+    /// `--provenance`, `--sbom`, `MYBAKE_NO_DEFAULT_ATTESTATIONS`.
+    pub attest: attest::AttestRun,
 }
 
 /// One build node's line of the summary.
@@ -268,6 +271,7 @@ pub fn run(
         ssh_auth_sock: s.ssh_auth_sock.clone(),
         source_date_epoch: s.source_date_epoch,
         pins: s.pins.clone(),
+        attest: s.attest.clone(),
     };
     let report = rt.block_on(async {
         let mut rep = BuildReport::stopped(Stop::Done);
@@ -318,7 +322,7 @@ pub fn run(
             None => unreachable!("dropped only after a signal"),
         };
         let builds = builds(plan, &outcome);
-        let results = results_metadata(plan, &outcome);
+        let results = results_metadata(plan, &outcome, &s.builder);
         let failed = builds.failed();
         rep.builds = Some(builds);
         // Publish: merge each target's per-platform results into an index
@@ -448,7 +452,14 @@ pub fn run(
             }
         }
         if let Some(path) = &s.metadata_file {
-            let doc = metadata(rep.published.as_ref(), results, rep.written.as_ref());
+            let mut doc = metadata(rep.published.as_ref(), results, rep.written.as_ref());
+            bake_metadata_keys(&mut doc, |name| {
+                r.targets
+                    .iter()
+                    .find(|t| t.name.v == name)
+                    .map(|t| t.list(crate::attrs::A::Tags).iter().map(|s| s.v.clone()).collect())
+                    .unwrap_or_default()
+            });
             let text = crate::report::build::metadata_text(&doc);
             rep.metadata = Some(doc);
             if let Err(e) = std::fs::write(path, text) {
@@ -510,28 +521,124 @@ fn builds(plan: &Plan, outcome: &exec::ExecOutcome) -> Builds {
 }
 
 /// Per published target, its platforms' descriptors and references
-/// (`mybake.results` of the metadata file).
+/// (`mybake.results` of the metadata file), with each solve's ref
+/// (`BUILDER/NODE/REF`, as bake's `buildx.build.ref`) and image config
+/// digest; a target whose solves exported no image gets only `build_ref`
+/// (its first solve's).
 fn results_metadata(
     plan: &Plan,
     outcome: &exec::ExecOutcome,
+    builder: &str,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut meta = serde_json::Map::new();
     for &n in &plan.order {
         let node = plan.node(n);
-        if !node.is_build() {
+        if !node.is_build() || !node.publish {
             continue;
         }
         if let Some(res) = outcome.results.get(&n) {
-            if let (Some(d), true) = (&res.descriptor, node.publish) {
-                let entry = meta
-                    .entry(node.target_name.clone())
-                    .or_insert_with(|| serde_json::json!({ "platforms": {} }));
-                entry["platforms"][node.platform().unwrap_or_default().to_string()] =
-                    serde_json::json!({ "descriptor": d, "reference": res.reference });
+            let entry = meta
+                .entry(node.target_name.clone())
+                .or_insert_with(|| serde_json::json!({}));
+            // An endpoint builder (`unix:///…`) is named by its address:
+            // no `/` inside the three parts.
+            let part = |s: &str| s.replace('/', "_");
+            let build_ref = format!("{}/{}/{}", part(builder), part(&res.builder), res.solve_ref);
+            if entry.get("build_ref").is_none() && !res.solve_ref.is_empty() {
+                entry["build_ref"] = serde_json::json!(build_ref);
+            }
+            if let Some(d) = &res.descriptor {
+                if entry.get("platforms").is_none() {
+                    entry["platforms"] = serde_json::json!({});
+                }
+                let mut p = serde_json::json!({ "descriptor": d, "reference": res.reference });
+                if !res.solve_ref.is_empty() {
+                    p["ref"] = serde_json::json!(build_ref);
+                }
+                if let Some(c) = res.exporter_response.get("containerimage.config.digest") {
+                    p["config"] = serde_json::json!(c);
+                }
+                entry["platforms"][node.platform().unwrap_or_default().to_string()] = p;
             }
         }
     }
     meta
+}
+
+/// The keys bake writes that [`metadata`] has not, per target:
+/// `buildx.build.ref` (the first platform's solve; each platform's is in
+/// `mybake.results`), `containerimage.config.digest` after a push (the one
+/// platform's config digest, or — as bake writes it for a multi-platform
+/// result — the index digest), and for `--load` and `oci` outputs without a
+/// push `containerimage.descriptor`/`containerimage.digest` (the merged
+/// index loaded or written) and `image.name` (the loaded names, or the
+/// target's `tags`).
+fn bake_metadata_keys(doc: &mut serde_json::Value, tags: impl Fn(&str) -> Vec<String>) {
+    use serde_json::{json, Value};
+    let Some(targets) = doc.as_object_mut() else {
+        return;
+    };
+    for (name, entry) in targets.iter_mut() {
+        let Some(o) = entry.as_object_mut() else {
+            continue;
+        };
+        let build_ref = o.remove("mybake.build_ref");
+        if let Some(Value::String(b)) = build_ref {
+            o.entry("buildx.build.ref").or_insert(json!(b));
+        }
+        let configs: Vec<Value> = o
+            .get("mybake.results")
+            .and_then(Value::as_object)
+            .map(|p| {
+                p.values()
+                    .filter_map(|v| v.get("config").cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let published = o.contains_key("containerimage.digest");
+        if published && !o.contains_key("containerimage.config.digest") {
+            let value = match configs.as_slice() {
+                [one] => Some(one.clone()),
+                _ => o.get("containerimage.digest").cloned(),
+            };
+            if let Some(v) = value {
+                o.insert("containerimage.config.digest".into(), v);
+            }
+        }
+        if published {
+            continue;
+        }
+        // Not pushed: the first loaded or OCI output's index.
+        let image = o
+            .get("mybake.outputs")
+            .and_then(Value::as_array)
+            .and_then(|outs| {
+                outs.iter()
+                    .find(|m| m["type"] == "docker" && m.get("digest").is_some())
+                    .or_else(|| outs.iter().find(|m| m.get("digest").is_some()))
+            })
+            .cloned();
+        if let Some(m) = image {
+            o.insert(
+                "containerimage.descriptor".into(),
+                json!({
+                    "mediaType": crate::publish::index::OCI_INDEX,
+                    "digest": m["digest"],
+                    "size": m["size"],
+                }),
+            );
+            o.insert("containerimage.digest".into(), m["digest"].clone());
+            let names = match m["names"].as_array() {
+                Some(n) => n
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+                None => tags(name),
+            };
+            o.insert("image.name".into(), json!(names.join(",")));
+        }
+    }
 }
 
 /// The `--metadata-file` document.
@@ -549,7 +656,12 @@ fn metadata(
             .as_object_mut()
             .map(|o| o.entry(name).or_insert_with(|| serde_json::json!({})));
         if let Some(serde_json::Value::Object(o)) = entry {
-            o.insert("mybake.results".into(), v["platforms"].clone());
+            if v["platforms"].is_object() {
+                o.insert("mybake.results".into(), v["platforms"].clone());
+            }
+            if let Some(b) = v.get("build_ref") {
+                o.insert("mybake.build_ref".into(), b.clone());
+            }
         }
     }
     for (name, v) in written.iter().flat_map(|w| w.metadata.iter()) {
@@ -562,4 +674,113 @@ fn metadata(
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod metadata_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn results(platforms: &[(&str, &str)]) -> serde_json::Map<String, serde_json::Value> {
+        let mut p = serde_json::Map::new();
+        for (platform, config) in platforms {
+            p.insert(
+                platform.to_string(),
+                json!({ "descriptor": { "digest": "sha256:p" }, "reference": null,
+                        "ref": "docker/docker/r", "config": config }),
+            );
+        }
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "app".into(),
+            json!({ "build_ref": "docker/docker/first", "platforms": p }),
+        );
+        m
+    }
+
+    fn keys(doc: &serde_json::Value) -> Vec<&str> {
+        let mut k: Vec<&str> = doc["app"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn file_outputs_get_bakes_image_keys() {
+        let mut written = CommitReport::default();
+        written.metadata.insert(
+            "app".into(),
+            vec![json!({ "type": "oci", "dest": "/o.tar", "digest": "sha256:i", "size": 639 })],
+        );
+        let mut doc = metadata(
+            None,
+            results(&[("linux/amd64", "sha256:c")]),
+            Some(&written),
+        );
+        bake_metadata_keys(&mut doc, |_| vec!["r/app:1".into(), "r/app:2".into()]);
+        assert_eq!(
+            keys(&doc),
+            [
+                "buildx.build.ref",
+                "containerimage.descriptor",
+                "containerimage.digest",
+                "image.name",
+                "mybake.outputs",
+                "mybake.results"
+            ]
+        );
+        assert_eq!(doc["app"]["buildx.build.ref"], "docker/docker/first");
+        assert_eq!(
+            doc["app"]["containerimage.descriptor"],
+            json!({ "mediaType": crate::publish::index::OCI_INDEX, "digest": "sha256:i", "size": 639 })
+        );
+        assert_eq!(doc["app"]["image.name"], "r/app:1,r/app:2");
+        // --load: the loaded names.
+        written.metadata.insert(
+            "app".into(),
+            vec![json!({ "type": "docker", "names": ["docker.io/library/app:1"], "digest": "sha256:l", "size": 9 })],
+        );
+        let mut doc = metadata(
+            None,
+            results(&[("linux/amd64", "sha256:c")]),
+            Some(&written),
+        );
+        bake_metadata_keys(&mut doc, |_| Vec::new());
+        assert_eq!(doc["app"]["image.name"], "docker.io/library/app:1");
+        assert_eq!(doc["app"]["containerimage.digest"], "sha256:l");
+    }
+
+    #[test]
+    fn a_push_gets_the_config_digest_as_bake_writes_it() {
+        let pushed = |name: &str| {
+            let mut d = json!({ "app": {
+                "containerimage.descriptor": { "digest": "sha256:x" },
+                "containerimage.digest": "sha256:x",
+                "image.name": name,
+            }});
+            let o = d["app"].as_object_mut().unwrap();
+            o.insert("mybake.build_ref".into(), json!("docker/docker/first"));
+            d
+        };
+        // One platform: its image config.
+        let mut doc = pushed("r/app:1");
+        doc["app"]["mybake.results"] =
+            results(&[("linux/amd64", "sha256:c")])["app"]["platforms"].clone();
+        bake_metadata_keys(&mut doc, |_| Vec::new());
+        assert_eq!(doc["app"]["containerimage.config.digest"], "sha256:c");
+        assert_eq!(doc["app"]["buildx.build.ref"], "docker/docker/first");
+        assert!(doc["app"].get("mybake.build_ref").is_none());
+        // Several: the index digest, as bake 0.13 writes it.
+        let mut doc = pushed("r/app:1");
+        doc["app"]["mybake.results"] =
+            results(&[("linux/amd64", "sha256:c"), ("linux/arm64", "sha256:d")])["app"]
+                ["platforms"]
+                .clone();
+        bake_metadata_keys(&mut doc, |_| Vec::new());
+        assert_eq!(doc["app"]["containerimage.config.digest"], "sha256:x");
+    }
 }

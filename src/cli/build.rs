@@ -17,6 +17,17 @@ pub fn run(
     env: &HashMap<String, String>,
     (source_date_epoch, pins): (Option<u64>, Option<std::sync::Arc<crate::lock::Pins>>),
 ) -> Outcome {
+    let attest =
+        match build::attest::AttestRun::new(b.provenance.as_deref(), b.sbom.as_deref(), env) {
+            Ok(a) => a,
+            Err(e) => {
+                return Outcome {
+                    code: exit::INVALID,
+                    stdout: Vec::new(),
+                    stderr: format!("error: {e}; nothing was built\n"),
+                }
+            }
+        };
     let settings = BuildSettings {
         builder: b
             .builder
@@ -40,6 +51,7 @@ pub fn run(
         env: env.clone(),
         source_date_epoch,
         pins,
+        attest,
     };
     let reporter = report::reporter::reporter(match b.progress {
         Progress::Auto => Mode::Auto,

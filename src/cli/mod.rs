@@ -3,6 +3,7 @@
 
 pub mod args;
 mod build;
+mod docs;
 mod index;
 mod lock;
 
@@ -124,8 +125,11 @@ fn execute_with(
     render: RenderOptions,
     exiting: bool,
 ) -> Outcome {
-    if let Some(Command::Index(cmd)) = cli.command {
-        return index::run(cmd, &env);
+    match cli.command {
+        Some(Command::Index(cmd)) => return index::run(cmd, &env),
+        Some(Command::Completions { shell }) => return docs::completions(shell),
+        Some(Command::Man) => return docs::man(),
+        _ => {}
     }
     let g = cli.global;
     let cwd = match &g.dir {
@@ -232,7 +236,9 @@ fn execute_with(
             }
             Err(d) => fail(d, &sources),
         },
-        Command::Index(_) => unreachable!("handled before loading build files"),
+        Command::Index(_) | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before loading build files")
+        }
     }
 }
 

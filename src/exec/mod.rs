@@ -67,6 +67,8 @@ pub struct ExecOptions {
     pub source_date_epoch: Option<u64>,
     /// `--locked`: the pins of `mybake.lock`.
     pub pins: Option<Arc<crate::lock::Pins>>,
+    /// The run's attestation settings (`--provenance`, `--sbom`).
+    pub attest: crate::build::attest::AttestRun,
 }
 
 /// One successful build node.
@@ -84,6 +86,9 @@ pub struct NodeResult {
     /// Solves of its push: more than 1 when a transient registry answer
     /// made it export again (see [`retry`]).
     pub push_attempts: u32,
+    /// The BuildKit ref of the solve that produced the result (bake's
+    /// `buildx.build.ref` is `BUILDER/NODE/REF`).
+    pub solve_ref: String,
 }
 
 #[derive(Debug, Default)]
@@ -293,6 +298,7 @@ pub async fn run(
         files: opts.files.clone(),
         source_date_epoch: opts.source_date_epoch,
         pins: opts.pins.clone(),
+        attest: opts.attest.clone(),
     };
     let limits = schedule::Limits {
         jobs: opts.jobs,
@@ -678,6 +684,10 @@ async fn solve_once(
         .map_err(|e| SolveFailure::Setup(format!("{id}: session: {e}")))?;
     let mut req = nr.request.clone();
     req.session_id = handle.id().to_owned();
+    if req.reference.is_empty() {
+        req.reference = mybake_buildkit::session::new_id();
+    }
+    let solve_ref = req.reference.clone();
     if !run.started_sent {
         run.started_sent = true;
         run.started = Instant::now();
@@ -763,6 +773,7 @@ async fn solve_once(
                 cached_steps,
                 builder: builder.to_string(),
                 push_attempts: 1,
+                solve_ref,
             })
         }
         Err(e) if e.is_cancelled() => Err(SolveFailure::Cancelled),

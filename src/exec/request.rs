@@ -118,6 +118,8 @@ pub struct RequestOptions {
     /// `SOURCE_DATE_EPOCH` and `--locked` pins ([`crate::repro::apply`]).
     pub source_date_epoch: Option<u64>,
     pub pins: Option<std::sync::Arc<crate::lock::Pins>>,
+    /// The run's attestation settings (`--provenance`, `--sbom`).
+    pub attest: crate::build::attest::AttestRun,
 }
 
 /// What a file exporter streams back.
@@ -292,10 +294,9 @@ pub fn build(
             }
         }
     }
-    for a in &t.spec.attest {
-        let props: Vec<String> = a.props.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        attrs.insert(format!("attest:{}", a.kind.name()), props.join(","));
-    }
+    // The target's `attest`, the run's flags and the default provenance.
+    let files = opts.files.get(&t.name.v).map_or(&[][..], Vec::as_slice);
+    attrs.extend(crate::build::attest::frontend_attrs(t, &opts.attest, files));
     let secrets: Vec<(String, SecretSource)> = t
         .spec
         .secrets

@@ -416,6 +416,7 @@ mod tests {
                             cached_steps: 0,
                             builder,
                             push_attempts: 1,
+                            solve_ref: String::new(),
                         }),
                         End::Fail(e) => Err(NodeError::Failed(e)),
                     },

@@ -3,11 +3,15 @@
 //!
 //! * [`Plain`]: complete blocks per step — a step's header, its log lines
 //!   and its result are printed together when the step ends, so parallel
-//!   builds never interleave inside a step.
+//!   builds never interleave inside a step. A step BuildKit reports as
+//!   finished more than once in a solve (it reruns `[internal] load build
+//!   definition`, and reports a `FROM` done then cached) is printed once, as
+//!   buildx's plain printer merges the status updates of a vertex: a later
+//!   result prints only when it brings log lines or an error.
 //! * [`json_line`]: one JSON object per event (`--progress json`).
 //! * `tty` lives in [`super::tty`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::exec::{event::StatusEvent, Event};
 
@@ -46,6 +50,9 @@ impl Step {
 #[derive(Default)]
 pub struct Plain {
     steps: HashMap<(String, String), Step>,
+    /// Steps (node, digest) whose result line was printed, until the node
+    /// ends or retries.
+    printed: HashSet<(String, String)>,
 }
 
 impl Plain {
@@ -114,7 +121,7 @@ impl Plain {
                 push_attempts,
                 ..
             } => {
-                self.steps.retain(|(n, _), _| n != node);
+                self.forget(node);
                 vec![format!(
                     "[{node}] finished in {:.1}s ({cached_steps}/{steps} steps cached{}){}",
                     duration.as_secs_f64(),
@@ -130,7 +137,7 @@ impl Plain {
                 delay,
             } => {
                 // The failed attempt's unfinished steps will not finish.
-                self.steps.retain(|(n, _), _| n != node);
+                self.forget(node);
                 vec![format!(
                     "[{node}] retrying push ({attempt}/{max}) in {:.1}s: {reason}",
                     delay.as_secs_f64()
@@ -155,13 +162,14 @@ impl Plain {
                         }
                     }
                 }
+                self.forget(node);
                 out.push(format!("[{node}] FAILED: {error}"));
                 out
             }
             Event::Cancelled { node, duration, .. } => {
                 // Unfinished steps are dropped: their output is partial and
                 // not what the user needs to read.
-                self.steps.retain(|(n, _), _| n != node);
+                self.forget(node);
                 vec![format!(
                     "[{node}] cancelled after {:.1}s",
                     duration.as_secs_f64()
@@ -171,12 +179,21 @@ impl Plain {
         }
     }
 
+    /// Drops what is kept of `node`'s steps.
+    fn forget(&mut self, node: &str) {
+        self.steps.retain(|(n, _), _| n != node);
+        self.printed.retain(|(n, _)| n != node);
+    }
+
     fn block(&mut self, node: &str, digest: &str, name: &str, result: &str) -> Vec<String> {
-        let mut s = self
-            .steps
-            .remove(&(node.to_string(), digest.to_string()))
-            .unwrap_or_default();
+        let key = (node.to_string(), digest.to_string());
+        let mut s = self.steps.remove(&key).unwrap_or_default();
         s.flush();
+        // A repeated result of a step already printed: merged into it.
+        let again = !self.printed.insert(key);
+        if again && s.lines.is_empty() && !result.starts_with("ERROR") {
+            return Vec::new();
+        }
         let name = if name.is_empty() {
             s.name.clone()
         } else {
@@ -292,4 +309,101 @@ pub fn json_line(e: &Event) -> Option<String> {
         }
     };
     Some(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(node: &str, event: StatusEvent) -> Event {
+        Event::Status {
+            node: node.into(),
+            event,
+        }
+    }
+
+    fn done(digest: &str, name: &str) -> StatusEvent {
+        StatusEvent::VertexCompleted {
+            digest: digest.into(),
+            name: name.into(),
+            duration: None,
+        }
+    }
+
+    #[test]
+    fn a_step_reported_twice_prints_once() {
+        let mut p = Plain::default();
+        let mut out = Vec::new();
+        let def = "[internal] load build definition from Dockerfile";
+        for node in ["a@linux/amd64", "a@linux/arm64"] {
+            for e in [
+                StatusEvent::VertexStarted {
+                    digest: "sha256:1".into(),
+                    name: def.into(),
+                },
+                done("sha256:1", def),
+                StatusEvent::VertexStarted {
+                    digest: "sha256:1".into(),
+                    name: def.into(),
+                },
+                done("sha256:1", def),
+                done("sha256:2", "[1/2] FROM busybox"),
+                StatusEvent::VertexCached {
+                    digest: "sha256:2".into(),
+                    name: "[1/2] FROM busybox".into(),
+                },
+            ] {
+                out.extend(p.render(&status(node, e)));
+            }
+        }
+        assert_eq!(
+            out,
+            [
+                format!("[a@linux/amd64] DONE {def}"),
+                "[a@linux/amd64] DONE [1/2] FROM busybox".into(),
+                format!("[a@linux/arm64] DONE {def}"),
+                "[a@linux/arm64] DONE [1/2] FROM busybox".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rerun_with_output_or_an_error_is_printed() {
+        let mut p = Plain::default();
+        let n = "a@linux/amd64";
+        assert_eq!(p.render(&status(n, done("sha256:1", "RUN x"))).len(), 1);
+        let log = StatusEvent::Log {
+            vertex: "sha256:1".into(),
+            name: "RUN x".into(),
+            stream: mybake_buildkit::LogStream::Stdout,
+            data: b"hello\n".to_vec(),
+        };
+        assert!(p.render(&status(n, log)).is_empty());
+        assert_eq!(
+            p.render(&status(n, done("sha256:1", "RUN x"))),
+            [
+                "[a@linux/amd64] RUN x",
+                "[a@linux/amd64] | hello",
+                "[a@linux/amd64] DONE RUN x"
+            ]
+        );
+        let err = StatusEvent::VertexError {
+            digest: "sha256:1".into(),
+            name: "RUN x".into(),
+            error: "exit 1".into(),
+        };
+        assert_eq!(
+            p.render(&status(n, err)),
+            ["[a@linux/amd64] ERROR: exit 1 RUN x"]
+        );
+        // After a retry the new solve's steps print again.
+        p.render(&Event::Retrying {
+            node: n.into(),
+            attempt: 2,
+            max: 3,
+            reason: "503".into(),
+            delay: std::time::Duration::from_secs(1),
+        });
+        assert_eq!(p.render(&status(n, done("sha256:1", "RUN x"))).len(), 1);
+    }
 }

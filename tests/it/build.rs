@@ -123,7 +123,10 @@ impl Meta {
     /// The `repo@sha256:…` reference of (target, platform), checked against
     /// its descriptor, the repository it must be in, and the registry
     /// (the manifest is there, its digest and size match, and its config
-    /// is for `platform`).
+    /// is for `platform`). With attestations (bake's default provenance)
+    /// the result is BuildKit's per-platform index: it must carry an
+    /// attestation for its one image, and the image's reference
+    /// (`repo@sha256:…` of the image manifest) is returned.
     fn reference(&self, target: &str, platform: &str, repo: &str) -> String {
         let e = self.entry(target, platform);
         let r = e["reference"]
@@ -142,8 +145,10 @@ impl Meta {
             "digest {digest}"
         );
         let media = d["mediaType"].as_str().expect("descriptor.mediaType");
+        let is_index = media == "application/vnd.oci.image.index.v1+json";
         assert!(
-            media == "application/vnd.oci.image.manifest.v1+json"
+            is_index
+                || media == "application/vnd.oci.image.manifest.v1+json"
                 || media == "application/vnd.docker.distribution.manifest.v2+json",
             "mediaType {media}"
         );
@@ -162,14 +167,33 @@ impl Meta {
             Some(body.len() as u64),
             "{r}: descriptor size vs manifest"
         );
-        let config = image_config(&r);
+        let image = if is_index {
+            let index: Value = serde_json::from_slice(&body).expect("index JSON");
+            let images = index_images(&index);
+            assert_eq!(images.len(), 1, "{r}: one image per platform: {index}");
+            let subjects: Vec<&str> = index["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["annotations"]["vnd.docker.reference.digest"].as_str())
+                .collect();
+            assert_eq!(
+                subjects,
+                [images[0].1.as_str()],
+                "{r}: its attestation: {index}"
+            );
+            format!("{repo}@{}", images[0].1)
+        } else {
+            r.clone()
+        };
+        let config = image_config(&image);
         let (os, arch) = platform.split_once('/').expect("os/arch");
         assert_eq!(
             (config["os"].as_str(), config["architecture"].as_str()),
             (Some(os), Some(arch.split('/').next().unwrap_or(arch))),
             "{r}: config platform"
         );
-        r
+        image
     }
 }
 
@@ -249,9 +273,12 @@ fn assert_published(
         .map(|p| {
             (
                 p.to_string(),
-                meta.entry(target, p)["descriptor"]["digest"]
-                    .as_str()
-                    .expect("digest")
+                // The image of the platform's result (inside BuildKit's
+                // per-platform index when attestations are on).
+                meta.reference(target, p, repo)
+                    .split_once('@')
+                    .expect("by digest")
+                    .1
                     .to_string(),
             )
         })

@@ -3,10 +3,12 @@
 //! former `tests/NAME.rs`; `common` is the shared harness (the fluent
 //! `Test` builder) and `common::testbed` the real test bed.
 
+mod bake_parity;
 mod build;
 mod cli;
 mod common;
 mod examples_schema;
+mod help;
 mod hostile;
 mod monorepo;
 mod outputs;

@@ -33,6 +33,21 @@ const ARM: &str = "linux/arm64";
 
 // ---------------------------------------------------------------- registry
 
+/// The image a per-platform result names: the reference itself, or, when
+/// it is BuildKit's per-platform index (image + attestation, bake's default
+/// provenance), its one image.
+fn image_of(reference: &str) -> String {
+    let m = manifest(reference);
+    if m["manifests"].is_array() {
+        let images = index_images(&m);
+        assert_eq!(images.len(), 1, "{reference}: one image: {m}");
+        let repo = reference.split('@').next().expect("repo");
+        format!("{repo}@{}", images[0].1)
+    } else {
+        reference.to_string()
+    }
+}
+
 fn layers(m: &Value) -> Vec<String> {
     m["layers"]
         .as_array()
@@ -816,10 +831,11 @@ target "app" {{
         "{app_repo}:dev has exactly the two platforms: {index}"
     );
     for p in [AMD, ARM] {
-        let app_ref = ev.get("finished", &format!("app@{p}"))["reference"]
-            .as_str()
-            .expect("app reference")
-            .to_string();
+        let app_ref = image_of(
+            ev.get("finished", &format!("app@{p}"))["reference"]
+                .as_str()
+                .expect("app reference"),
+        );
         assert_eq!(
             Some(app_ref.split('@').nth(1).unwrap()),
             by_platform.get(p).map(String::as_str),
@@ -827,10 +843,11 @@ target "app" {{
         );
         // app@P is built FROM the base@P that its own node built: base's
         // layers are the first layers of app's image.
-        let base_ref = ev.get("finished", &format!("base@{p}"))["reference"]
-            .as_str()
-            .expect("base reference")
-            .to_string();
+        let base_ref = image_of(
+            ev.get("finished", &format!("base@{p}"))["reference"]
+                .as_str()
+                .expect("base reference"),
+        );
         let (bl, al) = (layers(&manifest(&base_ref)), layers(&manifest(&app_ref)));
         assert!(
             al.len() > bl.len() && al[..bl.len()] == bl[..],

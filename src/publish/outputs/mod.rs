@@ -165,6 +165,8 @@ pub enum Ready {
         merge: bool,
         /// The merged index (`oci`).
         digest: Option<String>,
+        /// Its size in bytes (the metadata file's descriptor).
+        size: Option<usize>,
     },
     /// Load the archive into the Engine.
     Load {
@@ -172,6 +174,8 @@ pub enum Ready {
         archive: PathBuf,
         names: Vec<String>,
         digest: String,
+        /// The merged index's size in bytes.
+        size: usize,
     },
 }
 
@@ -214,6 +218,7 @@ pub fn prepare(targets: &[TargetFiles], staging: &Staging) -> Result<Vec<Ready>,
                         to: o.dest.clone().expect("local has dest"),
                         merge: true,
                         digest: None,
+                        size: None,
                     });
                 }
                 OutputKind::Tar => {
@@ -239,6 +244,7 @@ pub fn prepare(targets: &[TargetFiles], staging: &Staging) -> Result<Vec<Ready>,
                         to: o.dest.clone().expect("tar has dest"),
                         merge: false,
                         digest: None,
+                        size: None,
                     });
                 }
                 OutputKind::Oci { tar } => {
@@ -261,6 +267,7 @@ pub fn prepare(targets: &[TargetFiles], staging: &Staging) -> Result<Vec<Ready>,
                         to: o.dest.clone().expect("oci has dest"),
                         merge: !*tar,
                         digest: Some(built.digest.clone()),
+                        size: Some(built.bytes.len()),
                     });
                 }
                 OutputKind::Docker => {
@@ -275,6 +282,7 @@ pub fn prepare(targets: &[TargetFiles], staging: &Staging) -> Result<Vec<Ready>,
                         archive,
                         names: t.tags.iter().map(|n| normalized_name(n)).collect(),
                         digest: built.digest.clone(),
+                        size: built.bytes.len(),
                     });
                 }
             }
@@ -314,6 +322,7 @@ pub async fn commit(
             archive,
             names,
             digest,
+            size,
         } = r
         {
             let Some(endpoint) = docker else {
@@ -344,6 +353,7 @@ pub async fn commit(
                     "type": "docker",
                     "names": names,
                     "digest": digest,
+                    "size": size,
                 }));
         }
     }
@@ -355,6 +365,7 @@ pub async fn commit(
             to,
             merge,
             digest,
+            size,
         } = r
         {
             let fail = |e: String| {
@@ -383,6 +394,9 @@ pub async fn commit(
             let mut m = json!({ "type": kind, "dest": to });
             if let Some(d) = digest {
                 m["digest"] = json!(d);
+            }
+            if let Some(s) = size {
+                m["size"] = json!(s);
             }
             report.metadata.entry(target).or_default().push(m);
         }
