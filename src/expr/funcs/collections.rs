@@ -32,7 +32,7 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
         ("index", fixed(2, index)),
         ("keys", fixed(1, keys)),
         ("length", fixed(1, length)),
-        ("lookup", variadic(2, lookup)),
+        ("lookup", fixed(3, lookup)),
         ("merge", variadic(0, merge)),
         ("range", variadic(0, range)),
         ("reverselist", fixed(1, |a| {
@@ -195,7 +195,7 @@ fn index(a: FuncArgs) -> R<Value> {
         Value::Array(l) => {
             let i = super::to_f64(&a[1]).map_err(|_| "key for list must be number".to_string())?;
             if i < 0.0 || i.fract() != 0.0 || (i as usize) >= l.len() {
-                return Err("invalid index".into());
+                return Err(format!("key must be between 0 and {} inclusive", l.len()));
             }
             Ok(l[i as usize].clone())
         }
@@ -218,19 +218,12 @@ fn length(a: FuncArgs) -> R<Value> {
     match &a[0] {
         Value::Array(l) => Ok(Value::from(l.len())),
         Value::Object(m) => Ok(Value::from(m.len())),
-        Value::String(s) => Ok(Value::from(s.chars().count())),
         Value::Null => Err("argument 1: argument must not be null".into()),
-        other => Err(format!(
-            "argument 1: collection must be a list, a map or a tuple, got {}",
-            type_name(other)
-        )),
+        _ => Err("collection must be a list, a map or a tuple".into()),
     }
 }
 
 fn lookup(a: FuncArgs) -> R<Value> {
-    if a.len() > 3 {
-        return Err(format!("expected 2 or 3 arguments, got {}", a.len()));
-    }
     let Value::Object(m) = &a[0] else {
         return Err("argument 1: lookup() requires a map as the first argument".into());
     };
@@ -238,13 +231,7 @@ fn lookup(a: FuncArgs) -> R<Value> {
     if let Some(v) = m.get(&k) {
         return Ok(v.clone());
     }
-    match a.get(2) {
-        Some(d) => Ok(d.clone()),
-        None => Err(format!(
-            "argument 1: the given object has no attribute {}",
-            super::encoding::json_string(&k)
-        )),
-    }
+    Ok(a[2].clone())
 }
 
 fn merge(a: FuncArgs) -> R<Value> {
@@ -278,9 +265,6 @@ fn range(a: FuncArgs) -> R<Value> {
         _ => return Err("must have one, two, or three arguments".into()),
     };
     let step = step.unwrap_or(if end < start { -1.0 } else { 1.0 });
-    if step == 0.0 {
-        return Err("argument 3: step must not be zero".into());
-    }
     let down = step < 0.0;
     if down && end > start {
         return Err("argument 2: end must be less than start when step is negative".into());

@@ -112,7 +112,7 @@ pub(crate) fn json_string(s: &str) -> String {
 fn jsondecode(a: hcl::eval::FuncArgs) -> R<Value> {
     let s = str_arg(&a, 0)?;
     let j: serde_json::Value = serde_json::from_str(&s).map_err(|e| {
-        if s.trim().is_empty() {
+        if e.is_eof() {
             "EOF".to_string()
         } else {
             e.to_string()
@@ -155,10 +155,7 @@ fn csvdecode(a: hcl::eval::FuncArgs) -> R<Value> {
     let mut out = Vec::new();
     for (n, row) in rows.enumerate() {
         if row.len() != header.len() {
-            return Err(format!(
-                "record on line {}: wrong number of fields",
-                n + 2
-            ));
+            return Err(format!("CSV parse error on line {}: wrong number of fields", n + 2));
         }
         check_count(out.len() + 1)?;
         let obj: hcl::Map<String, Value> = header

@@ -3,7 +3,7 @@
 //!
 //! [`register`] declares every function docker buildx bake 0.13.1 registers,
 //! split by family: [`strings`], [`collections`], [`numeric`], [`encoding`],
-//! [`hash`], [`regex`], [`datetime`], [`cidr`]. Each follows go-cty's
+//! [`hash`], [`regex`], [`datetime`], [`cidr`], [`lang`] (try, can, convert). Each follows go-cty's
 //! semantics: arguments are converted as cty converts them (a number or bool
 //! where a string is expected becomes its string, a numeric string where a
 //! number is expected becomes the number), sets come out sorted and without
@@ -50,6 +50,7 @@ pub mod collections;
 pub mod datetime;
 pub mod encoding;
 pub mod hash;
+pub mod lang;
 pub mod numeric;
 pub mod regex;
 pub mod strings;
@@ -181,6 +182,7 @@ pub fn defs() -> Vec<(&'static str, FuncDef)> {
     numeric::defs(&mut all);
     encoding::defs(&mut all);
     hash::defs(&mut all);
+    lang::defs(&mut all);
     regex::defs(&mut all);
     datetime::defs(&mut all);
     cidr::defs(&mut all);

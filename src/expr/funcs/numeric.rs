@@ -57,6 +57,12 @@ fn modulo(a: FuncArgs) -> R<Value> {
 
 fn signum(a: FuncArgs) -> R<Value> {
     let x = num_arg(&a, 0)?;
+    if x.fract() != 0.0 {
+        return Err(
+            "value must be a whole number, between -9223372036854775808 and 9223372036854775807"
+                .into(),
+        );
+    }
     num(if x > 0.0 {
         1.0
     } else if x < 0.0 {

@@ -23,7 +23,7 @@ fn compile(pattern: &str) -> R<regex::Regex> {
         .map_err(|e| {
             let msg = e.to_string();
             let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&msg);
-            format!("error parsing pattern: {}", last.trim().trim_start_matches("error: "))
+            format!("invalid regexp pattern: {}", last.trim().trim_start_matches("error: "))
         })
 }
 
@@ -120,7 +120,7 @@ fn captures(re: &regex::Regex, caps: &regex::Captures<'_>) -> Value {
 fn check_groups(re: &regex::Regex) -> R<()> {
     let named = re.capture_names().flatten().count();
     if named > 0 && named != re.captures_len() - 1 {
-        return Err("invalid regular expression pattern: can't mix both named and unnamed capture groups".into());
+        return Err("invalid regexp pattern: cannot mix both named and unnamed capture groups".into());
     }
     Ok(())
 }

@@ -121,14 +121,17 @@ fn substr(a: hcl::eval::FuncArgs) -> R<Value> {
 }
 
 fn title(a: hcl::eval::FuncArgs) -> R<Value> {
-    // Go's strings.Title: the first letter of each word (after a non-letter,
-    // non-digit, non-'_' rune … Go treats letters, digits, '_' and '\'' as
-    // word runes) upper-cased.
+    // Go's strings.Title: the first letter after a separator upper-cased
+    // (ASCII other than letters, digits and '_'; beyond ASCII, spaces).
     let s = str_arg(&a, 0)?;
     let mut out = String::with_capacity(s.len());
     let mut prev = ' ';
     for c in s.chars() {
-        let sep = !(prev.is_alphanumeric() || prev == '_' || prev == '\'');
+        let sep = if prev.is_ascii() {
+            !(prev.is_ascii_alphanumeric() || prev == '_')
+        } else {
+            !prev.is_alphanumeric() && prev.is_whitespace()
+        };
         if sep {
             out.extend(c.to_uppercase());
         } else {
@@ -392,8 +395,7 @@ fn append(out: &mut String, v: &Verb, arg: &Value) -> R<()> {
         }
         m => {
             return Err(format!(
-                "unsupported format verb {} in {} at offset {}",
-                encoding::json_string(&m.to_string()),
+                "unsupported format verb '{m}' in {} at offset {}",
                 encoding::json_string(&v.raw),
                 v.offset
             ))

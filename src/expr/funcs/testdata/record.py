@@ -17,7 +17,7 @@ with our functions and compare.
 import json, os, subprocess, sys, tempfile
 
 here = os.path.dirname(os.path.abspath(__file__))
-path = os.path.join(here, "recorded.txt")
+path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "recorded.txt")
 out = []
 with open(path) as f:
     lines = f.read().splitlines()
@@ -31,13 +31,15 @@ with tempfile.TemporaryDirectory() as d:
         with open(hcl, "w") as f:
             f.write('target "t" {\n  args = {\n    V = "${jsonencode(%s)}"\n  }\n}\n' % expr)
         p = subprocess.run(["docker", "buildx", "bake", "-f", hcl, "--print", "t"],
-                           capture_output=True, text=True, cwd=d)
+                           capture_output=True, cwd=d)
+        stdout = p.stdout.decode("utf-8", "replace")
+        stderr = p.stderr.decode("utf-8", "replace")
         if p.returncode == 0:
-            v = json.loads(p.stdout)["target"]["t"]["args"]["V"]
+            v = json.loads(stdout)["target"]["t"]["args"]["V"]
             out.append(expr + "\t=> " + json.dumps(v, ensure_ascii=False))
         else:
-            err = [l for l in p.stderr.splitlines() if l.startswith("ERROR")]
-            msg = (err[-1] if err else p.stderr.strip().splitlines()[-1]).replace(d + "/", "")
+            err = [l for l in stderr.splitlines() if l.startswith("ERROR")]
+            msg = (err[-1] if err else stderr.strip().splitlines()[-1]).replace(d + "/", "")
             out.append(expr + "\t!! " + msg)
         print(out[-1], file=sys.stderr)
 with open(path, "w") as f:
