@@ -28,7 +28,11 @@ struct Net {
 
 impl Net {
     fn mask(bits: u32, prefix: u32) -> u128 {
-        let all = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+        let all = if bits == 128 {
+            u128::MAX
+        } else {
+            (1u128 << bits) - 1
+        };
         if prefix == 0 {
             0
         } else {
@@ -75,14 +79,22 @@ fn parse(s: &str) -> R<Net> {
     if prefix > bits {
         return Err(bad());
     }
-    Ok(Net { ip: ip & Net::mask(bits, prefix), bits, prefix })
+    Ok(Net {
+        ip: ip & Net::mask(bits, prefix),
+        bits,
+        prefix,
+    })
 }
 
 fn cidrhost(a: FuncArgs) -> R<Value> {
     let num = int_arg(&a, 1)?;
     let net = parse(&str_arg(&a, 0)?)?;
     let host_len = net.bits - net.prefix;
-    let max: u128 = if host_len == 128 { u128::MAX } else { (1u128 << host_len) - 1 };
+    let max: u128 = if host_len == 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_len) - 1
+    };
     let n: u128 = if num < 0 {
         let back = (-(num + 1)) as u128;
         if back > max {
@@ -106,7 +118,10 @@ fn cidrhost(a: FuncArgs) -> R<Value> {
 
 fn cidrnetmask(a: FuncArgs) -> R<Value> {
     let net = parse(&str_arg(&a, 0)?)?;
-    Ok(Value::String(Net::addr(net.bits, Net::mask(net.bits, net.prefix))))
+    Ok(Value::String(Net::addr(
+        net.bits,
+        Net::mask(net.bits, net.prefix),
+    )))
 }
 
 fn cidrsubnet(a: FuncArgs) -> R<Value> {
@@ -133,7 +148,14 @@ fn cidrsubnet(a: FuncArgs) -> R<Value> {
     }
     let prefix = net.prefix + newbits;
     let ip = net.ip | ((num as u128) << (net.bits - prefix));
-    Ok(Value::String(Net { ip, bits: net.bits, prefix }.to_string()))
+    Ok(Value::String(
+        Net {
+            ip,
+            bits: net.bits,
+            prefix,
+        }
+        .to_string(),
+    ))
 }
 
 fn cidrsubnets(a: FuncArgs) -> R<Value> {
@@ -154,10 +176,16 @@ fn cidrsubnets(a: FuncArgs) -> R<Value> {
     for i in 1..a.len() {
         let len = int_arg(&a, i)?;
         if len < 1 {
-            return Err(format!("argument {}: must extend prefix by at least one bit", i + 1));
+            return Err(format!(
+                "argument {}: must extend prefix by at least one bit",
+                i + 1
+            ));
         }
         if len > 32 {
-            return Err(format!("argument {}: may not extend prefix by more than 32 bits", i + 1));
+            return Err(format!(
+                "argument {}: may not extend prefix by more than 32 bits",
+                i + 1
+            ));
         }
         let len = len as u32 + net.prefix;
         if len > net.bits {
@@ -169,9 +197,17 @@ fn cidrsubnets(a: FuncArgs) -> R<Value> {
         }
         // go-cidr's NextSubnet(current, len).
         let mask = Net::mask(net.bits, len);
-        let cur = Net { ip: current.last() & mask, bits: net.bits, prefix: len };
+        let cur = Net {
+            ip: current.last() & mask,
+            bits: net.bits,
+            prefix: len,
+        };
         let last = cur.last().wrapping_add(1) & full;
-        let next = Net { ip: last & mask, bits: net.bits, prefix: len };
+        let next = Net {
+            ip: last & mask,
+            bits: net.bits,
+            prefix: len,
+        };
         if last == 0 || !net.contains(next.ip) {
             return Err(format!(
                 "argument {}: not enough remaining address space for a subnet with a prefix of {len} bits after {current}",

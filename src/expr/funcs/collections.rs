@@ -8,8 +8,8 @@ use hcl::eval::{FuncArgs, FuncDef};
 use hcl::Value;
 
 use super::{
-    check_count, fixed, int_arg, list_arg, make_set, map_arg, num, num_arg, sorted_map,
-    str_arg, to_str, type_name, unify_strings, values_equal, variadic, R,
+    check_count, fixed, int_arg, list_arg, make_set, map_arg, num, num_arg, sorted_map, str_arg,
+    to_str, type_name, unify_strings, values_equal, variadic, R,
 };
 
 /// go-cty's own cap on `range`.
@@ -22,9 +22,14 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
         ("coalescelist", variadic(0, coalescelist)),
         ("compact", fixed(1, compact)),
         ("concat", variadic(0, concat)),
-        ("contains", fixed(2, |a| {
-            Ok(Value::Bool(list_arg(&a, 0)?.iter().any(|v| values_equal(v, &a[1]))))
-        })),
+        (
+            "contains",
+            fixed(2, |a| {
+                Ok(Value::Bool(
+                    list_arg(&a, 0)?.iter().any(|v| values_equal(v, &a[1])),
+                ))
+            }),
+        ),
         ("distinct", fixed(1, distinct)),
         ("element", fixed(2, element)),
         ("flatten", fixed(1, flatten)),
@@ -35,22 +40,36 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
         ("lookup", fixed(3, lookup)),
         ("merge", variadic(0, merge)),
         ("range", variadic(0, range)),
-        ("reverselist", fixed(1, |a| {
-            let mut l = list_arg(&a, 0)?.clone();
-            l.reverse();
-            Ok(Value::Array(l))
-        })),
+        (
+            "reverselist",
+            fixed(1, |a| {
+                let mut l = list_arg(&a, 0)?.clone();
+                l.reverse();
+                Ok(Value::Array(l))
+            }),
+        ),
         ("slice", fixed(3, slice)),
         ("sort", fixed(1, sort)),
         ("values", fixed(1, values)),
         ("zipmap", fixed(2, zipmap)),
-        ("sethaselement", fixed(2, |a| {
-            Ok(Value::Bool(list_arg(&a, 0)?.iter().any(|v| values_equal(v, &a[1]))))
-        })),
-        ("setintersection", variadic(1, |a| set_op(a, SetOp::Intersection))),
+        (
+            "sethaselement",
+            fixed(2, |a| {
+                Ok(Value::Bool(
+                    list_arg(&a, 0)?.iter().any(|v| values_equal(v, &a[1])),
+                ))
+            }),
+        ),
+        (
+            "setintersection",
+            variadic(1, |a| set_op(a, SetOp::Intersection)),
+        ),
         ("setproduct", variadic(0, setproduct)),
         ("setsubtract", fixed(2, setsubtract)),
-        ("setsymmetricdifference", variadic(1, |a| set_op(a, SetOp::SymmetricDifference))),
+        (
+            "setsymmetricdifference",
+            variadic(1, |a| set_op(a, SetOp::SymmetricDifference)),
+        ),
         ("setunion", variadic(1, |a| set_op(a, SetOp::Union))),
     ]);
 }
@@ -68,7 +87,9 @@ fn chunklist(a: FuncArgs) -> R<Value> {
         return Ok(Value::Array(vec![Value::Array(l.clone())]));
     }
     Ok(Value::Array(
-        l.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect(),
+        l.chunks(size as usize)
+            .map(|c| Value::Array(c.to_vec()))
+            .collect(),
     ))
 }
 
@@ -180,7 +201,9 @@ fn hasindex(a: FuncArgs) -> R<Value> {
             let Ok(i) = super::to_f64(&a[1]) else {
                 return Err("key for list must be number".into());
             };
-            Ok(Value::Bool(i >= 0.0 && i.fract() == 0.0 && (i as usize) < l.len()))
+            Ok(Value::Bool(
+                i >= 0.0 && i.fract() == 0.0 && (i as usize) < l.len(),
+            ))
         }
         Value::Object(m) => {
             let k = to_str(&a[1]).map_err(|_| "key for map must be string".to_string())?;
@@ -211,7 +234,9 @@ fn keys(a: FuncArgs) -> R<Value> {
     let m = map_arg(&a, 0).map_err(|_| "argument 1: must have map or object type".to_string())?;
     let mut k: Vec<&String> = m.keys().collect();
     k.sort();
-    Ok(Value::Array(k.into_iter().map(|k| Value::String(k.clone())).collect()))
+    Ok(Value::Array(
+        k.into_iter().map(|k| Value::String(k.clone())).collect(),
+    ))
 }
 
 fn length(a: FuncArgs) -> R<Value> {
@@ -296,7 +321,9 @@ fn slice(a: FuncArgs) -> R<Value> {
         return Err("argument 2: start index must not be less than zero".into());
     }
     if s > n {
-        return Err("argument 2: start index must not be greater than the length of the list".into());
+        return Err(
+            "argument 2: start index must not be greater than the length of the list".into(),
+        );
     }
     if e < 0 {
         return Err("argument 3: end index must not be less than zero".into());
@@ -314,7 +341,9 @@ fn sort(a: FuncArgs) -> R<Value> {
     let mut out = Vec::new();
     for (i, v) in list_arg(&a, 0)?.iter().enumerate() {
         if v.is_null() {
-            return Err(format!("argument 1: given list element {i} is null; a null string cannot be sorted"));
+            return Err(format!(
+                "argument 1: given list element {i} is null; a null string cannot be sorted"
+            ));
         }
         out.push(to_str(v).map_err(|e| format!("argument 1: element {i}: {e}"))?);
     }
@@ -323,7 +352,8 @@ fn sort(a: FuncArgs) -> R<Value> {
 }
 
 fn values(a: FuncArgs) -> R<Value> {
-    let m = map_arg(&a, 0).map_err(|_| "values() requires a map as the first argument".to_string())?;
+    let m =
+        map_arg(&a, 0).map_err(|_| "values() requires a map as the first argument".to_string())?;
     let mut k: Vec<&String> = m.keys().collect();
     k.sort();
     Ok(Value::Array(k.into_iter().map(|k| m[k].clone()).collect()))
@@ -331,7 +361,8 @@ fn values(a: FuncArgs) -> R<Value> {
 
 fn zipmap(a: FuncArgs) -> R<Value> {
     let k = list_arg(&a, 0)?;
-    let v = list_arg(&a, 1).map_err(|_| "values argument must be a list or tuple value".to_string())?;
+    let v =
+        list_arg(&a, 1).map_err(|_| "values argument must be a list or tuple value".to_string())?;
     if k.len() != v.len() {
         return Err(format!(
             "number of keys ({}) does not match number of values ({})",
@@ -377,8 +408,11 @@ fn set_op(a: FuncArgs, op: SetOp) -> R<Value> {
             }
             SetOp::Intersection => acc.into_iter().filter(|v| contains(&other, v)).collect(),
             SetOp::SymmetricDifference => {
-                let mut out: Vec<Value> =
-                    acc.iter().filter(|v| !contains(&other, v)).cloned().collect();
+                let mut out: Vec<Value> = acc
+                    .iter()
+                    .filter(|v| !contains(&other, v))
+                    .cloned()
+                    .collect();
                 out.extend(other.iter().filter(|v| !contains(&acc, v)).cloned());
                 out
             }

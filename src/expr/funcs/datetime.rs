@@ -8,13 +8,16 @@ use super::{encoding, fixed, str_arg, R};
 
 pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
     all.extend([
-        ("timestamp", fixed(0, |_| {
-            Ok(Value::String(
-                DateTime::<Utc>::from(std::time::SystemTime::now())
-                    .format("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string(),
-            ))
-        })),
+        (
+            "timestamp",
+            fixed(0, |_| {
+                Ok(Value::String(
+                    DateTime::<Utc>::from(std::time::SystemTime::now())
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string(),
+                ))
+            }),
+        ),
         ("formatdate", fixed(2, formatdate)),
         ("timeadd", fixed(2, timeadd)),
     ]);
@@ -26,11 +29,10 @@ pub(crate) fn parse_timestamp(s: &str) -> R<DateTime<FixedOffset>> {
     if b.len() < 10 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
         return Err("not a valid RFC3339 timestamp: cannot use \"".to_string() + s + "\" as year");
     }
-    if b.len() > 10 && b[10] != b'T' {
+    if b.len() >= 10 && b.get(10) != Some(&b'T') {
         return Err("not a valid RFC3339 timestamp: missing required time introducer 'T'".into());
     }
-    DateTime::parse_from_rfc3339(s)
-        .map_err(|e| format!("not a valid RFC3339 timestamp: {e}"))
+    DateTime::parse_from_rfc3339(s).map_err(|e| format!("not a valid RFC3339 timestamp: {e}"))
 }
 
 /// Go's time.RFC3339 layout: seconds, `Z` for UTC or the offset.
@@ -86,7 +88,12 @@ fn parse_duration(s: &str) -> R<i64> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {}", encoding::json_string(s))),
+            "" => {
+                return Err(format!(
+                    "time: missing unit in duration {}",
+                    encoding::json_string(s)
+                ))
+            }
             other => {
                 return Err(format!(
                     "time: unknown unit {} in duration {}",
@@ -101,15 +108,35 @@ fn parse_duration(s: &str) -> R<i64> {
             return Err(bad());
         }
     }
-    Ok(if neg { -(total.round() as i64) } else { total.round() as i64 })
+    Ok(if neg {
+        -(total.round() as i64)
+    } else {
+        total.round() as i64
+    })
 }
 
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 const DAYS: [&str; 7] = [
-    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
 ];
 
 fn formatdate(a: FuncArgs) -> R<Value> {
@@ -226,7 +253,12 @@ fn formatdate(a: FuncArgs) -> R<Value> {
                     _ => return Err(bad("timezone must be Z, ZZZZ, or ZZZZZ")),
                 }
             }
-            _ => return Err(format!("argument 1: invalid date format verb {}", encoding::json_string(&tok))),
+            _ => {
+                return Err(format!(
+                    "argument 1: invalid date format verb {}",
+                    encoding::json_string(&tok)
+                ))
+            }
         };
         out.push_str(&s);
         super::check_len(out.len())?;

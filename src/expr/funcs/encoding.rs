@@ -10,12 +10,20 @@ use super::{check_count, fixed, num_str, sorted_map, str_arg, R};
 pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
     all.extend([
         ("base64decode", fixed(1, base64decode)),
-        ("base64encode", fixed(1, |a| {
-            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(str_arg(&a, 0)?)))
-        })),
+        (
+            "base64encode",
+            fixed(1, |a| {
+                Ok(Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(str_arg(&a, 0)?),
+                ))
+            }),
+        ),
         ("csvdecode", fixed(1, csvdecode)),
         ("jsondecode", fixed(1, jsondecode)),
-        ("jsonencode", fixed(1, |a| Ok(Value::String(json_text(&a[0]))))),
+        (
+            "jsonencode",
+            fixed(1, |a| Ok(Value::String(json_text(&a[0])))),
+        ),
         ("urlencode", fixed(1, urlencode)),
     ]);
 }
@@ -40,7 +48,9 @@ fn urlencode(a: hcl::eval::FuncArgs) -> R<Value> {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -100,7 +110,9 @@ pub(crate) fn json_string(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -155,7 +167,10 @@ fn csvdecode(a: hcl::eval::FuncArgs) -> R<Value> {
     let mut out = Vec::new();
     for (n, row) in rows.enumerate() {
         if row.len() != header.len() {
-            return Err(format!("CSV parse error on line {}: wrong number of fields", n + 2));
+            return Err(format!(
+                "CSV parse error on line {}: wrong number of fields",
+                n + 2
+            ));
         }
         check_count(out.len() + 1)?;
         let obj: hcl::Map<String, Value> = header

@@ -16,17 +16,23 @@ use super::{fixed, unsupported, variadic};
 
 pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
     all.extend([
-        ("try", variadic(0, |a| {
-            a.first()
-                .cloned()
-                .ok_or_else(|| "at least one argument is required".to_string())
-        })),
+        (
+            "try",
+            variadic(0, |a| {
+                a.first()
+                    .cloned()
+                    .ok_or_else(|| "at least one argument is required".to_string())
+            }),
+        ),
         ("can", fixed(1, |_| Ok(Value::Bool(true)))),
-        ("convert", fixed(2, |_| {
-            Err(unsupported(
-                "convert",
-                "its second argument is a type expression, which mybake does not evaluate",
-            ))
-        })),
+        (
+            "convert",
+            fixed(2, |_| {
+                Err(unsupported(
+                    "convert",
+                    "its second argument is a type expression, which mybake does not evaluate",
+                ))
+            }),
+        ),
     ]);
 }

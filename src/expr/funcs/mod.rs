@@ -285,7 +285,7 @@ pub(crate) fn bool_arg(args: &[Value], i: usize) -> R<bool> {
         Value::String(s) if s == "false" => Ok(false),
         Value::Null => Err(format!("argument {}: must not be null", i + 1)),
         other => Err(format!(
-            "argument {}: bool required, got {}",
+            "argument {}: a bool is required, got {}",
             i + 1,
             type_name(other)
         )),
@@ -374,8 +374,7 @@ pub(crate) fn values_equal(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
         }
         _ => a == b,

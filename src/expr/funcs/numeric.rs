@@ -16,24 +16,60 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
         ("divide", fixed(2, divide)),
         ("floor", fixed(1, |a| num(num_arg(&a, 0)?.floor()))),
         ("int", fixed(1, |a| num(num_arg(&a, 0)?.trunc()))),
-        ("log", fixed(2, |a| num(num_arg(&a, 0)?.ln() / num_arg(&a, 1)?.ln()))),
+        (
+            "log",
+            fixed(2, |a| num(num_arg(&a, 0)?.ln() / num_arg(&a, 1)?.ln())),
+        ),
         ("max", variadic(0, |a| extreme(a, f64::max))),
         ("min", variadic(0, |a| extreme(a, f64::min))),
         ("modulo", fixed(2, modulo)),
-        ("multiply", fixed(2, |a| num(num_arg(&a, 0)? * num_arg(&a, 1)?))),
+        (
+            "multiply",
+            fixed(2, |a| num(num_arg(&a, 0)? * num_arg(&a, 1)?)),
+        ),
         ("negate", fixed(1, |a| num(-num_arg(&a, 0)?))),
         ("parseint", fixed(2, parseint)),
-        ("pow", fixed(2, |a| num(num_arg(&a, 0)?.powf(num_arg(&a, 1)?)))),
+        (
+            "pow",
+            fixed(2, |a| num(num_arg(&a, 0)?.powf(num_arg(&a, 1)?))),
+        ),
         ("signum", fixed(1, signum)),
-        ("subtract", fixed(2, |a| num(num_arg(&a, 0)? - num_arg(&a, 1)?))),
-        ("greaterthan", fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? > num_arg(&a, 1)?)))),
-        ("greaterthanorequalto", fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? >= num_arg(&a, 1)?)))),
-        ("lessthan", fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? < num_arg(&a, 1)?)))),
-        ("lessthanorequalto", fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? <= num_arg(&a, 1)?)))),
-        ("equal", fixed(2, |a| Ok(Value::Bool(values_equal(&a[0], &a[1]))))),
-        ("notequal", fixed(2, |a| Ok(Value::Bool(!values_equal(&a[0], &a[1]))))),
-        ("and", fixed(2, |a| Ok(Value::Bool(bool_arg(&a, 0)? && bool_arg(&a, 1)?)))),
-        ("or", fixed(2, |a| Ok(Value::Bool(bool_arg(&a, 0)? || bool_arg(&a, 1)?)))),
+        (
+            "subtract",
+            fixed(2, |a| num(num_arg(&a, 0)? - num_arg(&a, 1)?)),
+        ),
+        (
+            "greaterthan",
+            fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? > num_arg(&a, 1)?))),
+        ),
+        (
+            "greaterthanorequalto",
+            fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? >= num_arg(&a, 1)?))),
+        ),
+        (
+            "lessthan",
+            fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? < num_arg(&a, 1)?))),
+        ),
+        (
+            "lessthanorequalto",
+            fixed(2, |a| Ok(Value::Bool(num_arg(&a, 0)? <= num_arg(&a, 1)?))),
+        ),
+        (
+            "equal",
+            fixed(2, |a| Ok(Value::Bool(values_equal(&a[0], &a[1])))),
+        ),
+        (
+            "notequal",
+            fixed(2, |a| Ok(Value::Bool(!values_equal(&a[0], &a[1])))),
+        ),
+        (
+            "and",
+            fixed(2, |a| Ok(Value::Bool(bool_arg(&a, 0)? && bool_arg(&a, 1)?))),
+        ),
+        (
+            "or",
+            fixed(2, |a| Ok(Value::Bool(bool_arg(&a, 0)? || bool_arg(&a, 1)?))),
+        ),
         ("not", fixed(1, |a| Ok(Value::Bool(!bool_arg(&a, 0)?)))),
     ]);
 }

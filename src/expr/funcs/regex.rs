@@ -22,8 +22,15 @@ fn compile(pattern: &str) -> R<regex::Regex> {
         .build()
         .map_err(|e| {
             let msg = e.to_string();
-            let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(&msg);
-            format!("invalid regexp pattern: {}", last.trim().trim_start_matches("error: "))
+            let last = msg
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or(&msg);
+            format!(
+                "invalid regexp pattern: {}",
+                last.trim().trim_start_matches("error: ")
+            )
         })
 }
 
@@ -120,7 +127,9 @@ fn captures(re: &regex::Regex, caps: &regex::Captures<'_>) -> Value {
 fn check_groups(re: &regex::Regex) -> R<()> {
     let named = re.capture_names().flatten().count();
     if named > 0 && named != re.captures_len() - 1 {
-        return Err("invalid regexp pattern: cannot mix both named and unnamed capture groups".into());
+        return Err(
+            "invalid regexp pattern: cannot mix both named and unnamed capture groups".into(),
+        );
     }
     Ok(())
 }
@@ -155,7 +164,10 @@ fn regex_replace(a: FuncArgs) -> R<Value> {
     // each `$` reference in it at most the whole input.
     let refs = rep.matches('$').count();
     let per = rep.len().saturating_add(refs.saturating_mul(s.len()));
-    check_len(s.len().saturating_add(re.find_iter(&s).count().saturating_mul(per)))?;
+    check_len(
+        s.len()
+            .saturating_add(re.find_iter(&s).count().saturating_mul(per)),
+    )?;
     let out = re.replace_all(&s, rep.as_str()).into_owned();
     check_len(out.len())?;
     Ok(Value::String(out))

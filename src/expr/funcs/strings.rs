@@ -20,17 +20,34 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
         ("formatlist", variadic(1, formatlist)),
         ("indent", fixed(2, indent)),
         ("join", variadic(1, join)),
-        ("lower", fixed(1, |a| Ok(Value::String(str_arg(&a, 0)?.to_lowercase())))),
-        ("upper", fixed(1, |a| Ok(Value::String(str_arg(&a, 0)?.to_uppercase())))),
+        (
+            "lower",
+            fixed(1, |a| Ok(Value::String(str_arg(&a, 0)?.to_lowercase()))),
+        ),
+        (
+            "upper",
+            fixed(1, |a| Ok(Value::String(str_arg(&a, 0)?.to_uppercase()))),
+        ),
         ("replace", fixed(3, replace)),
-        ("reverse", fixed(1, |a| Ok(Value::String(str_arg(&a, 0)?.chars().rev().collect())))),
+        (
+            "reverse",
+            fixed(1, |a| {
+                Ok(Value::String(str_arg(&a, 0)?.chars().rev().collect()))
+            }),
+        ),
         ("split", fixed(2, split)),
-        ("strlen", fixed(1, |a| Ok(Value::from(str_arg(&a, 0)?.chars().count())))),
+        (
+            "strlen",
+            fixed(1, |a| Ok(Value::from(str_arg(&a, 0)?.chars().count()))),
+        ),
         ("substr", fixed(3, substr)),
         ("title", fixed(1, title)),
         ("trim", fixed(2, trim)),
         ("trimprefix", fixed(2, trimprefix)),
-        ("trimspace", fixed(1, |a| Ok(Value::String(str_arg(&a, 0)?.trim().to_owned())))),
+        (
+            "trimspace",
+            fixed(1, |a| Ok(Value::String(str_arg(&a, 0)?.trim().to_owned()))),
+        ),
         ("trimsuffix", fixed(2, trimsuffix)),
         ("byteslen", fixed(1, |a| Err(bytes_err(&a[0])))),
         ("bytesslice", fixed(3, |a| Err(bytes_err(&a[0])))),
@@ -68,7 +85,9 @@ fn join(a: hcl::eval::FuncArgs) -> R<Value> {
     for i in 1..a.len() {
         for (j, v) in list_arg(&a, i)?.iter().enumerate() {
             if v.is_null() {
-                return Err(format!("element {j} of list {i} is null; cannot concatenate null values"));
+                return Err(format!(
+                    "element {j} of list {i} is null; cannot concatenate null values"
+                ));
             }
             parts.push(to_str(v).map_err(|e| format!("argument {}: element {j}: {e}", i + 1))?);
         }
@@ -82,7 +101,11 @@ fn replace(a: hcl::eval::FuncArgs) -> R<Value> {
     let s = str_arg(&a, 0)?;
     let from = str_arg(&a, 1)?;
     let to = str_arg(&a, 2)?;
-    let count = if from.is_empty() { s.chars().count() + 1 } else { s.matches(&from).count() };
+    let count = if from.is_empty() {
+        s.chars().count() + 1
+    } else {
+        s.matches(&from).count()
+    };
     check_len(s.len().saturating_add(count.saturating_mul(to.len())))?;
     Ok(Value::String(s.replace(&from, &to)))
 }
@@ -93,7 +116,9 @@ fn split(a: hcl::eval::FuncArgs) -> R<Value> {
     let parts: Vec<Value> = if sep.is_empty() {
         s.chars().map(|c| Value::String(c.to_string())).collect()
     } else {
-        s.split(sep.as_str()).map(|p| Value::String(p.to_owned())).collect()
+        s.split(sep.as_str())
+            .map(|p| Value::String(p.to_owned()))
+            .collect()
     };
     check_count(parts.len())?;
     Ok(Value::Array(parts))
@@ -116,8 +141,14 @@ fn substr(a: hcl::eval::FuncArgs) -> R<Value> {
     if offset >= total {
         return Ok(Value::String(String::new()));
     }
-    let end = if length < 0 { total } else { (offset + length).min(total) };
-    Ok(Value::String(chars[offset as usize..end as usize].iter().collect()))
+    let end = if length < 0 {
+        total
+    } else {
+        (offset + length).min(total)
+    };
+    Ok(Value::String(
+        chars[offset as usize..end as usize].iter().collect(),
+    ))
 }
 
 fn title(a: hcl::eval::FuncArgs) -> R<Value> {
@@ -145,19 +176,25 @@ fn title(a: hcl::eval::FuncArgs) -> R<Value> {
 fn trim(a: hcl::eval::FuncArgs) -> R<Value> {
     let s = str_arg(&a, 0)?;
     let cut: Vec<char> = str_arg(&a, 1)?.chars().collect();
-    Ok(Value::String(s.trim_matches(|c| cut.contains(&c)).to_owned()))
+    Ok(Value::String(
+        s.trim_matches(|c| cut.contains(&c)).to_owned(),
+    ))
 }
 
 fn trimprefix(a: hcl::eval::FuncArgs) -> R<Value> {
     let s = str_arg(&a, 0)?;
     let p = str_arg(&a, 1)?;
-    Ok(Value::String(s.strip_prefix(p.as_str()).unwrap_or(&s).to_owned()))
+    Ok(Value::String(
+        s.strip_prefix(p.as_str()).unwrap_or(&s).to_owned(),
+    ))
 }
 
 fn trimsuffix(a: hcl::eval::FuncArgs) -> R<Value> {
     let s = str_arg(&a, 0)?;
     let p = str_arg(&a, 1)?;
-    Ok(Value::String(s.strip_suffix(p.as_str()).unwrap_or(&s).to_owned()))
+    Ok(Value::String(
+        s.strip_suffix(p.as_str()).unwrap_or(&s).to_owned(),
+    ))
 }
 
 fn format(a: hcl::eval::FuncArgs) -> R<Value> {
@@ -188,7 +225,10 @@ fn formatlist(a: hcl::eval::FuncArgs) -> R<Value> {
     }
     let Some((len, _)) = n else {
         // No list arguments: a one-element list.
-        return Ok(Value::Array(vec![Value::String(format_values(&f, &a[1..])?)]));
+        return Ok(Value::Array(vec![Value::String(format_values(
+            &f,
+            &a[1..],
+        )?)]));
     };
     check_count(len)?;
     let mut out = Vec::with_capacity(len);
@@ -201,7 +241,8 @@ fn formatlist(a: hcl::eval::FuncArgs) -> R<Value> {
                 other => other.clone(),
             })
             .collect();
-        let s = format_values(&f, &row).map_err(|e| format!("error on format iteration {i}: {e}"))?;
+        let s =
+            format_values(&f, &row).map_err(|e| format!("error on format iteration {i}: {e}"))?;
         total += s.len();
         check_len(total)?;
         out.push(Value::String(s));
@@ -247,7 +288,10 @@ pub(crate) fn format_values(f: &str, args: &[Value]) -> R<String> {
             continue;
         }
         let vstart = i - 1;
-        let mut v = Verb { offset: vstart, ..Verb::default() };
+        let mut v = Verb {
+            offset: vstart,
+            ..Verb::default()
+        };
         while i < b.len() {
             match b[i] {
                 b'0' => v.zero = true,
@@ -260,9 +304,9 @@ pub(crate) fn format_values(f: &str, args: &[Value]) -> R<String> {
             i += 1;
         }
         if i < b.len() && b[i] == b'[' {
-            let close = f[i..].find(']').ok_or_else(|| {
-                format!("unterminated argument index at offset {vstart}")
-            })?;
+            let close = f[i..]
+                .find(']')
+                .ok_or_else(|| format!("unterminated argument index at offset {vstart}"))?;
             let idx: usize = f[i + 1..i + close]
                 .parse()
                 .map_err(|_| format!("invalid argument index at offset {vstart}"))?;
@@ -365,7 +409,7 @@ fn append(out: &mut String, v: &Verb, arg: &Value) -> R<()> {
                 other => {
                     return Err(unsupported_value(
                         v,
-                        &format!("bool required, got {}", type_name(other)),
+                        &format!("a bool is required, got {}", type_name(other)),
                     ))
                 }
             };
@@ -460,7 +504,12 @@ fn fmt_int(v: &Verb, i: i64) -> String {
         _ => "",
     };
     let zero_ok = v.prec.is_none();
-    let v2 = Verb { zero: v.zero && zero_ok, width: v.width, minus: v.minus, ..Verb::default() };
+    let v2 = Verb {
+        zero: v.zero && zero_ok,
+        width: v.width,
+        minus: v.minus,
+        ..Verb::default()
+    };
     pad_num(&v2, sign_of(v, neg), prefix, digits)
 }
 
@@ -536,7 +585,10 @@ fn fmt_g(a: f64, p: usize, upper: bool, sharp: bool) -> String {
         return go_exp(&m, e, upper);
     }
     let decimals = (nd - e - 1).max(0) as usize;
-    let decimals = if sharp { (p as i32 - e - 1).max(0) as usize } else { decimals };
+    let decimals = if sharp {
+        (p as i32 - e - 1).max(0) as usize
+    } else {
+        decimals
+    };
     format!("{a:.decimals$}")
 }
-

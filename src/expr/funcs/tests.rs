@@ -24,6 +24,13 @@ const MYBAKE_ACCEPTS: &[&str] = &[
 const DIFFERENT_VALUE: &[(&str, &str)] = &[
     // bcrypt's salt is random; mybake does not support it.
     ("bcrypt(\"x\", 3)", "not supported"),
+    // hcl-rs numbers are finite: bake makes infinity, then fails in jsonencode.
+    ("divide(1, 0)", "can't divide by zero"),
+    // Rust's regex crate words its syntax errors differently from Go's.
+    (
+        "regex(\"[\", \"x\")",
+        "invalid regexp pattern: unclosed character class",
+    ),
     // hcl-rs evaluates arguments first: try/can see the argument's error.
     ("try(upper([1]), \"fallback\")", "string required"),
     ("can(upper([1]))", "string required"),
@@ -86,7 +93,9 @@ fn recorded_from_bake() {
         if let Some((_, why)) = DIFFERENT_VALUE.iter().find(|(e, _)| *e == expr) {
             match ours {
                 Err(e) if e.contains(why) => continue,
-                other => failures.push(format!("{expr}: expected an error with {why:?}, got {other:?}")),
+                other => failures.push(format!(
+                    "{expr}: expected an error with {why:?}, got {other:?}"
+                )),
             }
             continue;
         }
@@ -122,7 +131,12 @@ fn recorded_from_bake() {
         }
     }
     assert!(checked > 250, "only {checked} recorded cases");
-    assert!(failures.is_empty(), "{} of {checked} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -133,7 +147,9 @@ fn every_bake_function_is_declared_once() {
     let ctx = ctx();
     for name in NAMES {
         // Declared: a call fails on its arguments, never as an unknown function.
-        let err = eval(&ctx, &format!("{name}(1, 2, 3, 4, 5, 6, 7)")).err().unwrap_or_default();
+        let err = eval(&ctx, &format!("{name}(1, 2, 3, 4, 5, 6, 7)"))
+            .err()
+            .unwrap_or_default();
         assert!(!err.contains("undefined function"), "{name}: {err}");
     }
 }
@@ -161,12 +177,19 @@ fn type_errors_name_the_function_and_argument() {
         ("upper([1])", "upper", "string required"),
         ("add(1, \"x\")", "add", "a number is required"),
         ("join(\",\", \"a\")", "join", "list required"),
-        ("not(\"x\")", "not", "bool required"),
+        ("not(\"x\")", "not", "a bool is required"),
         ("keys(\"x\")", "keys", "must have map or object type"),
-        ("timeadd(\"2024-01-01T00:00:00Z\", 5)", "timeadd", "missing unit"),
+        (
+            "timeadd(\"2024-01-01T00:00:00Z\", 5)",
+            "timeadd",
+            "missing unit",
+        ),
     ] {
         let err = eval(&ctx, src).unwrap_err();
-        assert!(err.contains(&format!("`{name}`")) && err.contains(what), "{src}: {err}");
+        assert!(
+            err.contains(&format!("`{name}`")) && err.contains(what),
+            "{src}: {err}"
+        );
     }
 }
 
@@ -224,7 +247,10 @@ fn flatten_deep_nesting_is_iterative() {
     }
     let mut ctx = ctx();
     ctx.declare_var("deep", v);
-    assert_eq!(eval(&ctx, "flatten(deep)").unwrap(), hcl::Value::Array(vec!["x".into()]));
+    assert_eq!(
+        eval(&ctx, "flatten(deep)").unwrap(),
+        hcl::Value::Array(vec!["x".into()])
+    );
 }
 
 #[test]
@@ -242,7 +268,10 @@ fn numbers_convert_to_strings_as_go_cty() {
         (hcl::Number::from(3), "3"),
         (hcl::Number::from(-7), "-7"),
         (hcl::Number::from_f64(2.5).unwrap(), "2.5"),
-        (hcl::Number::from_f64(1e21).unwrap(), "1000000000000000000000"),
+        (
+            hcl::Number::from_f64(1e21).unwrap(),
+            "1000000000000000000000",
+        ),
         (hcl::Number::from_f64(0.0001).unwrap(), "0.0001"),
     ] {
         assert_eq!(num_str(&n), s);
