@@ -76,7 +76,7 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
 
 fn chunklist(a: FuncArgs) -> R<Value> {
     let l = list_arg(&a, 0)?;
-    let size = int_arg(&a, 1).map_err(|e| format!("invalid size: {e}"))?;
+    let size = super::whole(num_arg(&a, 1)?).map_err(|e| format!("invalid size: {e}"))?;
     if size < 0 {
         return Err("the size argument must be positive".into());
     }
@@ -152,10 +152,12 @@ fn concat(a: FuncArgs) -> R<Value> {
 }
 
 fn distinct(a: FuncArgs) -> R<Value> {
+    let mut all = list_arg(&a, 0)?.clone();
+    unify_strings(&mut all);
     let mut out: Vec<Value> = Vec::new();
-    for v in list_arg(&a, 0)? {
-        if !out.iter().any(|o| values_equal(o, v)) {
-            out.push(v.clone());
+    for v in all {
+        if !out.iter().any(|o| values_equal(o, &v)) {
+            out.push(v);
         }
     }
     Ok(Value::Array(out))
@@ -163,7 +165,7 @@ fn distinct(a: FuncArgs) -> R<Value> {
 
 fn element(a: FuncArgs) -> R<Value> {
     let l = list_arg(&a, 0)?;
-    let i = int_arg(&a, 1).map_err(|e| format!("invalid index: {e}"))?;
+    let i = super::whole(num_arg(&a, 1)?).map_err(|e| format!("invalid index: {e}"))?;
     if i < 0 {
         return Err("cannot use element function with a negative index".into());
     }
@@ -314,8 +316,8 @@ fn range(a: FuncArgs) -> R<Value> {
 
 fn slice(a: FuncArgs) -> R<Value> {
     let l = list_arg(&a, 0).map_err(|_| "argument 1: must be a list or tuple value".to_string())?;
-    let s = int_arg(&a, 1).map_err(|e| format!("invalid start index: {e}"))?;
-    let e = int_arg(&a, 2).map_err(|e| format!("invalid end index: {e}"))?;
+    let s = super::whole(num_arg(&a, 1)?).map_err(|e| format!("invalid start index: {e}"))?;
+    let e = super::whole(num_arg(&a, 2)?).map_err(|e| format!("invalid end index: {e}"))?;
     let n = l.len() as i64;
     if s < 0 {
         return Err("argument 2: start index must not be less than zero".into());
@@ -393,14 +395,32 @@ fn set_arg(a: &[Value], i: usize) -> R<Vec<Value>> {
     }
 }
 
+/// go-cty's sets hold one element type: primitives (which unify to
+/// string), or collections, not both.
+fn check_kinds(sets: &[&[Value]]) -> R<()> {
+    let kind = |v: &Value| matches!(v, Value::Array(_) | Value::Object(_));
+    let mut all = sets.iter().copied().flatten().filter(|v| !v.is_null());
+    if let Some(first) = all.next() {
+        let k = kind(first);
+        if all.any(|v| kind(v) != k) {
+            return Err("given sets must all have compatible element types".into());
+        }
+    }
+    Ok(())
+}
+
 fn contains(set: &[Value], v: &Value) -> bool {
     set.iter().any(|s| values_equal(s, v))
 }
 
 fn set_op(a: FuncArgs, op: SetOp) -> R<Value> {
-    let mut acc = set_arg(&a, 0)?;
-    for i in 1..a.len() {
-        let other = set_arg(&a, i)?;
+    let sets = (0..a.len())
+        .map(|i| set_arg(&a, i))
+        .collect::<R<Vec<_>>>()?;
+    check_kinds(&sets.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+    let mut sets = sets.into_iter();
+    let mut acc = sets.next().expect("one parameter");
+    for other in sets {
         acc = match op {
             SetOp::Union => {
                 check_count(acc.len() + other.len())?;
@@ -424,6 +444,7 @@ fn set_op(a: FuncArgs, op: SetOp) -> R<Value> {
 fn setsubtract(a: FuncArgs) -> R<Value> {
     let acc = set_arg(&a, 0)?;
     let other = set_arg(&a, 1)?;
+    check_kinds(&[&acc, &other])?;
     Ok(Value::Array(make_set(
         acc.into_iter().filter(|v| !contains(&other, v)).collect(),
     )))

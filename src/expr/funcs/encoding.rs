@@ -126,6 +126,8 @@ fn jsondecode(a: hcl::eval::FuncArgs) -> R<Value> {
     let j: serde_json::Value = serde_json::from_str(&s).map_err(|e| {
         if e.is_eof() {
             "EOF".to_string()
+        } else if e.to_string().starts_with("trailing characters") {
+            "extraneous data after JSON object".to_string()
         } else {
             e.to_string()
         }
@@ -204,10 +206,7 @@ fn csv_rows(s: &str) -> R<Vec<Vec<String>>> {
                 loop {
                     match chars.get(i) {
                         None => {
-                            return Err(format!(
-                                "record on line {line}; parse error on line {line}, column {}: extraneous or missing \" in quoted-field",
-                                i + 1
-                            ))
+                            return Err(format!("CSV parse error on line {line}: extraneous or missing \" in quoted-field"))
                         }
                         Some('"') if chars.get(i + 1) == Some(&'"') => {
                             field.push('"');
@@ -231,9 +230,8 @@ fn csv_rows(s: &str) -> R<Vec<Vec<String>>> {
                     Some('\r') if chars.get(i + 1) == Some(&'\n') => {}
                     Some(_) => {
                         return Err(format!(
-                            "record on line {line}; parse error on line {line}, column {}: extraneous or missing \" in quoted-field",
-                            i + 1
-                        ))
+                        "CSV parse error on line {line}: extraneous or missing \" in quoted-field"
+                    ))
                     }
                 }
             } else {
@@ -243,8 +241,7 @@ fn csv_rows(s: &str) -> R<Vec<Vec<String>>> {
                     }
                     if c == '"' {
                         return Err(format!(
-                            "record on line {line}; parse error on line {line}, column {}: bare \" in non-quoted-field",
-                            i + 1
+                            "CSV parse error on line {line}: bare \" in non-quoted-field"
                         ));
                     }
                     field.push(c);

@@ -247,7 +247,7 @@ pub(crate) fn to_str(v: &Value) -> R<String> {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(num_str(n)),
         Value::Bool(b) => Ok(b.to_string()),
-        Value::Null => Err("must not be null".into()),
+        Value::Null => Err("argument must not be null".into()),
         other => Err(format!("string required, got {}", type_name(other))),
     }
 }
@@ -268,11 +268,25 @@ pub(crate) fn num_arg(args: &[Value], i: usize) -> R<f64> {
     to_f64(&args[i]).map_err(|e| format!("argument {}: {e}", i + 1))
 }
 
+/// A number that must be whole, in go-cty's words.
+pub(crate) fn whole(f: f64) -> R<i64> {
+    if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.0e15 {
+        return Err(
+            "value must be a whole number, between -9223372036854775808 and 9223372036854775807"
+                .into(),
+        );
+    }
+    Ok(f as i64)
+}
+
 /// Argument `i` as a whole number (go-cty: "must be a whole number").
 pub(crate) fn int_arg(args: &[Value], i: usize) -> R<i64> {
     let f = num_arg(args, i)?;
     if f.fract() != 0.0 || !f.is_finite() || f.abs() > 9.0e15 {
-        return Err(format!("argument {}: must be a whole number", i + 1));
+        return Err(format!(
+            "argument {}: value must be a whole number, between -9223372036854775808 and 9223372036854775807",
+            i + 1
+        ));
     }
     Ok(f as i64)
 }

@@ -2,11 +2,11 @@
 //! replace, reverse, split, strlen, substr, title, trim, trimprefix,
 //! trimspace, trimsuffix (and byteslen/bytesslice, which bake cannot call).
 //!
-//! Lengths and offsets count `char`s where go-cty counts grapheme clusters;
-//! they agree except on combining sequences.
+//! Lengths and offsets count grapheme clusters, as go-cty does.
 
 use hcl::eval::FuncDef;
 use hcl::Value;
+use unicode_segmentation::UnicodeSegmentation as _;
 
 use super::{
     check_count, check_len, encoding, fixed, int_arg, list_arg, str_arg, to_str, type_name,
@@ -32,13 +32,17 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
         (
             "reverse",
             fixed(1, |a| {
-                Ok(Value::String(str_arg(&a, 0)?.chars().rev().collect()))
+                Ok(Value::String(
+                    str_arg(&a, 0)?.graphemes(true).rev().collect(),
+                ))
             }),
         ),
         ("split", fixed(2, split)),
         (
             "strlen",
-            fixed(1, |a| Ok(Value::from(str_arg(&a, 0)?.chars().count()))),
+            fixed(1, |a| {
+                Ok(Value::from(str_arg(&a, 0)?.graphemes(true).count()))
+            }),
         ),
         ("substr", fixed(3, substr)),
         ("title", fixed(1, title)),
@@ -86,7 +90,7 @@ fn join(a: hcl::eval::FuncArgs) -> R<Value> {
         for (j, v) in list_arg(&a, i)?.iter().enumerate() {
             if v.is_null() {
                 return Err(format!(
-                    "element {j} of list {i} is null; cannot concatenate null values"
+                    "element {j} is null; cannot concatenate null values (list {i})"
                 ));
             }
             parts.push(to_str(v).map_err(|e| format!("argument {}: element {j}: {e}", i + 1))?);
@@ -128,7 +132,7 @@ fn substr(a: hcl::eval::FuncArgs) -> R<Value> {
     let s = str_arg(&a, 0)?;
     let mut offset = int_arg(&a, 1)?;
     let length = int_arg(&a, 2)?;
-    let chars: Vec<char> = s.chars().collect();
+    let chars: Vec<&str> = s.graphemes(true).collect();
     let total = chars.len() as i64;
     if offset < 0 {
         offset += total;
@@ -146,9 +150,7 @@ fn substr(a: hcl::eval::FuncArgs) -> R<Value> {
     } else {
         (offset + length).min(total)
     };
-    Ok(Value::String(
-        chars[offset as usize..end as usize].iter().collect(),
-    ))
+    Ok(Value::String(chars[offset as usize..end as usize].concat()))
 }
 
 fn title(a: hcl::eval::FuncArgs) -> R<Value> {
@@ -376,11 +378,11 @@ fn unsupported_value(v: &Verb, why: &str) -> String {
 
 fn pad(v: &Verb, s: String) -> String {
     let Some(w) = v.width else { return s };
-    let n = s.chars().count();
+    let n = s.graphemes(true).count();
     if n >= w {
         return s;
     }
-    let fill = " ".repeat(w - n);
+    let fill = if v.zero && !v.minus { "0" } else { " " }.repeat(w - n);
     if v.minus {
         s + &fill
     } else {
@@ -430,7 +432,7 @@ fn append(out: &mut String, v: &Verb, arg: &Value) -> R<()> {
         's' | 'q' => {
             let mut s = to_str(arg).map_err(|e| unsupported_value(v, &e))?;
             if let Some(p) = v.prec.filter(|p| *p > 0) {
-                s = s.chars().take(p).collect();
+                s = s.graphemes(true).take(p).collect();
             }
             if v.mode == 'q' {
                 s = encoding::json_string(&s);
@@ -578,7 +580,7 @@ fn fmt_g(a: f64, p: usize, upper: bool, sharp: bool) -> String {
     }
     let nd = m.chars().filter(char::is_ascii_digit).count() as i32;
     let mut eprec = p as i32;
-    if eprec > nd && nd >= e + 1 {
+    if eprec > nd && nd > e {
         eprec = nd;
     }
     if e < -4 || e >= eprec {
