@@ -8,8 +8,8 @@ use hcl::eval::{FuncArgs, FuncDef};
 use hcl::Value;
 
 use super::{
-    check_count, fixed, int_arg, list_arg, make_set, map_arg, num, num_arg, sorted_map, str_arg,
-    to_str, type_name, unify_strings, values_equal, variadic, R,
+    check_count, fixed, list_arg, make_set, map_arg, num, num_arg, sorted_map, str_arg, to_str,
+    type_name, unify_strings, values_equal, variadic, R,
 };
 
 /// go-cty's own cap on `range`.

@@ -3,23 +3,32 @@
 //!
 //! [`register`] declares every function docker buildx bake 0.13.1 registers,
 //! split by family: [`strings`], [`collections`], [`numeric`], [`encoding`],
-//! [`hash`], [`regex`], [`datetime`], [`cidr`], [`lang`] (try, can, convert). Each follows go-cty's
-//! semantics: arguments are converted as cty converts them (a number or bool
-//! where a string is expected becomes its string, a numeric string where a
-//! number is expected becomes the number), sets come out sorted and without
-//! duplicates, maps and objects come out sorted by key. Errors name the
-//! function (hcl-rs prefixes "error calling function `NAME`"). Work set by the
-//! input is capped: collections built by a function hold at most
-//! [`MAX_ELEMENTS`] elements and strings at most [`MAX_STRING`] bytes.
+//! [`hash`], [`regex`], [`datetime`], [`cidr`], [`lang`] (try, can,
+//! convert). Each follows go-cty's semantics: arguments are converted as cty
+//! converts them (a number or bool where a string is expected becomes its
+//! string, a numeric string where a number is expected becomes the number),
+//! sets come out sorted and without duplicates, maps and objects come out
+//! sorted by key, lengths count grapheme clusters, `\d`/`\w`/`\s` in
+//! patterns are ASCII as in Go. Errors carry go-cty's words and name the
+//! function (hcl-rs prefixes "error calling function `NAME`"). Work set by
+//! the input is capped: collections built by a function hold at most
+//! [`MAX_ELEMENTS`] elements (`range` keeps go-cty's 1,024), strings at most
+//! [`MAX_STRING`] bytes, `format` widths and precisions at most 65,536.
 //!
-//! The tests (`tests.rs`) compare each function with values recorded from the
-//! real `docker buildx bake --print` (see `testdata/record.py`).
+//! The tests (`tests.rs`) compare every function with values recorded from
+//! the real `docker buildx bake --print` (`testdata/recorded.txt`,
+//! re-recorded by `testdata/record.py`).
 //!
-//! Known differences from bake: numbers are f64/i64 (hcl-rs), not go-cty's
-//! 512-bit floats, so a non-terminating fraction prints as the shortest f64
-//! (`divide(1, 3)` is `0.3333333333333333`, bake prints 156 digits); lists
-//! and tuples, sets, maps and objects are not told apart (hcl-rs has arrays
-//! and objects only).
+//! Known differences from bake:
+//! - numbers are f64/i64 (hcl-rs), not go-cty's 512-bit floats: a
+//!   non-terminating fraction is the shortest f64 (`divide(1, 3)` is
+//!   `0.3333333333333333`, bake prints 156 digits), and rounding at the last
+//!   digit can differ (`format("%.2f", 12.345)`); infinity (`divide(1, 0)`,
+//!   `log(0, 10)`) is an error in the function instead of in a later use;
+//! - hcl-rs has arrays and objects only, so lists/tuples/sets and
+//!   maps/objects are not told apart: `length`, `index`, `hasindex` also
+//!   accept an object literal (bake rejects one, accepting only maps);
+//! - regex syntax errors are worded by Rust's `regex` crate.
 //!
 //! | function | status |
 //! |---|---|
