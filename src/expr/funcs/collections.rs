@@ -109,19 +109,17 @@ fn coalescelist(a: FuncArgs) -> R<Value> {
         return Err("at least one argument is required".into());
     }
     for (i, v) in a.iter().enumerate() {
-        match v {
-            Value::Null => continue,
-            Value::Array(l) if l.is_empty() => continue,
-            Value::Array(_) => return Ok(v.clone()),
-            _ => {
-                return Err(format!(
-                    "argument {}: coalescelist arguments must be lists or tuples",
-                    i + 1
-                ))
-            }
+        if !matches!(v, Value::Null | Value::Array(_)) {
+            return Err(format!(
+                "argument {}: coalescelist arguments must be lists or tuples",
+                i + 1
+            ));
         }
     }
-    Err("no non-null arguments".into())
+    a.iter()
+        .find(|v| matches!(v, Value::Array(l) if !l.is_empty()))
+        .cloned()
+        .ok_or_else(|| "no non-null arguments".into())
 }
 
 fn compact(a: FuncArgs) -> R<Value> {
@@ -218,7 +216,10 @@ fn hasindex(a: FuncArgs) -> R<Value> {
 fn index(a: FuncArgs) -> R<Value> {
     match &a[0] {
         Value::Array(l) => {
-            let i = super::to_f64(&a[1]).map_err(|_| "key for list must be number".to_string())?;
+            let Value::Number(i) = &a[1] else {
+                return Err("key for tuple must be number".into());
+            };
+            let i = i.as_f64().unwrap_or(-1.0);
             if i < 0.0 || i.fract() != 0.0 || (i as usize) >= l.len() {
                 return Err(format!("key must be between 0 and {} inclusive", l.len()));
             }

@@ -23,16 +23,120 @@ pub(super) fn defs(all: &mut Vec<(&'static str, FuncDef)>) {
     ]);
 }
 
-/// A strict RFC 3339 timestamp (`T` and an offset required), as go-cty reads them.
+/// A strict RFC 3339 timestamp (`T` and an offset required), read as Go's
+/// `time.Parse(time.RFC3339, …)` reads it, with go-cty's words for errors.
 pub(crate) fn parse_timestamp(s: &str) -> R<DateTime<FixedOffset>> {
-    let b = s.as_bytes();
-    if b.len() < 10 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
-        return Err("not a valid RFC3339 timestamp: cannot use \"".to_string() + s + "\" as year");
+    let err = |m: String| format!("not a valid RFC3339 timestamp: {m}");
+    // What is left of the input at an element Go could not read.
+    let cannot = |rest: &str, what: &str| {
+        if rest.is_empty() {
+            err(format!("end of string before {what}"))
+        } else {
+            err(format!(
+                "cannot use {} as {what}",
+                encoding::json_string(rest)
+            ))
+        }
+    };
+    let lit = |rest: &str, want: &str| -> R<()> {
+        if rest.starts_with(want) {
+            Ok(())
+        } else if want == "T" {
+            Err(err("missing required time introducer 'T'".into()))
+        } else if rest.is_empty() {
+            Err(err(format!("end of string where \"{want}\" is expected")))
+        } else {
+            Err(err(format!(
+                "found {} where \"{want}\" is expected",
+                encoding::json_string(rest)
+            )))
+        }
+    };
+    // A fixed-width number in [lo, hi].
+    let num = |rest: &str, width: usize, lo: u32, hi: u32, what: &str| -> R<u32> {
+        let digits = rest
+            .get(..width)
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+        let Some(d) = digits else {
+            return Err(cannot(rest, what));
+        };
+        let v: u32 = d.parse().expect("digits");
+        if v < lo || v > hi {
+            return Err(cannot(&rest[width..], what));
+        }
+        Ok(v)
+    };
+    let mut rest = s;
+    let year = num(rest, 4, 0, 9999, "year")?;
+    rest = &rest[4..];
+    lit(rest, "-")?;
+    rest = &rest[1..];
+    let month = num(rest, 2, 1, 12, "month")?;
+    rest = &rest[2..];
+    lit(rest, "-")?;
+    rest = &rest[1..];
+    let day = num(rest, 2, 1, 31, "day of month")?;
+    rest = &rest[2..];
+    lit(rest, "T")?;
+    rest = &rest[1..];
+    let hour = num(rest, 2, 0, 23, "hour")?;
+    rest = &rest[2..];
+    lit(rest, ":")?;
+    rest = &rest[1..];
+    let minute = num(rest, 2, 0, 59, "minute")?;
+    rest = &rest[2..];
+    lit(rest, ":")?;
+    rest = &rest[1..];
+    let second = num(rest, 2, 0, 59, "second")?;
+    rest = &rest[2..];
+    let mut nanos = 0u32;
+    if rest.starts_with('.') && rest[1..].starts_with(|c: char| c.is_ascii_digit()) {
+        let n = rest[1..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len() - 1);
+        let frac = &rest[1..1 + n];
+        let nine: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
+        nanos = nine.parse().expect("digits");
+        rest = &rest[1 + n..];
     }
-    if b.len() >= 10 && b.get(10) != Some(&b'T') {
-        return Err("not a valid RFC3339 timestamp: missing required time introducer 'T'".into());
+    let offset = if let Some(r) = rest.strip_prefix('Z') {
+        rest = r;
+        0
+    } else {
+        let b = rest.as_bytes();
+        let ok = b.len() >= 6
+            && (b[0] == b'+' || b[0] == b'-')
+            && b[1..3].iter().all(u8::is_ascii_digit)
+            && b[3] == b':'
+            && b[4..6].iter().all(u8::is_ascii_digit);
+        if !ok {
+            return Err(cannot(rest, "UTC offset"));
+        }
+        let hh: i32 = rest[1..3].parse().expect("digits");
+        let mm: i32 = rest[4..6].parse().expect("digits");
+        if hh >= 24 {
+            return Err(err("timezone hour out of range".into()));
+        }
+        if mm >= 60 {
+            return Err(err("timezone minute out of range".into()));
+        }
+        let secs = (hh * 60 + mm) * 60;
+        let secs = if b[0] == b'-' { -secs } else { secs };
+        rest = &rest[6..];
+        secs
+    };
+    if !rest.is_empty() {
+        return Err(err(format!("extra text: {}", encoding::json_string(rest))));
     }
-    DateTime::parse_from_rfc3339(s).map_err(|e| format!("not a valid RFC3339 timestamp: {e}"))
+    let tz = FixedOffset::east_opt(offset).expect("offset under 24h");
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month, day)
+        .ok_or_else(|| err("day out of range".into()))?;
+    let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)
+        .ok_or_else(|| err("second out of range".into()))?;
+    date.and_time(time)
+        .and_local_timezone(tz)
+        .single()
+        .ok_or_else(|| err("time out of range".into()))
 }
 
 /// Go's time.RFC3339 layout: seconds, `Z` for UTC or the offset.

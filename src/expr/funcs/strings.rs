@@ -341,7 +341,7 @@ pub(crate) fn format_values(f: &str, args: &[Value]) -> R<String> {
             v.prec = Some(num(&mut i)?.unwrap_or(0));
         }
         let Some(mode) = f[i..].chars().next() else {
-            return Err(format!("unterminated format verb at offset {vstart}"));
+            return Err(format!("invalid format string starting at offset {i}"));
         };
         i += mode.len_utf8();
         v.mode = mode;
