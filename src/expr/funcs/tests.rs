@@ -294,3 +294,62 @@ fn numbers_convert_to_strings_as_go_cty() {
         assert_eq!(num_str(&n), s);
     }
 }
+
+mod never_panic {
+    use hcl::expr::{Expression, FuncCall};
+    use hcl::Value;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-70i64..70).prop_map(Value::from),
+            (-1e3f64..1e3).prop_map(|f| hcl::Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)),
+            prop_oneof![
+                Just(String::new()),
+                "[a-c0-9,%./:\\-_ ]{0,12}",
+                Just("%[2]5.2f %v %q %-08d %#x %.3s %%".to_string()),
+                Just("10.0.0.0/8".to_string()),
+                Just("fd00::/64".to_string()),
+                Just("2024-02-29T23:59:59+05:30".to_string()),
+                Just("1h2m3.5s".to_string()),
+                Just("(a)|(?P<n>b)*".to_string()),
+                Just("a,b\n1,\"2\"\n".to_string()),
+                Just("{\"a\": [1, null]}".to_string()),
+                Just("e\u{301}é😀".to_string()),
+            ]
+            .prop_map(Value::String),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-c]{1,2}", inner), 0..3)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        /// Any function on any arguments returns a value or an error, never
+        /// panics (the arguments are values, as the evaluator passes them).
+        #[test]
+        fn any_call_returns(name in prop::sample::select(NAMES), args in prop::collection::vec(value(), 0..5)) {
+            let ctx = ctx();
+            let call = args
+                .into_iter()
+                .fold(FuncCall::builder(name), |b, a| b.arg(Expression::from(a)))
+                .build();
+            let _ = Expression::from(call).evaluate(&ctx);
+        }
+    }
+}
