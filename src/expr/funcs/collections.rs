@@ -152,13 +152,9 @@ fn concat(a: FuncArgs) -> R<Value> {
 fn distinct(a: FuncArgs) -> R<Value> {
     let mut all = list_arg(&a, 0)?.clone();
     unify_strings(&mut all);
-    let mut out: Vec<Value> = Vec::new();
-    for v in all {
-        if !out.iter().any(|o| values_equal(o, &v)) {
-            out.push(v);
-        }
-    }
-    Ok(Value::Array(out))
+    let mut seen = crate::FastSet::default();
+    all.retain(|v| seen.insert(super::encoding::json_text(v)));
+    Ok(Value::Array(all))
 }
 
 fn element(a: FuncArgs) -> R<Value> {
@@ -410,8 +406,15 @@ fn check_kinds(sets: &[&[Value]]) -> R<()> {
     Ok(())
 }
 
-fn contains(set: &[Value], v: &Value) -> bool {
-    set.iter().any(|s| values_equal(s, v))
+/// The elements of a set by their canonical JSON text (go-cty's equality:
+/// numbers by value, objects regardless of key order), so set operations
+/// take linear time, not quadratic.
+fn set_keys(set: &[Value]) -> crate::FastSet<String> {
+    set.iter().map(super::encoding::json_text).collect()
+}
+
+fn has(keys: &crate::FastSet<String>, v: &Value) -> bool {
+    keys.contains(&super::encoding::json_text(v))
 }
 
 fn set_op(a: FuncArgs, op: SetOp) -> R<Value> {
@@ -423,31 +426,36 @@ fn set_op(a: FuncArgs, op: SetOp) -> R<Value> {
     let mut acc = sets.next().expect("one parameter");
     for other in sets {
         acc = match op {
-            SetOp::Union => {
-                check_count(acc.len() + other.len())?;
-                acc.into_iter().chain(other).collect()
+            // Bounded by the inputs; the result is checked below.
+            SetOp::Union => make_set(acc.into_iter().chain(other).collect()),
+            SetOp::Intersection => {
+                let other = set_keys(&other);
+                acc.into_iter().filter(|v| has(&other, v)).collect()
             }
-            SetOp::Intersection => acc.into_iter().filter(|v| contains(&other, v)).collect(),
             SetOp::SymmetricDifference => {
+                let (acc_keys, other_keys) = (set_keys(&acc), set_keys(&other));
                 let mut out: Vec<Value> = acc
                     .iter()
-                    .filter(|v| !contains(&other, v))
+                    .filter(|v| !has(&other_keys, v))
                     .cloned()
                     .collect();
-                out.extend(other.iter().filter(|v| !contains(&acc, v)).cloned());
+                out.extend(other.iter().filter(|v| !has(&acc_keys, v)).cloned());
                 out
             }
         };
     }
-    Ok(Value::Array(make_set(acc)))
+    let out = make_set(acc);
+    check_count(out.len())?;
+    Ok(Value::Array(out))
 }
 
 fn setsubtract(a: FuncArgs) -> R<Value> {
     let acc = set_arg(&a, 0)?;
     let other = set_arg(&a, 1)?;
     check_kinds(&[&acc, &other])?;
+    let other = set_keys(&other);
     Ok(Value::Array(make_set(
-        acc.into_iter().filter(|v| !contains(&other, v)).collect(),
+        acc.into_iter().filter(|v| !has(&other, v)).collect(),
     )))
 }
 

@@ -353,3 +353,27 @@ mod never_panic {
         }
     }
 }
+
+#[test]
+fn set_functions_and_distinct_take_linear_time() {
+    // 100,000 elements each (the collection cap): quadratic comparisons
+    // would be 10^10 and never finish; this is not a timing assertion, a
+    // regression just hangs the test.
+    let big: Vec<hcl::Value> = (0..MAX_ELEMENTS as i64).map(hcl::Value::from).collect();
+    let mut ctx = ctx();
+    ctx.declare_var(
+        "twice",
+        hcl::Value::Array([big.clone(), big.clone()].concat()),
+    );
+    ctx.declare_var("big", hcl::Value::Array(big));
+    for (src, len) in [
+        ("distinct(twice)", MAX_ELEMENTS),
+        ("setintersection(big, big)", MAX_ELEMENTS),
+        ("setsubtract(big, big)", 0),
+        ("setsymmetricdifference(big, big)", 0),
+        ("setunion(big, big)", MAX_ELEMENTS),
+    ] {
+        let v = eval(&ctx, src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(v.as_array().map(Vec::len), Some(len), "{src}");
+    }
+}
