@@ -117,6 +117,13 @@ fn replace(a: hcl::eval::FuncArgs) -> R<Value> {
 fn split(a: hcl::eval::FuncArgs) -> R<Value> {
     let sep = str_arg(&a, 0)?;
     let s = str_arg(&a, 1)?;
+    // Count before building, so a long input is refused, not split.
+    let count = if sep.is_empty() {
+        s.chars().count()
+    } else {
+        s.matches(sep.as_str()).count() + 1
+    };
+    check_count(count)?;
     let parts: Vec<Value> = if sep.is_empty() {
         s.chars().map(|c| Value::String(c.to_string())).collect()
     } else {
@@ -124,7 +131,6 @@ fn split(a: hcl::eval::FuncArgs) -> R<Value> {
             .map(|p| Value::String(p.to_owned()))
             .collect()
     };
-    check_count(parts.len())?;
     Ok(Value::Array(parts))
 }
 
