@@ -35,7 +35,7 @@
 //! | absolute, add, ceil, divide, floor, int, log, max, min, modulo, multiply, negate, parseint, pow, signum, subtract | done |
 //! | greaterthan, greaterthanorequalto, lessthan, lessthanorequalto, equal, notequal, and, or, not | done |
 //! | chomp, format, formatlist, indent, join, lower, upper, replace, reverse, split, strlen, substr, title, trim, trimprefix, trimspace, trimsuffix | done |
-//! | chunklist, coalesce, coalescelist, compact, concat, contains, distinct, element, flatten, hasindex, index, keys, length, lookup, merge, range, reverselist, slice, sort, values, zipmap | done |
+//! | chunklist, coalesce, coalescelist, compact, concat, contains, distinct, element, flatten, hasindex, index, keys, length, lookup, merge, range, reverselist, slice, sort, values, zipmap | done (`lookup` takes its default as a required third argument, as in 0.13.1) |
 //! | sethaselement, setintersection, setproduct, setsubtract, setsymmetricdifference, setunion | done |
 //! | base64decode, base64encode, csvdecode, jsondecode, jsonencode, urlencode | done |
 //! | md5, sha1, sha256, sha512, uuidv4, uuidv5 | done |
@@ -43,7 +43,7 @@
 //! | timestamp, formatdate, timeadd | done |
 //! | cidrhost, cidrnetmask, cidrsubnet, cidrsubnets | done |
 //! | byteslen, bytesslice | declared; always an error, as in bake (they take go-cty's bytes capsule, which no bake value has) |
-//! | try, can | declared; right when every argument evaluates, but hcl-rs evaluates arguments first, so a failing argument is that argument's error instead of the fallback / `false` (needs evaluator support) |
+//! | try, can | declared; right when every argument evaluates, but hcl-rs evaluates arguments first, so a failing argument is that argument's error instead of the fallback / `false` (needs evaluator support, see [`LAZY`]) |
 //! | convert | declared; an error: its second argument is a type expression (`list(string)`), which hcl-rs cannot evaluate |
 //! | bcrypt, rsadecrypt | declared; an error "not supported by mybake" (bcrypt's salt is random, so bake's output differs per run anyway; rsadecrypt needs an RSA implementation) |
 //!
@@ -175,6 +175,11 @@ pub const NAMES: &[&str] = &[
     "values",
     "zipmap",
 ];
+
+/// The functions whose arguments HCL passes unevaluated (`try`, `can`): an
+/// evaluator that catches their arguments' errors itself gives bake's
+/// fallback; the definitions registered here only see evaluated arguments.
+pub const LAZY: &[&str] = &["try", "can"];
 
 /// Declares every function of bake's library (see the module doc) in `ctx`.
 pub fn register(ctx: &mut Context<'_>) {
