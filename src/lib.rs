@@ -15,6 +15,7 @@ pub mod cli;
 pub mod diag;
 pub mod dockerfile;
 pub mod exec;
+pub mod expr;
 pub mod load;
 pub mod lock;
 pub mod oci;
