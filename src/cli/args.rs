@@ -59,6 +59,19 @@ pub enum Command {
     /// Create or inspect image indexes
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Convert docker-bake.hcl / .json files to mybake.kdl (not evaluated)
+    Convert(ConvertArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ConvertArgs {
+    /// Bake files to convert, later ones overriding earlier ones (default:
+    /// bake's docker-bake.json, docker-bake.hcl, docker-bake.override.*)
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the KDL to FILE (atomically) instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Default)]

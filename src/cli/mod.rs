@@ -3,6 +3,7 @@
 
 pub mod args;
 mod build;
+mod convert;
 mod index;
 
 use std::collections::HashMap;
@@ -138,6 +139,9 @@ fn execute_with(
             stderr: format!("error: -C {}: not a directory\n", cwd.display()),
         };
     }
+    if let Some(Command::Convert(c)) = cli.command {
+        return convert::run(&c, &g, &cwd, render);
+    }
     let mut vars = Vec::new();
     for v in &g.vars {
         match v.split_once('=') {
@@ -217,7 +221,9 @@ fn execute_with(
             }
             Err(d) => fail(d, &sources),
         },
-        Command::Index(_) => unreachable!("handled before loading build files"),
+        Command::Index(_) | Command::Convert(_) => {
+            unreachable!("handled before loading build files")
+        }
     }
 }
 
