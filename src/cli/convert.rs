@@ -6,7 +6,7 @@ use std::path::Path;
 use super::args::{ConvertArgs, Global};
 use super::{exit, Outcome};
 use crate::convert;
-use crate::diag::{self, Diag, Diagnostics, RenderOptions};
+use crate::diag::{Diag, Diagnostics, RenderOptions};
 use crate::source::Sources;
 
 pub fn run(c: &ConvertArgs, g: &Global, cwd: &Path, render: RenderOptions) -> Outcome {
@@ -48,11 +48,11 @@ pub fn run(c: &ConvertArgs, g: &Global, cwd: &Path, render: RenderOptions) -> Ou
         }
     }
     if !diags.is_empty() {
-        return invalid(diag::render(&diags, &sources, render));
+        return invalid(convert::render(&diags, &sources, render));
     }
     let kdl = match convert::convert(&sources, &ids) {
         Ok(k) => k,
-        Err(d) => return invalid(diag::render(&d, &sources, render)),
+        Err(d) => return invalid(convert::render(&d, &sources, render)),
     };
     let Some(out) = &c.output else {
         return Outcome {

@@ -323,9 +323,20 @@ impl Conv<'_> {
             }
             Expression::Parenthesis(p) => match p.inner() {
                 Expression::String(_) | Expression::StringTemplate(_) => self.string(p.inner()),
-                _ => Some(format!("${{{}}}", self.text(e))),
+                _ => Some(self.interp(e)),
             },
-            _ => Some(format!("${{{}}}", self.text(e))),
+            _ => Some(self.interp(e)),
+        }
+    }
+
+    /// `${EXPR}` (spaced when the text starts or ends with a brace, so
+    /// `${{…}}` never appears).
+    fn interp(&self, e: &Expression) -> String {
+        let t = self.text(e);
+        if t.starts_with('{') || t.ends_with('}') {
+            format!("${{ {t} }}")
+        } else {
+            format!("${{{t}}}")
         }
     }
 
@@ -348,9 +359,7 @@ impl Conv<'_> {
                         self.push(d);
                         return None;
                     }
-                    out.push_str("${");
-                    out.push_str(&self.text(&i.expr));
-                    out.push('}');
+                    out.push_str(&self.interp(&i.expr));
                 }
                 Element::Directive(d) => {
                     let diag = self
@@ -429,8 +438,8 @@ impl Conv<'_> {
                 Expression::Number(num) => match num.value().as_i64() {
                     Some(i) => n = n.prop("default", KVal::Int(i)),
                     None => {
-                        let v = self.text(e);
-                        n = n.prop("default", KVal::Str(format!("${{{v}}}")));
+                        let v = self.interp(e);
+                        n = n.prop("default", KVal::Str(v));
                     }
                 },
                 _ => {
@@ -449,7 +458,7 @@ impl Conv<'_> {
             let mut msg = None;
             for a in v.body.attributes() {
                 match a.key.as_str() {
-                    "condition" => cond = Some(format!("${{{}}}", self.text(&a.value))),
+                    "condition" => cond = Some(self.interp(&a.value)),
                     "error_message" => msg = self.string(&a.value),
                     _ => self.unknown_attr(a, "validation", &["condition", "error_message"]),
                 }

@@ -35,6 +35,14 @@ pub const COMPOSE_FILES: &[&str] = &[
     "docker-compose.yaml",
 ];
 
+/// [`crate::diag::render`] with the count line saying what did not happen.
+pub fn render(diags: &Diagnostics, sources: &Sources, opts: crate::diag::RenderOptions) -> String {
+    crate::diag::render(diags, sources, opts).replace(
+        "in the build configuration; nothing was built",
+        "in the bake files; nothing was converted",
+    )
+}
+
 /// The input files: those named, else bake's defaults present in `cwd`.
 pub fn input_files(cwd: &Path, files: &[PathBuf]) -> Result<Vec<(String, PathBuf)>, Diag> {
     if !files.is_empty() {
