@@ -68,7 +68,7 @@ pub struct ConvertArgs {
     /// Bake files to convert, later ones overriding earlier ones (default:
     /// bake's docker-bake.json, docker-bake.hcl, docker-bake.override.*)
     #[arg(value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub inputs: Vec<PathBuf>,
     /// Write the KDL to FILE (atomically) instead of standard output
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,

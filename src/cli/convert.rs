@@ -23,7 +23,7 @@ pub fn run(c: &ConvertArgs, g: &Global, cwd: &Path, render: RenderOptions) -> Ou
         );
     }
     // `-f FILE` is accepted as an input too (`mybake -f docker-bake.hcl convert`).
-    let named: Vec<_> = c.files.iter().chain(g.files.iter()).cloned().collect();
+    let named: Vec<_> = c.inputs.iter().chain(g.files.iter()).cloned().collect();
     let inputs = match convert::input_files(cwd, &named) {
         Ok(i) => i,
         Err(d) => return invalid(render_one(d)),

@@ -6,6 +6,7 @@
 mod build;
 mod cli;
 mod common;
+mod convert;
 mod examples_schema;
 mod hostile;
 mod monorepo;
