@@ -139,6 +139,95 @@ fn comments_of(raw: &str) -> (Vec<String>, bool) {
     (out, blank)
 }
 
+/// The comments inside an expression's text (between list elements,
+/// object entries, …): `#`, `//` and `/* */` outside string literals,
+/// interpolations' strings and heredocs.
+fn inner_comments(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    // Stack of contexts: `false` = code (with its brace depth), `true` = string.
+    let mut stack: Vec<(bool, usize)> = vec![(false, 0)];
+    let mut i = 0;
+    while i < b.len() {
+        let (in_str, depth) = *stack.last().unwrap_or(&(false, 0));
+        let rest = &text[i..];
+        if in_str {
+            match b[i] {
+                b'\\' => i += 1,
+                b'"' => {
+                    stack.pop();
+                }
+                b'$' | b'%' if rest[1..].starts_with('{') => {
+                    stack.push((false, 0));
+                    i += 1;
+                }
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if rest.starts_with('#') || rest.starts_with("//") {
+            let skip = if rest.starts_with('#') { 1 } else { 2 };
+            let end = rest.find('\n').unwrap_or(rest.len());
+            out.push(rest[skip..end].trim().to_string());
+            i += end;
+            continue;
+        }
+        if let Some(body) = rest.strip_prefix("/*") {
+            let end = body.find("*/").unwrap_or(body.len());
+            for l in body[..end].lines() {
+                let l = l.trim().trim_start_matches('*').trim();
+                if !l.is_empty() {
+                    out.push(l.to_string());
+                }
+            }
+            i += 2 + end + 2;
+            continue;
+        }
+        if let Some(h) = rest.strip_prefix("<<") {
+            let h = h.strip_prefix('-').unwrap_or(h);
+            let id: String = h
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !id.is_empty() {
+                // Skip to the line that closes the heredoc.
+                let mut at = text[i..].find('\n').map_or(text.len(), |o| i + o + 1);
+                let mut closed = text.len();
+                while at < text.len() {
+                    let end = text[at..].find('\n').map_or(text.len(), |o| at + o + 1);
+                    if text[at..end].trim() == id {
+                        closed = end;
+                        break;
+                    }
+                    at = end;
+                }
+                i = closed;
+                continue;
+            }
+        }
+        match b[i] {
+            b'"' => stack.push((true, 0)),
+            b'{' => {
+                if let Some(top) = stack.last_mut() {
+                    top.1 += 1;
+                }
+            }
+            b'}' if depth == 0 && stack.len() > 1 => {
+                stack.pop();
+            }
+            b'}' => {
+                if let Some(top) = stack.last_mut() {
+                    top.1 = top.1.saturating_sub(1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
 struct Conv<'a> {
     id: FileId,
     src: &'a str,
@@ -525,6 +614,9 @@ impl Conv<'_> {
                 }
             };
             self.decorate(&mut c, a.decor());
+            if let Some(r) = a.value.span() {
+                c.comments.extend(inner_comments(&self.src[r]));
+            }
             children.push(c);
         }
         let mut n = KNode::new("function").str_arg(name);
@@ -552,6 +644,9 @@ impl Conv<'_> {
                 }
             };
             self.decorate(&mut c, a.decor());
+            if let Some(r) = a.value.span() {
+                c.comments.extend(inner_comments(&self.src[r]));
+            }
             children.push(c);
         }
         let mut n = KNode::new("group").str_arg(name);
@@ -680,6 +775,9 @@ impl Conv<'_> {
                 let mut tmp = KNode::default();
                 self.decorate(&mut tmp, a.decor());
                 first.comments = tmp.comments;
+                if let Some(r) = a.value.span() {
+                    first.comments.extend(inner_comments(&self.src[r]));
+                }
                 first.blank_before = blank;
                 first.trailing = tmp.trailing;
             }

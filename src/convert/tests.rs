@@ -258,3 +258,24 @@ fn errors_name_the_hcl_line() {
         )
     );
 }
+
+#[test]
+fn comments_inside_values_are_kept() {
+    let k = ok(r##"target "a" {
+  tags = [
+    # the main tag
+    "a:1", // and one more
+    "a:2", /* last */
+  ]
+  args = {
+    # why "A" is set: it is "#" and "//" free
+    A = "x#y//z"
+  }
+  dockerfile-inline = <<EOT
+# not a comment: Dockerfile text
+FROM x
+EOT
+}
+"##);
+    insta::assert_snapshot!(k);
+}
