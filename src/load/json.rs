@@ -729,6 +729,36 @@ impl Dec<'_> {
                                 }
                             }
                         }
+                        if a == A::Secret {
+                            // bake's `type=env|file`: mybake says which by
+                            // `env=` / `src=` (`type=env` without `env=`
+                            // reads the variable named like the id).
+                            if let Some(p) = fields.iter().position(|(k, _)| k == "type") {
+                                let (_, t) = fields.remove(p);
+                                let id = fields
+                                    .iter()
+                                    .find(|(k, _)| k == "id")
+                                    .map(|(_, v)| v.clone());
+                                match (t.v.as_str(), id) {
+                                    ("env", Some(id))
+                                        if !fields.iter().any(|(k, _)| k == "env") =>
+                                    {
+                                        fields.push(("env".to_string(), id))
+                                    }
+                                    ("env" | "file", _) => {}
+                                    _ => {
+                                        self.diags.push(
+                                            Diag::new(
+                                                "mybake::load::bad-value",
+                                                format!("secret type `{}` is not supported", t.v),
+                                            )
+                                            .label(t.span, "`env` or `file`"),
+                                        );
+                                        continue;
+                                    }
+                                }
+                            }
+                        }
                         if let Some(allowed) = a.def().props {
                             for (k, _) in &fields {
                                 if !allowed.contains(&k.as_str()) {
@@ -924,7 +954,7 @@ mod tests {
         let (f, d) = decode(
             r#"{"variable": {"TAG": {"default": "dev"}, "N": {}},
  "group": {"default": {"targets": ["a"]}},
- "target": {"a": {"target": "rel", "output": ["type=local,dest=out"], "secret": [{"id": "t", "env": "T"}],
+ "target": {"a": {"target": "rel", "output": ["type=local,dest=out"], "secret": [{"id": "t", "env": "T"}, "type=env,id=U"],
    "cache-to": [{"type": "inline"}], "no-cache": true, "matrix": {"v": ["1", "2"]}}}}"#,
         );
         assert!(d.is_empty(), "{d:?}");
@@ -947,6 +977,14 @@ mod tests {
             t.attrs.get(A::Stage.index()).unwrap().as_str().unwrap().v,
             "rel"
         );
+        let s = &t
+            .attrs
+            .get(A::Secret.index())
+            .unwrap()
+            .as_objects()
+            .unwrap()[1];
+        assert_eq!(s.get("env").unwrap().v, "U");
+        assert!(s.get("type").is_none());
     }
 
     #[test]
