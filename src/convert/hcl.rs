@@ -934,6 +934,16 @@ impl Conv<'_> {
         for item in items {
             let fields = match item {
                 Expression::Object(_) => self.object_fields(item),
+                // bake reads an output without `=` as a directory to
+                // export to (`type=local,dest=PATH`).
+                _ if node == "output" && self.string(item).is_some_and(|s| !s.contains('=')) => {
+                    self.string(item).map(|s| {
+                        vec![
+                            ("type".to_string(), "local".to_string()),
+                            ("dest".to_string(), s),
+                        ]
+                    })
+                }
                 _ => self.string(item).map(|s| {
                     crate::load::json::split_csv(&s)
                         .into_iter()

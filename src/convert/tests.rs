@@ -171,7 +171,7 @@ target "app" {
   contexts          = { base = "target:base", "docker.io/alpine" = "docker-image://alpine:3" }
   cache-from        = ["type=registry,ref=r/cache", { type = "local", src = "c" }]
   cache-to          = ["type=inline"]
-  output            = ["type=local,dest=out", { type = "registry" }]
+  output            = ["type=local,dest=out", { type = "registry" }, "./bin", BIN_OUT]
   secret            = ["id=tok,env=TOK", "type=env,id=FOO", "id=f,src=./f.txt", "type=file,id=g,src=g"]
   attest            = ["type=provenance,mode=max", "type=sbom"]
   ssh               = ["default"]

@@ -702,6 +702,15 @@ impl Dec<'_> {
                     let mut objs = Vec::new();
                     for i in items {
                         let fields = match &i.kind {
+                            // bake reads an output without `=` as a
+                            // directory (`type=local,dest=PATH`).
+                            JKind::Str(s) if a == A::Output && !s.contains('=') => Some(vec![
+                                (
+                                    "type".to_string(),
+                                    Sp::new("local".to_string(), self.span(i)),
+                                ),
+                                ("dest".to_string(), Sp::new(s.clone(), self.span(i))),
+                            ]),
                             JKind::Str(s) => Some(csv_fields(s, self.span(i))),
                             JKind::Obj(_) => self.fields(&what, i),
                             _ => {

@@ -261,6 +261,56 @@ target "app" {
 }
 "#;
 
+const BUILDX_HCL: &str = r#"variable "GO_VERSION" {
+  default = "1.17.0"
+}
+variable "BIN_OUT" {
+  default = "./bin"
+}
+
+// Special target: https://github.com/docker/metadata-action#bake-definition
+target "meta-helper" {
+  tags = ["docker/buildx-bin:local"]
+}
+
+target "_common" {
+  args = {
+    GO_VERSION = GO_VERSION
+    BUILDKIT_CONTEXT_KEEP_GIT_DIR = 1
+  }
+}
+
+group "default" {
+  targets = ["binaries", "update-docs", "validate-docs", "image"]
+}
+
+target "validate-docs" {
+  inherits = ["_common"]
+  dockerfile = "./hack/dockerfiles/docs.Dockerfile"
+  target = "validate"
+  output = ["type=cacheonly"]
+}
+
+target "update-docs" {
+  inherits = ["_common"]
+  dockerfile = "./hack/dockerfiles/docs.Dockerfile"
+  target = "update"
+  output = ["./docs/reference"]
+}
+
+target "binaries" {
+  inherits = ["_common"]
+  target = "binaries"
+  output = [BIN_OUT]
+  platforms = ["linux/amd64"]
+}
+
+target "image" {
+  inherits = ["meta-helper", "binaries"]
+  output = ["type=registry"]
+}
+"#;
+
 /// bake 0.13 prints `attest`, `cache-from`, `cache-to`, `secret`, `output`
 /// as CSV strings where mybake prints objects (the spec's "print output"),
 /// does not print `network`, and keeps a `./` on paths it does not resolve:
@@ -279,7 +329,13 @@ fn normalise(print: &str, who: &str) -> Map<String, Value> {
             for item in list {
                 if let Value::String(s) = item {
                     let mut obj = Map::new();
-                    for f in s.split(',') {
+                    if key == "output" && !s.contains('=') {
+                        // bake's shorthand: a directory to export to.
+                        obj.insert("type".into(), "local".into());
+                        obj.insert("dest".into(), Value::String(s.clone()));
+                    }
+                    let shorthand = !obj.is_empty();
+                    for f in s.split(',').filter(|_| !shorthand) {
                         let (k, v) = f.split_once('=').unwrap_or(("type", f));
                         obj.insert(k.to_string(), Value::String(v.to_string()));
                     }
@@ -368,6 +424,13 @@ fn convert_then_print_matches_bake() {
             ("docker-bake.override.hcl", OVERRIDE_HCL),
         ],
         &[("REGISTRY", "localhost:5000/env")],
+    );
+    // docker/buildx's own file (abridged): a variable as an output
+    // directory, bare-path outputs, numbers in args.
+    assert_convert_then_print_matches_bake(&[("docker-bake.hcl", BUILDX_HCL)], &[]);
+    assert_convert_then_print_matches_bake(
+        &[("docker-bake.hcl", BUILDX_HCL)],
+        &[("BIN_OUT", "out/bin"), ("GO_VERSION", "1.22")],
     );
     // A JSON bake file next to an HCL one.
     assert_convert_then_print_matches_bake(
