@@ -180,8 +180,13 @@ impl Parser<'_> {
                     }
                     p.i > s
                 };
+                let int_start = self.i;
                 if !digits(self) {
                     return Err(self.err("expected a digit"));
+                }
+                if self.b[int_start] == b'0' && self.i - int_start > 1 {
+                    self.i = int_start;
+                    return Err(self.err("a number cannot start with 0"));
                 }
                 if self.b.get(self.i) == Some(&b'.') {
                     self.i += 1;
@@ -912,6 +917,67 @@ mod tests {
             "\"a\nb\"",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The parser accepts exactly the texts serde_json accepts (on
+        /// short texts over JSON's alphabet), with the same values.
+        #[test]
+        fn agrees_with_serde_json(text in "[\\[\\]{}\",:0-9a-z\\\\ .eE+-]{0,24}") {
+            let ours = parse(&text);
+            let theirs = serde_json::from_str::<serde_json::Value>(&text);
+            proptest::prop_assert_eq!(ours.is_ok(), theirs.is_ok(), "{:?}: {:?}", text, ours);
+            if let (Ok(a), Ok(b)) = (ours, theirs) {
+                proptest::prop_assert_eq!(to_serde(&a), b);
+            }
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(Into::into),
+            any::<i64>().prop_map(Into::into),
+            "\\PC{0,8}".prop_map(Into::into),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("[a-z\"\\\\]{0,4}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Any JSON value serde_json writes (compact or pretty) parses back
+        /// to the same value.
+        #[test]
+        fn reads_what_serde_json_writes(v in json_value(), pretty in proptest::bool::ANY) {
+            let text = if pretty {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                serde_json::to_string(&v).unwrap()
+            };
+            let ours = parse(&text).map_err(|e| format!("{e:?}"));
+            proptest::prop_assert_eq!(ours.map(|a| to_serde(&a)), Ok(v));
+        }
+    }
+
+    fn to_serde(v: &JVal) -> serde_json::Value {
+        match &v.kind {
+            JKind::Null => serde_json::Value::Null,
+            JKind::Bool(b) => (*b).into(),
+            JKind::Num(n) => serde_json::from_str(n).unwrap(),
+            JKind::Str(s) => s.clone().into(),
+            JKind::Arr(a) => a.iter().map(to_serde).collect(),
+            JKind::Obj(m) => m
+                .iter()
+                .map(|(k, _, _, v)| (k.clone(), to_serde(v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into(),
         }
     }
 
