@@ -263,7 +263,9 @@ impl Conv<'_> {
     /// The comments above a structure and after it on its line.
     fn decorate(&self, n: &mut KNode, decor: &hcl_edit::repr::Decor) {
         if let Some(p) = decor.prefix() {
-            n.comments = comments_of(p).0;
+            let mut c = comments_of(p).0;
+            c.append(&mut n.comments);
+            n.comments = c;
         }
         if let Some(s) = decor.suffix() {
             let (c, _) = comments_of(s);
@@ -339,6 +341,19 @@ impl Conv<'_> {
             }
         }
         out
+    }
+
+    /// The comments before a block's closing brace, as a comment-only
+    /// child.
+    fn closing_comments(&self, b: &Block, children: &mut Vec<KNode>) {
+        if let Some(sfx) = b.body.decor().suffix() {
+            let (c, _) = comments_of(sfx);
+            if !c.is_empty() {
+                let mut n = KNode::default();
+                n.comments = c;
+                children.push(n);
+            }
+        }
     }
 
     fn label(&mut self, b: &Block) -> Option<String> {
@@ -490,6 +505,18 @@ impl Conv<'_> {
         self.no_blocks(b, &["validation"]);
         let mut default: Option<&Expression> = None;
         let mut children = Vec::new();
+        // Comments inside the block go above the one-line variable node.
+        let mut inner = Vec::new();
+        for a in b.body.attributes() {
+            let mut tmp = KNode::default();
+            self.decorate(&mut tmp, a.decor());
+            inner.extend(tmp.comments);
+            inner.extend(tmp.trailing);
+            if let Some(r) = a.value.span() {
+                inner.extend(inner_comments(&self.src[r]));
+            }
+        }
+        n.comments = inner;
         for a in b.body.attributes() {
             match a.key.as_str() {
                 "default" => default = Some(&a.value),
@@ -619,6 +646,7 @@ impl Conv<'_> {
             }
             children.push(c);
         }
+        self.closing_comments(b, &mut children);
         let mut n = KNode::new("function").str_arg(name);
         n.children = Some(children);
         Some(n)
@@ -649,6 +677,7 @@ impl Conv<'_> {
             }
             children.push(c);
         }
+        self.closing_comments(b, &mut children);
         let mut n = KNode::new("group").str_arg(name);
         n.children = Some(children);
         Some(n)
@@ -812,6 +841,7 @@ impl Conv<'_> {
             }
             (None, false) => label,
         };
+        self.closing_comments(b, &mut children);
         let mut n = KNode::new("target").str_arg(name);
         n.children = Some(children);
         Some(n)

@@ -61,7 +61,9 @@ fn loads(kdl: &str) {
 fn variables() {
     let k = ok(r#"
 variable "REGISTRY" {
-  default     = "localhost:5000"
+  # the registry
+  default     = "localhost:5000" # default
+  # end of block
   description = "where images go"
 }
 variable "TAG" { default = "v${VERSION}-$${literal}" }
@@ -194,11 +196,13 @@ fn comments_and_heredocs() {
 target "a" { # after the brace
   # above tags
   tags = ["x"] // after tags
+  # before the brace
 
   dockerfile-inline = <<EOT
 FROM busybox
 RUN echo "$${HOME}" > /x
 EOT
+  # closing
 }
 # the end
 "#);
