@@ -336,6 +336,7 @@ pub const TARGET_KEYS: &[&str] = &[
     "no-cache-filter",
     "inherits",
     "matrix",
+    "name",
 ];
 
 /// Bake target keys mybake has no attribute for.
@@ -344,7 +345,6 @@ const UNSUPPORTED: &[&str] = &[
     "shm-size",
     "ulimits",
     "call",
-    "name",
     "extra-hosts",
     "cgroup-parent",
 ];
@@ -456,6 +456,7 @@ impl Dec<'_> {
     }
 
     fn root(mut self, root: &JVal, out: &mut FileDecls) {
+        let mut renames: Vec<(String, String)> = Vec::new();
         for (key, ks, ke, v) in self.obj("a bake JSON file", root) {
             match key.as_str() {
                 "variable" => {
@@ -473,6 +474,9 @@ impl Dec<'_> {
                 "target" => {
                     for (name, ns, ne, body) in self.obj("`target`", v) {
                         let t = self.target(name, *ns, *ne, body);
+                        if t.name.v != *name {
+                            renames.push((name.clone(), t.name.v.clone()));
+                        }
                         out.targets.push(t);
                     }
                 }
@@ -494,6 +498,15 @@ impl Dec<'_> {
                     *ke,
                     &["variable", "group", "target"],
                 ),
+            }
+        }
+        // A group naming a matrix target by its bake name means all of its
+        // expansions: the target's name template.
+        for g in &mut out.groups {
+            for t in g.targets.iter_mut().flatten() {
+                if let Some((_, to)) = renames.iter().find(|(from, _)| *from == t.v) {
+                    t.v = to.clone();
+                }
             }
         }
     }
@@ -571,6 +584,7 @@ impl Dec<'_> {
             matrix: None,
             attrs: Attrs::new(),
         };
+        let mut name_attr = None;
         for (key, ks, ke, v) in self.obj("a target", body) {
             let key_span = self.key_span(*ks, *ke);
             if key == "inherits" {
@@ -610,6 +624,10 @@ impl Dec<'_> {
                     axes.push((Sp::new(axis.clone(), self.key_span(*as_, *ae)), values));
                 }
                 out.matrix = Some(Sp::new(axes, key_span));
+                continue;
+            }
+            if key == "name" {
+                name_attr = self.str("`name`", v);
                 continue;
             }
             if UNSUPPORTED.contains(&key.as_str()) {
@@ -813,6 +831,19 @@ impl Dec<'_> {
             if let Some(value) = value {
                 out.attrs.set(a.index(), value);
             }
+        }
+        // bake names a matrix target's expansions with `name`; in mybake
+        // the target's own name is the template.
+        match (name_attr, &out.matrix) {
+            (Some(n), Some(_)) => out.name = n,
+            (Some(n), None) => self.diags.push(
+                Diag::new(
+                    "mybake::load::unsupported",
+                    "`name` is only read on a target with `matrix`",
+                )
+                .label(n.span, "bake uses `name` to name matrix expansions"),
+            ),
+            (None, _) => {}
         }
         out
     }
@@ -1060,6 +1091,17 @@ mod tests {
             .unwrap()[1];
         assert_eq!(s.get("env").unwrap().v, "U");
         assert!(s.get("type").is_none());
+    }
+
+    #[test]
+    fn matrix_name_becomes_the_target_name() {
+        let (f, d) = decode(
+            r#"{"group": {"default": {"targets": ["svc"]}},
+ "target": {"svc": {"name": "svc-${v}", "matrix": {"v": ["a", "b"]}}, "x": {"name": "y"}}}"#,
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(f.targets[0].name.v, "svc-${v}");
+        assert_eq!(f.groups[0].targets.as_ref().unwrap()[0].v, "svc-${v}");
     }
 
     #[test]

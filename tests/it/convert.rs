@@ -122,6 +122,61 @@ fn json_errors_are_located_and_reported_together() {
     );
 }
 
+/// `mybake -f FILE.json print` against `docker buildx bake -f FILE.json
+/// --print`: bake's attribute names, string and object forms, a matrix
+/// with `name`, variables from the environment.
+#[test]
+fn json_file_prints_as_bake_prints_it() {
+    testbed();
+    let json = r#"{
+  "variable": {"REGISTRY": {"default": "localhost:5000"}, "TAG": {"default": "dev"}},
+  "group": {"default": {"targets": ["app", "svc"]}},
+  "target": {
+    "_common": {"args": {"GO": "1.22", "DROPPED": null}, "labels": {"vendor": "acme"}},
+    "app": {
+      "inherits": ["_common"],
+      "context": "app",
+      "dockerfile": "Dockerfile.app",
+      "target": "release",
+      "platforms": ["linux/amd64", "linux/arm64"],
+      "tags": ["${REGISTRY}/app:${TAG}"],
+      "annotations": ["index:org.opencontainers.image.description=app"],
+      "contexts": {"base": "docker-image://localhost:5000/busybox:latest"},
+      "cache-from": ["type=registry,ref=${REGISTRY}/cache"],
+      "cache-to": ["type=inline"],
+      "output": ["type=registry", "./out"],
+      "secret": ["id=tok,env=TOK"],
+      "attest": ["type=provenance,mode=max"],
+      "no-cache": true,
+      "pull": false,
+      "no-cache-filter": ["deps"]
+    },
+    "svc": {"name": "svc-${v}", "matrix": {"v": ["a", "b"]}, "args": {"V": "${v}"}}
+  }
+}"#;
+    let t = Test::new()
+        .file("bake.json", json)
+        .args(&["-f", "bake.json", "print"])
+        .env("TAG", "v1");
+    let ours = t.expect(0);
+    let out = Command::new("docker")
+        .args(["buildx", "bake", "-f", "bake.json", "--print"])
+        .current_dir(t.path())
+        .env("TAG", "v1")
+        .env("TOK", "x")
+        .output()
+        .expect("run docker buildx bake");
+    assert!(
+        out.status.success(),
+        "docker buildx bake --print: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = normalise(&String::from_utf8_lossy(&out.stdout), "bake");
+    let names: Vec<&String> = theirs.keys().collect();
+    assert_eq!(names, ["app", "svc-a", "svc-b"]);
+    assert_eq!(normalise(&ours.stdout, "mybake"), theirs);
+}
+
 #[test]
 fn hcl_file_is_refused_with_a_hint_to_convert() {
     for cmd in [&["print"][..], &["plan"], &["list"], &["build"]] {
@@ -402,6 +457,7 @@ fn assert_convert_then_print_matches_bake(files: &[(&str, &str)], env: &[(&str, 
         String::from_utf8_lossy(&out.stderr)
     );
     let theirs = normalise(&String::from_utf8_lossy(&out.stdout), "bake");
+    assert!(!theirs.is_empty(), "bake printed no target");
     let ours = normalise(&ours.stdout, "mybake");
     assert_eq!(
         ours,
