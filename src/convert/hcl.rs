@@ -349,9 +349,10 @@ impl Conv<'_> {
         if let Some(sfx) = b.body.decor().suffix() {
             let (c, _) = comments_of(sfx);
             if !c.is_empty() {
-                let mut n = KNode::default();
-                n.comments = c;
-                children.push(n);
+                children.push(KNode {
+                    comments: c,
+                    ..Default::default()
+                });
             }
         }
     }
