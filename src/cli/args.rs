@@ -60,6 +60,9 @@ pub enum Command {
     #[command(subcommand)]
     Index(IndexCommand),
     /// Convert docker-bake.hcl / .json files to mybake.kdl (not evaluated)
+    #[command(after_help = "Examples:\n  \
+        mybake convert > mybake.kdl\n  \
+        mybake convert docker-bake.hcl docker-bake.override.hcl -o mybake.kdl")]
     Convert(ConvertArgs),
 }
 
