@@ -410,7 +410,7 @@ impl Conv<'_> {
         match e {
             Expression::String(s) => Some(escape_literal(s.value())),
             Expression::Bool(b) => Some(b.value().to_string()),
-            Expression::Number(n) => Some(self.text_of_number(e, n.value())),
+            Expression::Number(_) => Some(self.text(e)),
             Expression::StringTemplate(t) => self.template(t, e.span()),
             Expression::HeredocTemplate(h) => {
                 if h.indent().is_some() {
@@ -443,10 +443,6 @@ impl Conv<'_> {
         } else {
             format!("${{{t}}}")
         }
-    }
-
-    fn text_of_number(&self, e: &Expression, _n: &hcl_edit::Number) -> String {
-        self.text(e)
     }
 
     fn template(&mut self, t: &Template, at: Option<Range<usize>>) -> Option<String> {
