@@ -410,7 +410,17 @@ impl Conv<'_> {
         match e {
             Expression::String(s) => Some(escape_literal(s.value())),
             Expression::Bool(b) => Some(b.value().to_string()),
-            Expression::Number(_) => Some(self.text(e)),
+            Expression::Number(_) => {
+                // bake turns a number into text in go-cty's form (`1.50` →
+                // `1.5`, `1e3` → `1000`): a plain integer is that text
+                // already, any other number stays an expression.
+                let t = self.text(e);
+                let canonical = t == "0"
+                    || (!t.starts_with('0')
+                        && !t.is_empty()
+                        && t.bytes().all(|c| c.is_ascii_digit()));
+                Some(if canonical { t } else { self.interp(e) })
+            }
             Expression::StringTemplate(t) => self.template(t, e.span()),
             Expression::HeredocTemplate(h) => {
                 if h.indent().is_some() {

@@ -122,6 +122,7 @@ target "app" {
     NOTHING = null
     MIXED = "pre-${lower("X")}-post"
     NUM   = 3
+    FLOAT = 1.50
   }
   labels   = { "org.opencontainers.image.created" = timestamp() }
   no-cache = DEBUG
