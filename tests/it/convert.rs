@@ -543,6 +543,7 @@ target "app" {
     EQ       = notequal(TAGS, "") ? "yes" : "no"
     TRIM     = trimprefix("v1.2", "v")
     REGEX    = regex_replace("a-b-c", "-", ".")
+    FLOAT    = 1.50
   }
   labels = { "flat" = join(",", flatten([["x"], ["y", "z"]])) }
 }
