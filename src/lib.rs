@@ -12,6 +12,7 @@
 pub mod attrs;
 pub mod build;
 pub mod cli;
+pub mod convert;
 pub mod diag;
 pub mod dockerfile;
 pub mod exec;

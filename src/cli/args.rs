@@ -81,6 +81,11 @@ pub enum Command {
     /// Print the man page (roff) on stdout
     #[command(after_help = EXAMPLES_MAN)]
     Man,
+    /// Convert docker-bake.hcl / .json files to mybake.kdl (not evaluated)
+    #[command(after_help = "Examples:\n  \
+        mybake convert > mybake.kdl\n  \
+        mybake convert docker-bake.hcl docker-bake.override.hcl -o mybake.kdl")]
+    Convert(ConvertArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -100,6 +105,17 @@ pub enum CompletionShell {
     Fish,
     Elvish,
     Powershell,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ConvertArgs {
+    /// Bake files to convert, later ones overriding earlier ones (default:
+    /// bake's docker-bake.json, docker-bake.hcl, docker-bake.override.*)
+    #[arg(value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+    /// Write the KDL to FILE (atomically) instead of standard output
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Default)]

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod build;
+mod convert;
 mod docs;
 mod index;
 mod lock;
@@ -143,6 +144,9 @@ fn execute_with(
             stderr: format!("error: -C {}: not a directory\n", cwd.display()),
         };
     }
+    if let Some(Command::Convert(c)) = cli.command {
+        return convert::run(&c, &g, &cwd, render);
+    }
     let mut vars = Vec::new();
     for v in &g.vars {
         match v.split_once('=') {
@@ -236,7 +240,7 @@ fn execute_with(
             }
             Err(d) => fail(d, &sources),
         },
-        Command::Index(_) | Command::Completions { .. } | Command::Man => {
+        Command::Index(_) | Command::Convert(_) | Command::Completions { .. } | Command::Man => {
             unreachable!("handled before loading build files")
         }
     }

@@ -4,6 +4,7 @@
 //! Entry point: [`load`]. Output: [`Loaded`] (declarations per file, in file
 //! order) or every problem found in all files.
 
+pub mod json;
 pub mod kdl;
 mod lenient;
 mod model;
@@ -110,6 +111,10 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
     };
     let mut files = Vec::new();
     for (display, path) in paths {
+        if is_hcl(&path) {
+            diags.push(hcl_refused(&display));
+            continue;
+        }
         let bytes = if display == "-" {
             let mut b = Vec::new();
             match std::io::Read::read_to_end(&mut std::io::stdin(), &mut b) {
@@ -138,12 +143,39 @@ pub fn load(opts: &LoadOptions) -> (Sources, Result<Vec<FileDecls>, Diagnostics>
                 continue;
             }
         };
+        let json = is_json(&path);
         let id = sources.add(display, path, text);
         let text = sources.get(id).map(|f| f.text.clone()).unwrap_or_default();
         let name = sources.get(id).map(|f| f.name.clone()).unwrap_or_default();
-        files.push(decode_file(id, &name, &text, &mut diags));
+        if json {
+            files.push(json::decode_file(id, &text, &mut diags));
+        } else {
+            files.push(decode_file(id, &name, &text, &mut diags));
+        }
     }
     (sources, diags.into_result(files))
+}
+
+/// Whether a `-f` file is read as bake JSON (by its extension).
+pub fn is_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// Whether a `-f` file is an HCL bake file (refused: `mybake convert`).
+pub fn is_hcl(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("hcl"))
+}
+
+fn hcl_refused(display: &str) -> Diag {
+    Diag::new(
+        "mybake::load::hcl",
+        format!("{display} is an HCL bake file, which mybake does not read"),
+    )
+    .help(format!(
+        "convert it once with `mybake convert {display} -o mybake.kdl`, then use the KDL file"
+    ))
 }
 
 /// Decode one file's text. Public for the fuzz target and unit tests.

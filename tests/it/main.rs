@@ -7,6 +7,7 @@ mod bake_parity;
 mod build;
 mod cli;
 mod common;
+mod convert;
 mod examples_schema;
 mod help;
 mod hostile;
