@@ -81,6 +81,9 @@ pub struct BuildArgs {
     pub keep_going: bool,
     #[arg(long)]
     pub no_cache: bool,
+    /// Build every target even when the registry already holds it built from the same inputs (`--push` skips unchanged targets)
+    #[arg(long)]
+    pub rebuild: bool,
     #[arg(long)]
     pub pull: bool,
     #[arg(long, value_enum, default_value_t = Publish::All)]
