@@ -15,4 +15,5 @@ mod push_retry;
 mod references;
 mod scheduler;
 mod signals;
+mod skip;
 mod ssh;
