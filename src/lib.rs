@@ -23,6 +23,7 @@ pub mod report;
 pub mod resolve;
 pub mod source;
 pub mod value;
+pub mod verify;
 
 /// A hash map with a fast, seeded hasher (foldhash), for lookups by name.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -59,6 +59,20 @@ pub enum Command {
     /// Create or inspect image indexes
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Rebuild without cache and compare with what is published under the targets' tags (or with a second rebuild); exit 1 when anything differs
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Targets or groups (default: group `default`)
+    pub targets: Vec<String>,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+    #[arg(long, value_enum, default_value_t = Progress::Quiet)]
+    pub progress: Progress,
+    #[arg(long, value_name = "NAME")]
+    pub builder: Option<String>,
 }
 
 #[derive(Debug, Args, Default)]

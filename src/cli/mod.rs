@@ -4,6 +4,7 @@
 pub mod args;
 mod build;
 mod index;
+mod verify;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -214,6 +215,16 @@ fn execute_with(
                     return fail(pre, &sources);
                 }
                 build::run(&resolved, &p, &b, &opts.env)
+            }
+            Err(d) => fail(d, &sources),
+        },
+        Command::Verify(v) => match planned(&resolved, &v.targets) {
+            Ok((_, p)) => {
+                let pre = crate::build::preflight::check(&resolved, &p, &opts.env);
+                if !pre.is_empty() {
+                    return fail(pre, &sources);
+                }
+                verify::run(&resolved, &p, &v, &opts.env)
             }
             Err(d) => fail(d, &sources),
         },
