@@ -17,3 +17,4 @@ mod scheduler;
 mod signals;
 mod skip;
 mod ssh;
+mod verify;
