@@ -13,6 +13,7 @@ pub mod attrs;
 pub mod build;
 pub mod cli;
 pub mod diag;
+pub mod dockerfile;
 pub mod exec;
 pub mod load;
 pub mod oci;
