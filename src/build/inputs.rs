@@ -23,7 +23,7 @@
 //! the build context. A file changed within the last 2 seconds is hashed
 //! again next time (its mtime may not have moved yet).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -146,8 +146,10 @@ fn named_contexts(t: &Target) -> Vec<(String, String)> {
     }
 }
 
-/// The external images `t` uses: its Dockerfile's external `FROM`s and
-/// its `docker-image://` contexts (`None`: the Dockerfile is unreadable).
+/// The external images `t` uses: its Dockerfile's external images
+/// ([`crate::dockerfile`]: `FROM`, `COPY --from`, `RUN --mount=from=`,
+/// `# syntax=`) that no named context replaces, and its `docker-image://`
+/// contexts (`None`: the Dockerfile is unreadable or invalid).
 pub fn external_images(t: &Target) -> Option<Vec<String>> {
     let text = dockerfile_text(t)?;
     let contexts = named_contexts(t);
@@ -158,8 +160,11 @@ pub fn external_images(t: &Target) -> Option<Vec<String>> {
             .collect(),
         _ => BTreeMap::new(),
     };
-    let mut out: Vec<String> = from_images(&text, &args)
+    let stage = t.str(A::Stage).map(|s| s.v.as_str());
+    let mut out: Vec<String> = crate::dockerfile::external_images(&text, &args, stage)
+        .ok()?
         .into_iter()
+        .map(|e| e.image)
         .filter(|img| !contexts.iter().any(|(n, _)| n == img))
         .collect();
     for (_, v) in &contexts {
@@ -172,110 +177,6 @@ pub fn external_images(t: &Target) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// The images of a Dockerfile's `FROM` lines that are not earlier stages
-/// (nor `scratch`), with `ARG`s before the first `FROM` substituted (their
-/// defaults, overridden by `args`).
-pub fn from_images(text: &str, args: &BTreeMap<String, String>) -> Vec<String> {
-    let mut meta: BTreeMap<String, String> = BTreeMap::new();
-    let mut stages: BTreeSet<String> = BTreeSet::new();
-    let mut out = Vec::new();
-    let mut seen_from = false;
-    let mut logical = String::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if logical.is_empty() && (line.starts_with('#') || line.is_empty()) {
-            continue;
-        }
-        if let Some(head) = line.strip_suffix('\\') {
-            logical.push_str(head);
-            logical.push(' ');
-            continue;
-        }
-        logical.push_str(line);
-        let full = std::mem::take(&mut logical);
-        let mut words = full.split_whitespace();
-        let Some(instr) = words.next() else { continue };
-        let rest: Vec<&str> = words.collect();
-        if instr.eq_ignore_ascii_case("ARG") && !seen_from {
-            for a in rest {
-                let (k, v) = a.split_once('=').unwrap_or((a, ""));
-                let v = v.trim_matches('"').to_owned();
-                let v = args.get(k).cloned().unwrap_or(v);
-                meta.insert(k.to_owned(), v);
-            }
-        } else if instr.eq_ignore_ascii_case("FROM") {
-            seen_from = true;
-            let plain: Vec<&str> = rest
-                .iter()
-                .copied()
-                .filter(|w| !w.starts_with("--"))
-                .collect();
-            let Some(image) = plain.first() else { continue };
-            let image = substitute(image, &meta);
-            let lower = image.to_ascii_lowercase();
-            let external = lower != "scratch" && !stages.contains(&lower);
-            if let (Some(as_kw), Some(name)) = (plain.get(1), plain.get(2)) {
-                if as_kw.eq_ignore_ascii_case("as") {
-                    stages.insert(name.to_ascii_lowercase());
-                }
-            }
-            if external && !image.is_empty() && !out.contains(&image) {
-                out.push(image);
-            }
-        }
-    }
-    out
-}
-
-/// `$NAME`, `${NAME}` and `${NAME:-default}` of `meta`.
-fn substitute(s: &str, meta: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '$' {
-            out.push(c);
-            continue;
-        }
-        let braced = chars.peek() == Some(&'{');
-        if braced {
-            chars.next();
-        }
-        let mut name = String::new();
-        let mut default = None;
-        while let Some(&d) = chars.peek() {
-            if braced && d == '}' {
-                chars.next();
-                break;
-            }
-            if braced && d == ':' {
-                chars.next();
-                if chars.peek() == Some(&'-') {
-                    chars.next();
-                }
-                let mut dflt = String::new();
-                for d in chars.by_ref() {
-                    if d == '}' {
-                        break;
-                    }
-                    dflt.push(d);
-                }
-                default = Some(dflt);
-                break;
-            }
-            if !braced && !(d.is_ascii_alphanumeric() || d == '_') {
-                break;
-            }
-            name.push(d);
-            chars.next();
-        }
-        match meta.get(&name).filter(|v| !v.is_empty()) {
-            Some(v) => out.push_str(v),
-            None => out.push_str(&default.unwrap_or_default()),
-        }
-    }
-    out
-}
-
 /// Everything the keys need from outside: base image digests (`None`:
 /// could not be resolved), the file-hash cache directory.
 pub struct KeyContext<'a> {
@@ -283,6 +184,12 @@ pub struct KeyContext<'a> {
     pub bases: &'a HashMap<String, Option<String>>,
     /// Where per-context file hashes are kept (`None`: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// Run-wide inputs that reach every solve but are not target
+    /// attributes (`SOURCE_DATE_EPOCH`), as (name, value).
+    pub run_inputs: Vec<(String, String)>,
+    /// Per-target inputs of the same kind (the `--locked` pins a target's
+    /// solves get), as (name, value).
+    pub target_inputs: Option<&'a (dyn Fn(&Target) -> Vec<(String, String)> + Sync)>,
 }
 
 /// Computes every build node's key.
@@ -330,6 +237,14 @@ pub fn compute(r: &Resolved, plan: &Plan, cx: &KeyContext<'_>) -> InputKeys {
 /// The platform-independent part of a target's key.
 fn target_part(t: &Target, cx: &KeyContext<'_>) -> Option<String> {
     let mut h = Hasher::new("target-part");
+    for (k, v) in &cx.run_inputs {
+        h.field(&format!("run:{k}"), v.as_bytes());
+    }
+    if let Some(f) = cx.target_inputs {
+        for (k, v) in f(t) {
+            h.field(&format!("extra:{k}"), v.as_bytes());
+        }
+    }
     for (i, def) in ATTRS.iter().enumerate() {
         if NOT_INPUTS.iter().any(|a| a.index() == i) {
             continue;
@@ -526,20 +441,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn from_images_skip_stages_and_scratch() {
-        let df = "ARG BASE=alpine:3.19\n# c\nFROM --platform=$BUILDPLATFORM ${BASE} AS build\nRUN x\nFROM build AS b2\nFROM scratch\nFROM busybox:latest\nCOPY --from=build / /\n";
-        let args = BTreeMap::new();
-        assert_eq!(from_images(df, &args), ["alpine:3.19", "busybox:latest"]);
-        let mut args = BTreeMap::new();
-        args.insert("BASE".to_owned(), "debian:12".to_owned());
-        assert_eq!(from_images(df, &args), ["debian:12", "busybox:latest"]);
-        assert_eq!(
-            from_images("FROM \\\n  lib\nRUN x", &BTreeMap::new()),
-            ["lib"]
-        );
-    }
 
     #[test]
     fn context_hash_follows_content_and_dockerignore() -> std::io::Result<()> {

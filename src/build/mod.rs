@@ -286,6 +286,14 @@ pub fn run(
             force: s.rebuild || s.no_cache,
             file_targets: &file_names,
             cache_dir: cache_dir.clone(),
+            // After epoch13's merge: `s.source_date_epoch` (which also
+            // covers `--source-date-epoch`) and the `--locked` pins.
+            run_inputs: s
+                .env
+                .get("SOURCE_DATE_EPOCH")
+                .map(|e| ("SOURCE_DATE_EPOCH".to_owned(), e.clone()))
+                .into_iter()
+                .collect(),
             publish: crate::publish::PublishOptions {
                 insecure_registries: s.insecure_registries.clone(),
                 cancel: interrupt.token().clone(),

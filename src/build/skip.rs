@@ -84,6 +84,8 @@ pub struct CheckOptions<'a> {
     pub file_targets: &'a HashSet<String>,
     pub cache_dir: Option<PathBuf>,
     pub publish: PublishOptions,
+    /// See [`KeyContext::run_inputs`].
+    pub run_inputs: Vec<(String, String)>,
 }
 
 /// Computes the run's input keys and finds what need not be built.
@@ -141,6 +143,8 @@ pub async fn check(r: &Resolved, plan: &Plan, o: &CheckOptions<'_>) -> SkipPlan 
     let cx = KeyContext {
         bases: &bases,
         cache_dir: o.cache_dir.clone(),
+        run_inputs: o.run_inputs.clone(),
+        target_inputs: None,
     };
     out.keys = tokio::task::block_in_place(|| inputs::compute(r, plan, &cx));
     for &m in &published {
