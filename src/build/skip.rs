@@ -255,8 +255,9 @@ fn result(descriptor: Option<Descriptor>, reference: Option<String>) -> NodeResu
 }
 
 /// Unpublished dependencies: not solved when every dependent is unchanged
-/// (they need no result), or when an earlier run's result for the same key
-/// is recorded and still in the registry.
+/// (an unchanged node is not solved, so it needs no result), or when an
+/// earlier run's result for the same key is recorded and still in the
+/// registry.
 async fn dependencies(
     plan: &Plan,
     published: &HashSet<usize>,
@@ -271,10 +272,21 @@ async fn dependencies(
         .filter(|&n| plan.node(n).is_build() && !out.unchanged.contains_key(&n))
         .filter(|&n| !published.contains(&plan.node(n).target))
         .collect();
-    // Recorded results, checked at once.
+    // Dependents before dependencies: the ones some changed dependent
+    // needs, as far as known without recorded results.
+    let mut covered: HashSet<NodeIndex> = out.unchanged.keys().copied().collect();
+    let mut needed = Vec::new();
+    for &n in deps.iter().rev() {
+        if all_dependents_in(plan, n, &covered) {
+            covered.insert(n);
+        } else {
+            needed.push(n);
+        }
+    }
+    // Their recorded results, checked at once.
     let recorded: HashMap<NodeIndex, String> = match cache_dir {
         Some(dir) => {
-            futures::stream::iter(deps.iter().filter_map(|&n| {
+            futures::stream::iter(needed.iter().filter_map(|&n| {
                 let key = out.keys.nodes.get(&n).cloned().flatten()?;
                 let reference = read_record(dir, &key)?;
                 let client = client.clone();
@@ -293,22 +305,28 @@ async fn dependencies(
         }
         None => HashMap::new(),
     };
-    // Dependents before dependencies.
+    let mut covered: HashSet<NodeIndex> = out.unchanged.keys().copied().collect();
     for &n in deps.iter().rev() {
-        let dependents: Vec<NodeIndex> = plan
-            .graph
-            .neighbors_directed(n, Direction::Incoming)
-            .filter(|&d| plan.node(d).is_build())
-            .collect();
-        if !dependents.is_empty() && dependents.iter().all(|d| out.unchanged.contains_key(d)) {
-            // Only unchanged dependents need it: if one of them has no
-            // result, none of its dependents needs one either.
+        if all_dependents_in(plan, n, &covered) {
             out.unchanged.insert(n, result(None, None));
         } else if let Some(reference) = recorded.get(&n) {
             out.unchanged
                 .insert(n, result(None, Some(reference.clone())));
+        } else {
+            continue;
         }
+        covered.insert(n);
     }
+}
+
+/// `n` has dependents (build nodes) and all of them are in `set`.
+fn all_dependents_in(plan: &Plan, n: NodeIndex, set: &HashSet<NodeIndex>) -> bool {
+    let mut dependents = plan
+        .graph
+        .neighbors_directed(n, Direction::Incoming)
+        .filter(|&d| plan.node(d).is_build())
+        .peekable();
+    dependents.peek().is_some() && dependents.all(|d| set.contains(&d))
 }
 
 fn record_path(dir: &Path, key: &str) -> PathBuf {
