@@ -523,7 +523,13 @@ pub fn run(
             }
         }
         if let Some(path) = &s.metadata_file {
-            let doc = metadata(rep.published.as_ref(), results, rep.written.as_ref());
+            let mut doc = metadata(rep.published.as_ref(), results, rep.written.as_ref());
+            if let serde_json::Value::Object(o) = &mut doc {
+                for t in &skipped.targets {
+                    o.entry(t.name.clone())
+                        .or_insert_with(|| skip::metadata_entry(t));
+                }
+            }
             let text = crate::report::build::metadata_text(&doc);
             rep.metadata = Some(doc);
             if let Err(e) = std::fs::write(path, text) {

@@ -359,6 +359,28 @@ pub fn record(dir: &Path, keys: &InputKeys, results: &HashMap<NodeIndex, NodeRes
     }
 }
 
+/// The `--metadata-file` entry of an unchanged target: the keys a
+/// published target gets ([`crate::publish::metadata_json`]).
+pub fn metadata_entry(t: &UnchangedTarget) -> serde_json::Value {
+    let platforms: Vec<serde_json::Value> = ManifestDoc::parse(&t.index.bytes)
+        .map(|d| d.manifests)
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| !e.is_attestation())
+        .map(|e| serde_json::to_value(e).unwrap_or(serde_json::Value::Null))
+        .collect();
+    serde_json::json!({
+        "containerimage.descriptor": {
+            "mediaType": t.index.media_type,
+            "digest": t.index.digest,
+            "size": t.index.size(),
+        },
+        "containerimage.digest": t.index.digest,
+        "image.name": t.tags.join(","),
+        "mybake.platforms": platforms,
+    })
+}
+
 /// Makes every tag of the unchanged targets point to their index: tags
 /// that already do are left alone. Returns (target, tag, digest) of each
 /// tag written, or the first error.
