@@ -159,7 +159,7 @@ fn unchanged_targets_are_skipped_and_changes_rebuild_exactly_what_they_affect() 
     assert_eq!(digest_of(&format!("{ns}/svc-a:second")), a);
 
     // No change: zero solves, every node unchanged, same indexes.
-    let noop = build(&t, &[]);
+    let noop = build(&t, &["--metadata-file", "meta.json"]);
     assert_eq!(
         noop.started,
         BTreeSet::new(),
@@ -168,6 +168,13 @@ fn unchanged_targets_are_skipped_and_changes_rebuild_exactly_what_they_affect() 
     assert_eq!(noop.unchanged, all);
     assert_eq!(digest_of(&format!("{ns}/svc-a:dev")), a);
     assert_eq!(digest_of(&format!("{ns}/svc-b:dev")), b);
+    // The metadata file still names the published indexes.
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("meta.json")).expect("metadata file"),
+    )
+    .expect("metadata JSON");
+    assert_eq!(meta["svc-a"]["containerimage.digest"], a.as_str(), "{meta}");
+    assert_eq!(meta["svc-b"]["containerimage.digest"], b.as_str(), "{meta}");
 
     // A file the build does not send (.dockerignore) changes nothing.
     std::fs::write(t.path().join("svc-b/debug.log"), "x").expect("write");
