@@ -526,8 +526,16 @@ pub fn run(
             let mut doc = metadata(rep.published.as_ref(), results, rep.written.as_ref());
             if let serde_json::Value::Object(o) = &mut doc {
                 for t in &skipped.targets {
-                    o.entry(t.name.clone())
-                        .or_insert_with(|| skip::metadata_entry(t));
+                    let entry = o
+                        .entry(t.name.clone())
+                        .or_insert_with(|| serde_json::json!({}));
+                    if let (serde_json::Value::Object(e), serde_json::Value::Object(add)) =
+                        (entry, skip::metadata_entry(t))
+                    {
+                        for (k, v) in add {
+                            e.entry(k).or_insert(v);
+                        }
+                    }
                 }
             }
             let text = crate::report::build::metadata_text(&doc);
