@@ -177,6 +177,9 @@ pub fn external_images(t: &Target) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// Per-target inputs that are not attributes: (name, value) pairs.
+pub type TargetInputs = dyn Fn(&Target) -> Vec<(String, String)> + Sync;
+
 /// Everything the keys need from outside: base image digests (`None`:
 /// could not be resolved), the file-hash cache directory.
 pub struct KeyContext<'a> {
@@ -189,7 +192,7 @@ pub struct KeyContext<'a> {
     pub run_inputs: Vec<(String, String)>,
     /// Per-target inputs of the same kind (the `--locked` pins a target's
     /// solves get), as (name, value).
-    pub target_inputs: Option<&'a (dyn Fn(&Target) -> Vec<(String, String)> + Sync)>,
+    pub target_inputs: Option<&'a TargetInputs>,
 }
 
 /// Computes every build node's key.

@@ -394,39 +394,39 @@ pub async fn write_missing_tags(
     let jobs = targets
         .iter()
         .flat_map(|t| t.tags.iter().skip(1).map(move |tag| (t, tag.clone())));
-    let results: Vec<Result<Option<(String, String, String)>, String>> =
-        futures::stream::iter(jobs.map(|(t, tag)| {
-            let client = client.clone();
-            let cache = &cache;
-            async move {
-                let to = parse_reference(&tag).map_err(|e| e.to_string())?;
-                let head = client.head_manifest(&to).await.map_err(|e| e.to_string())?;
-                if head.is_some_and(|h| h.digest == t.index.digest) {
-                    return Ok(None);
-                }
-                let from = parse_reference(&t.tags[0]).map_err(|e| e.to_string())?;
-                let doc = ManifestDoc::parse(&t.index.bytes)?;
-                let children: Vec<Child> = doc
-                    .manifests
-                    .iter()
-                    .map(|e| Child {
-                        entry: e.clone(),
-                        source: from.clone(),
-                    })
-                    .collect();
-                ensure_children(&client, cache, &children, &to, 8)
-                    .await
-                    .map_err(|e| format!("{tag}: {e}"))?;
-                client
-                    .put_manifest(&to, t.index.bytes.clone(), &t.index.media_type)
-                    .await
-                    .map_err(|e| format!("{tag}: {e}"))?;
-                Ok(Some((t.name.clone(), tag, t.index.digest.clone())))
+    type Written = Option<(String, String, String)>;
+    let results: Vec<Result<Written, String>> = futures::stream::iter(jobs.map(|(t, tag)| {
+        let client = client.clone();
+        let cache = &cache;
+        async move {
+            let to = parse_reference(&tag).map_err(|e| e.to_string())?;
+            let head = client.head_manifest(&to).await.map_err(|e| e.to_string())?;
+            if head.is_some_and(|h| h.digest == t.index.digest) {
+                return Ok(None);
             }
-        }))
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
+            let from = parse_reference(&t.tags[0]).map_err(|e| e.to_string())?;
+            let doc = ManifestDoc::parse(&t.index.bytes)?;
+            let children: Vec<Child> = doc
+                .manifests
+                .iter()
+                .map(|e| Child {
+                    entry: e.clone(),
+                    source: from.clone(),
+                })
+                .collect();
+            ensure_children(&client, cache, &children, &to, 8)
+                .await
+                .map_err(|e| format!("{tag}: {e}"))?;
+            client
+                .put_manifest(&to, t.index.bytes.clone(), &t.index.media_type)
+                .await
+                .map_err(|e| format!("{tag}: {e}"))?;
+            Ok(Some((t.name.clone(), tag, t.index.digest.clone())))
+        }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .collect()
+    .await;
     let mut written = Vec::new();
     for r in results {
         if let Some(w) = r? {

@@ -199,10 +199,7 @@ pub fn run(
             let Ok(tag_ref) = parse_reference(&tag.v) else {
                 continue;
             };
-            let published = match client.get_manifest(&tag_ref).await {
-                Ok(m) => Some(m),
-                Err(_) => None,
-            };
+            let published = client.get_manifest(&tag_ref).await.ok();
             for n in plan.needs(m) {
                 let platform = plan.node(n).platform().unwrap_or_default().to_owned();
                 let Some(rebuilt) = first.get(&n).cloned() else {
