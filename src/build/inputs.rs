@@ -20,7 +20,7 @@
 //! the hashes of each context directory are kept in a small JSON file in
 //! the user's cache directory (`$MYBAKE_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/mybake`, else `~/.cache/mybake`), `inputs/` — never in
-//! the build context. A file changed within the last 2 seconds is hashed
+//! a build context (a cache directory inside one is not used). A file changed within the last 2 seconds is hashed
 //! again next time (its mtime may not have moved yet).
 
 use std::collections::{BTreeMap, HashMap};
@@ -144,6 +144,15 @@ fn named_contexts(t: &Target) -> Vec<(String, String)> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The directories of `t`'s local named contexts.
+pub fn named_context_dirs(t: &Target) -> Vec<PathBuf> {
+    named_contexts(t)
+        .into_iter()
+        .filter(|(_, v)| !v.starts_with("target:") && !v.contains("://"))
+        .map(|(_, v)| PathBuf::from(v))
+        .collect()
 }
 
 /// The external images `t` uses: its Dockerfile's external images

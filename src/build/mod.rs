@@ -349,7 +349,7 @@ pub fn run(
             }
             None => unreachable!("dropped only after a signal"),
         };
-        if let Some(dir) = &cache_dir {
+        if let Some(dir) = &skipped.cache_dir {
             let built: HashMap<_, _> = outcome
                 .results
                 .iter()

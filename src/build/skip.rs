@@ -59,6 +59,8 @@ pub struct SkipPlan {
     pub unchanged: HashMap<NodeIndex, NodeResult>,
     /// Published targets found unchanged.
     pub targets: Vec<UnchangedTarget>,
+    /// The cache directory, when it may be used (not inside a context).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Whether target `t` is published to a registry by this run (exec's rule).
@@ -102,6 +104,17 @@ pub async fn check(r: &Resolved, plan: &Plan, o: &CheckOptions<'_>) -> SkipPlan 
     let Ok(client) = o.publish.client(None) else {
         return out;
     };
+    // The cache is never written into a build context (it would be sent,
+    // and change the context it describes): inside one, it is not used.
+    let cache_dir = o.cache_dir.clone().filter(|c| {
+        !plan.graph.node_weights().filter(|n| n.is_build()).any(|n| {
+            let t = &r.targets[n.target];
+            c.starts_with(t.context_dir())
+                || inputs::named_context_dirs(t)
+                    .iter()
+                    .any(|d| c.starts_with(d))
+        })
+    });
     // Base images of every target built, resolved at once.
     let mut targets: Vec<usize> = plan
         .graph
@@ -142,11 +155,12 @@ pub async fn check(r: &Resolved, plan: &Plan, o: &CheckOptions<'_>) -> SkipPlan 
         .await;
     let cx = KeyContext {
         bases: &bases,
-        cache_dir: o.cache_dir.clone(),
+        cache_dir: cache_dir.clone(),
         run_inputs: o.run_inputs.clone(),
         target_inputs: None,
     };
     out.keys = tokio::task::block_in_place(|| inputs::compute(r, plan, &cx));
+    out.cache_dir = cache_dir.clone();
     for &m in &published {
         if let Some(k) = out.keys.target_key(plan, m) {
             out.target_keys.insert(plan.node(m).target_name.clone(), k);
@@ -202,7 +216,7 @@ pub async fn check(r: &Resolved, plan: &Plan, o: &CheckOptions<'_>) -> SkipPlan 
     }
     out.targets.sort_by(|a, b| a.name.cmp(&b.name));
     let published: HashSet<usize> = published.iter().map(|&m| plan.node(m).target).collect();
-    dependencies(plan, &published, &client, o.cache_dir.as_deref(), &mut out).await;
+    dependencies(plan, &published, &client, cache_dir.as_deref(), &mut out).await;
     out
 }
 
