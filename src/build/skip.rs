@@ -216,7 +216,7 @@ pub async fn check(r: &Resolved, plan: &Plan, o: &CheckOptions<'_>) -> SkipPlan 
     }
     out.targets.sort_by(|a, b| a.name.cmp(&b.name));
     let published: HashSet<usize> = published.iter().map(|&m| plan.node(m).target).collect();
-    dependencies(plan, &published, &client, cache_dir.as_deref(), &mut out).await;
+    dependencies(r, plan, &published, &client, cache_dir.as_deref(), &mut out).await;
     out
 }
 
@@ -273,6 +273,7 @@ fn result(descriptor: Option<Descriptor>, reference: Option<String>) -> NodeResu
 /// earlier run's result for the same key is recorded and still in the
 /// registry.
 async fn dependencies(
+    r: &Resolved,
     plan: &Plan,
     published: &HashSet<usize>,
     client: &RegistryClient,
@@ -303,6 +304,13 @@ async fn dependencies(
             futures::stream::iter(needed.iter().filter_map(|&n| {
                 let key = out.keys.nodes.get(&n).cloned().flatten()?;
                 let reference = read_record(dir, &key)?;
+                // Only a result in the repository this run pushes it to
+                // (another project's run may have recorded the same key).
+                let tag = r.targets[plan.node(n).target].list(A::Tags).first()?;
+                let repo = crate::exec::request::repository_of(&tag.v);
+                if reference.split('@').next() != Some(repo.as_str()) {
+                    return None;
+                }
                 let client = client.clone();
                 Some(async move {
                     let ok = match parse_reference(&reference) {
