@@ -10,7 +10,11 @@ use common::testbed::*;
 use common::Test;
 use serde_json::Value;
 
+/// Contents unique to the call: no other test's build of the same steps
+/// (the solver shares identical in-flight steps, and the cache reuses a
+/// COPY of the same content with another file's mtime) can stand in.
 fn project(ns: &str) -> Test {
+    let id = nonce();
     Test::new()
         .kdl(&format!(
             r#"target "repro" {{
@@ -28,10 +32,10 @@ target "dated" {{
 "#
         ))
         .file("r/Dockerfile", &format!("FROM {BUSYBOX}\nCOPY f /f\n"))
-        .file("r/f", "same\n")
+        .file("r/f", &format!("same {id}\n"))
         .file(
             "d/Dockerfile",
-            &format!("FROM {BUSYBOX}\nRUN date +%s%N > /f\n"),
+            &format!("FROM {BUSYBOX}\nRUN date +%s%N > /f && echo {id} > /id\n"),
         )
 }
 
