@@ -28,6 +28,7 @@ pub mod repro;
 pub mod resolve;
 pub mod source;
 pub mod value;
+pub mod verify;
 
 /// A hash map with a fast, seeded hasher (foldhash), for lookups by name.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -5,8 +5,10 @@
 //! [`Reporter`] as they come, and `report` renders the report.
 
 pub mod attest;
+pub mod inputs;
 mod interrupt;
 pub mod preflight;
+pub mod skip;
 mod targets;
 
 use std::collections::HashMap;
@@ -35,6 +37,8 @@ pub struct BuildSettings {
     pub jobs: Option<usize>,
     pub keep_going: bool,
     pub no_cache: bool,
+    /// `--rebuild`: build targets even when they are unchanged.
+    pub rebuild: bool,
     pub pull: bool,
     pub history: bool,
     /// `--publish per-target`: publish every complete target even when
@@ -78,6 +82,12 @@ pub enum NodeState {
     Failed(String),
     Cancelled,
     Skipped,
+    /// Not built: the registry already holds its result from the same
+    /// inputs (`skipped: unchanged`).
+    Unchanged {
+        /// `repo@digest` of its image manifest, when published.
+        reference: Option<String>,
+    },
 }
 
 /// The builds of a run that got through exec.
@@ -257,7 +267,7 @@ pub fn run(
         Ok(s) => s,
         Err(e) => return BuildReport::stopped(Stop::Staging(e.to_string())),
     };
-    let opts = ExecOptions {
+    let mut opts = ExecOptions {
         nodes,
         load: s.load,
         files,
@@ -272,9 +282,34 @@ pub fn run(
         source_date_epoch: s.source_date_epoch,
         pins: s.pins.clone(),
         attest: s.attest.clone(),
+        unchanged: Default::default(),
     };
+    let cache_dir = inputs::cache_dir(&s.env);
     let report = rt.block_on(async {
         let mut rep = BuildReport::stopped(Stop::Done);
+        // Input keys; targets the registry already holds from the same
+        // inputs are not built (unless --rebuild or --no-cache).
+        let file_names: std::collections::HashSet<String> =
+            file_targets.iter().map(|(n, _)| n.clone()).collect();
+        let check = skip::CheckOptions {
+            push: s.push,
+            force: s.rebuild || s.no_cache,
+            file_targets: &file_names,
+            cache_dir: cache_dir.clone(),
+            // Run-wide solve inputs that are not target attributes: the
+            // epoch (`--source-date-epoch` or the environment) and the
+            // run's attestation settings.
+            run_inputs: run_inputs(s),
+            pins: s.pins.clone(),
+            publish: crate::publish::PublishOptions {
+                insecure_registries: s.insecure_registries.clone(),
+                cancel: interrupt.token().clone(),
+                ..Default::default()
+            },
+        };
+        let skipped = skip::check(r, plan, &check).await;
+        opts.unchanged = skipped.unchanged.clone();
+        let opts = &opts;
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let mut reporter = reporter;
         let printer = tokio::spawn(async move {
@@ -288,7 +323,7 @@ pub fn run(
         // On a signal the executor cancels its solves and returns; if it
         // has not within the grace period (a hung connect), it is dropped.
         let outcome = tokio::select! {
-            o = exec::run(r, plan, &opts, tx, cancel.clone()) => Some(o),
+            o = exec::run(r, plan, opts, tx, cancel.clone()) => Some(o),
             _ = async {
                 cancel.cancelled().await;
                 tokio::time::sleep(EXEC_GRACE).await;
@@ -321,7 +356,16 @@ pub fn run(
             }
             None => unreachable!("dropped only after a signal"),
         };
-        let builds = builds(plan, &outcome);
+        if let Some(dir) = &skipped.cache_dir {
+            let built: HashMap<_, _> = outcome
+                .results
+                .iter()
+                .filter(|(n, _)| !skipped.unchanged.contains_key(n))
+                .map(|(n, res)| (*n, res.clone()))
+                .collect();
+            tokio::task::block_in_place(|| skip::record(dir, &skipped.keys, &built));
+        }
+        let builds = builds(plan, &outcome, &skipped.unchanged);
         let results = results_metadata(plan, &outcome, &s.builder);
         let failed = builds.failed();
         rep.builds = Some(builds);
@@ -329,7 +373,14 @@ pub fn run(
         // and write its tags. `all` publishes only when every build of the
         // run succeeded; `per-target` publishes every complete target.
         let allowed = s.per_target || !failed;
-        let targets = targets::publish_targets(r, plan, &outcome, allowed);
+        let mut targets = targets::publish_targets(r, plan, &outcome, allowed);
+        targets.retain(|t| !skipped.targets.iter().any(|u| u.name == t.name));
+        for t in &mut targets {
+            if let Some(k) = skipped.target_keys.get(&t.name) {
+                t.annotations
+                    .insert(format!("index:{}", skip::KEY_ANNOTATION), k.clone());
+            }
+        }
         // File outputs: build the final artifacts in staging before any
         // tag is written; place them after the registry publish.
         let file_plan = targets::file_outputs(r, plan, &outcome, allowed, &file_targets);
@@ -420,6 +471,33 @@ pub fn run(
                 return rep;
             }
         }
+        if allowed && !skipped.targets.is_empty() {
+            let opts = crate::publish::PublishOptions {
+                insecure_registries: s.insecure_registries.clone(),
+                cancel: interrupt.token().clone(),
+                ..Default::default()
+            };
+            let (ptx, mut prx) = mpsc::channel::<PublishEvent>(64);
+            let mut held = reporter.take();
+            let printer = tokio::spawn(async move {
+                while let Some(e) = prx.recv().await {
+                    if let Some(r) = held.as_mut() {
+                        r.publish(&e);
+                    }
+                }
+                held
+            });
+            let res = skip::write_missing_tags(&skipped.targets, &opts, Some(ptx)).await;
+            reporter = printer.await.ok().flatten();
+            if let Err(e) = res {
+                rep.signal = interrupt.signal();
+                rep.stop = Stop::Publish(PublishError::Invalid {
+                    target: None,
+                    message: e,
+                });
+                return rep;
+            }
+        }
         if !ready.is_empty() {
             let docker = match mybake_buildkit::Endpoint::parse_with_env("docker", |k| {
                 s.env.get(k).cloned()
@@ -453,6 +531,20 @@ pub fn run(
         }
         if let Some(path) = &s.metadata_file {
             let mut doc = metadata(rep.published.as_ref(), results, rep.written.as_ref());
+            if let serde_json::Value::Object(o) = &mut doc {
+                for t in &skipped.targets {
+                    let entry = o
+                        .entry(t.name.clone())
+                        .or_insert_with(|| serde_json::json!({}));
+                    if let (serde_json::Value::Object(e), serde_json::Value::Object(add)) =
+                        (entry, skip::metadata_entry(t))
+                    {
+                        for (k, v) in add {
+                            e.entry(k).or_insert(v);
+                        }
+                    }
+                }
+            }
             bake_metadata_keys(&mut doc, |name| {
                 r.targets
                     .iter()
@@ -483,14 +575,41 @@ pub fn run(
 }
 
 /// The summary's rows: every build node, in plan order.
-fn builds(plan: &Plan, outcome: &exec::ExecOutcome) -> Builds {
+/// The inputs of every solve of the run that are not target attributes
+/// (part of each input key, see [`inputs::KeyContext::run_inputs`]).
+fn run_inputs(s: &BuildSettings) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Some(e) = s.source_date_epoch {
+        v.push(("SOURCE_DATE_EPOCH".to_owned(), e.to_string()));
+    }
+    if let Some(p) = &s.attest.provenance {
+        v.push(("--provenance".to_owned(), p.clone()));
+    }
+    if let Some(p) = &s.attest.sbom {
+        v.push(("--sbom".to_owned(), p.clone()));
+    }
+    if s.attest.no_default {
+        v.push((attest::NO_DEFAULT_ENV.to_owned(), "1".to_owned()));
+    }
+    v
+}
+
+fn builds(
+    plan: &Plan,
+    outcome: &exec::ExecOutcome,
+    unchanged: &HashMap<petgraph::graph::NodeIndex, exec::NodeResult>,
+) -> Builds {
     let mut nodes = Vec::new();
     for &n in &plan.order {
         let node = plan.node(n);
         if !node.is_build() {
             continue;
         }
-        let state = if let Some(res) = outcome.results.get(&n) {
+        let state = if let Some(res) = unchanged.get(&n) {
+            NodeState::Unchanged {
+                reference: res.reference.clone(),
+            }
+        } else if let Some(res) = outcome.results.get(&n) {
             NodeState::Built {
                 builder: res.builder.clone(),
                 duration: res.duration,

@@ -86,6 +86,9 @@ pub enum Command {
         mybake convert > mybake.kdl\n  \
         mybake convert docker-bake.hcl docker-bake.override.hcl -o mybake.kdl")]
     Convert(ConvertArgs),
+    /// Rebuild without cache and compare with what is published under the targets' tags (or with a second rebuild); exit 1 when anything differs
+    #[command(after_help = EXAMPLES_VERIFY)]
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -118,6 +121,27 @@ pub struct ConvertArgs {
     pub output: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Targets or groups (default: group `default`)
+    pub targets: Vec<String>,
+    /// Report format
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+    /// Progress of the rebuild on stderr
+    #[arg(long, value_enum, default_value_t = Progress::Quiet)]
+    pub progress: Progress,
+    /// Builder to rebuild on (default: $MYBAKE_BUILDER, else `docker`)
+    #[arg(long, value_name = "NAME")]
+    pub builder: Option<String>,
+    /// Timestamp the release was built with (as `build --source-date-epoch`); default: $SOURCE_DATE_EPOCH
+    #[arg(long, value_name = "N|git")]
+    pub source_date_epoch: Option<String>,
+    /// Rebuild from the digests pinned in mybake.lock (as `build --locked`)
+    #[arg(long)]
+    pub locked: bool,
+}
+
 #[derive(Debug, Args, Default)]
 pub struct BuildArgs {
     /// Targets or groups to build (default: group `default`, else target `default`)
@@ -143,6 +167,9 @@ pub struct BuildArgs {
     /// Do not use the build cache
     #[arg(long)]
     pub no_cache: bool,
+    /// Build every target even when the registry already holds it built from the same inputs (`--push` skips unchanged targets)
+    #[arg(long)]
+    pub rebuild: bool,
     /// Always pull the base images (check the registry for newer ones)
     #[arg(long)]
     pub pull: bool,
@@ -286,6 +313,11 @@ Examples:
   mybake lock --update              Resolve every pin again
   mybake lock --update localhost:5000/busybox:latest
   mybake build --locked --push      Build from the pins; exit 2 if the lock is stale";
+
+const EXAMPLES_VERIFY: &str = "\
+Examples:
+  mybake verify                      Rebuild group `default`, compare with its published tags
+  mybake verify release --locked --source-date-epoch git --format json";
 
 const EXAMPLES_MAN: &str = "\
 Examples:

@@ -39,6 +39,7 @@ pub fn run(
         jobs: b.jobs,
         keep_going: b.keep_going,
         no_cache: b.no_cache,
+        rebuild: b.rebuild,
         pull: b.pull,
         history: b.history,
         per_target: b.publish == Publish::PerTarget,

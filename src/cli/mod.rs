@@ -7,6 +7,7 @@ mod convert;
 mod docs;
 mod index;
 mod lock;
+mod verify;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -226,6 +227,26 @@ fn execute_with(
                 let render = |d| fail(d, &sources);
                 match lock::build_settings(&resolved, &sel.all, &b, &opts.env, &dir, &render) {
                     Ok(repro) => build::run(&resolved, &p, &b, &opts.env, repro),
+                    Err(o) => o,
+                }
+            }
+            Err(d) => fail(d, &sources),
+        },
+        Command::Verify(v) => match planned(&resolved, &v.targets) {
+            Ok((sel, p)) => {
+                let pre = crate::build::preflight::check(&resolved, &p, &opts.env);
+                if !pre.is_empty() {
+                    return fail(pre, &sources);
+                }
+                let dir = lock::first_file_dir(&cwd, &g.files);
+                let render = |d| fail(d, &sources);
+                let b = args::BuildArgs {
+                    source_date_epoch: v.source_date_epoch.clone(),
+                    locked: v.locked,
+                    ..Default::default()
+                };
+                match lock::build_settings(&resolved, &sel.all, &b, &opts.env, &dir, &render) {
+                    Ok(repro) => verify::run(&resolved, &p, &v, &opts.env, repro),
                     Err(o) => o,
                 }
             }

@@ -69,6 +69,9 @@ pub struct ExecOptions {
     pub pins: Option<Arc<crate::lock::Pins>>,
     /// The run's attestation settings (`--provenance`, `--sbom`).
     pub attest: crate::build::attest::AttestRun,
+    /// Build nodes found unchanged (`build::skip`): not solved; each is
+    /// reported `Skipped` with reason `unchanged` and given this result.
+    pub unchanged: HashMap<NodeIndex, NodeResult>,
 }
 
 /// One successful build node.
@@ -181,6 +184,22 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<ExecOutcome, ExecError> {
     // Output types are checked at resolve (`resolve::spec`).
+    // Nothing to solve: no builder is needed.
+    if plan
+        .graph
+        .node_indices()
+        .filter(|&n| plan.node(n).is_build())
+        .all(|n| opts.unchanged.contains_key(&n))
+    {
+        let mut outcome = ExecOutcome::default();
+        for &n in &plan.order {
+            if let Some(res) = opts.unchanged.get(&n) {
+                let _ = events.send(unchanged_event(plan, n));
+                outcome.results.insert(n, res.clone());
+            }
+        }
+        return Ok(outcome);
+    }
     let mut pushes = HashMap::new();
     for n in plan
         .graph
@@ -312,6 +331,7 @@ pub async fn run(
         builders: nodes.iter().map(|n| n.name.clone()).collect(),
         req_opts,
         events: events.clone(),
+        unchanged: &opts.unchanged,
     };
     let sched = schedule::Scheduler::new(plan, assigned, rank, &limits, opts.keep_going);
     Ok(schedule::drive(sched, &solver, &events, &cancel).await)
@@ -328,6 +348,15 @@ struct BuildKitSolver<'a> {
     builders: Vec<String>,
     req_opts: RequestOptions,
     events: mpsc::UnboundedSender<Event>,
+    unchanged: &'a HashMap<NodeIndex, NodeResult>,
+}
+
+/// The event of a node not solved because it is unchanged.
+fn unchanged_event(plan: &Plan, n: NodeIndex) -> Event {
+    Event::Skipped {
+        node: plan.node(n).id.clone(),
+        reason: "unchanged".into(),
+    }
 }
 
 impl schedule::Solver for BuildKitSolver<'_> {
@@ -336,6 +365,11 @@ impl schedule::Solver for BuildKitSolver<'_> {
         job: schedule::Job,
         cancel: CancellationToken,
     ) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
+        if let Some(res) = self.unchanged.get(&job.node) {
+            let _ = self.events.send(unchanged_event(self.plan, job.node));
+            let res = res.clone();
+            return Box::pin(async move { Ok(res) });
+        }
         let node = self.plan.node(job.node);
         let t = self.r.targets[node.target].clone();
         let mut deps: HashMap<String, String> = HashMap::new();

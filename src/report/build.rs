@@ -164,6 +164,10 @@ pub fn table(b: &Builds) -> String {
             NodeState::Failed(e) => empty(format!("FAILED: {e}")),
             NodeState::Cancelled => empty("cancelled".into()),
             NodeState::Skipped => empty("skipped".into()),
+            NodeState::Unchanged { reference } => empty(match reference {
+                Some(r) => format!("skipped: unchanged {r}"),
+                None => "skipped: unchanged".into(),
+            }),
         });
     }
     let widths: Vec<usize> = (0..5)

@@ -20,4 +20,6 @@ mod repro;
 mod scheduler;
 mod set;
 mod signals;
+mod skip;
 mod ssh;
+mod verify;

@@ -1,0 +1,55 @@
+//! `mybake verify`: settings, the rebuild and comparison, the report
+//! (stdout), the exit code (1 when anything differs or failed).
+
+use std::collections::HashMap;
+
+use super::args::{ListFormat, Progress, VerifyArgs};
+use super::{exit, Outcome};
+use crate::plan::Plan;
+use crate::report::{self, reporter::Mode};
+use crate::resolve::Resolved;
+use crate::verify::{self, VerifySettings};
+
+pub fn run(
+    r: &Resolved,
+    plan: &Plan,
+    v: &VerifyArgs,
+    env: &HashMap<String, String>,
+    (source_date_epoch, pins): (Option<u64>, Option<std::sync::Arc<crate::lock::Pins>>),
+) -> Outcome {
+    let settings = VerifySettings {
+        builder: v
+            .builder
+            .clone()
+            .or_else(|| env.get("MYBAKE_BUILDER").cloned())
+            .unwrap_or_else(|| "docker".into()),
+        insecure_registries: env
+            .get("MYBAKE_INSECURE_REGISTRIES")
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
+        env: env.clone(),
+        source_date_epoch,
+        pins,
+    };
+    let reporter = report::reporter::reporter(match v.progress {
+        Progress::Auto => Mode::Auto,
+        Progress::Tty => Mode::Tty,
+        Progress::Plain => Mode::Plain,
+        Progress::Json => Mode::Json,
+        Progress::Quiet => Mode::Quiet,
+    });
+    let rep = verify::run(r, plan, &settings, reporter);
+    Outcome {
+        code: if rep.identical() {
+            exit::OK
+        } else {
+            exit::FAILED
+        },
+        stdout: vec![match v.format {
+            ListFormat::Text => rep.text(),
+            ListFormat::Json => rep.json(),
+        }],
+        stderr: String::new(),
+    }
+}
