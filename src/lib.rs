@@ -14,6 +14,7 @@ pub mod build;
 pub mod cli;
 pub mod diag;
 pub mod exec;
+pub mod expr;
 pub mod load;
 pub mod oci;
 pub mod par;
