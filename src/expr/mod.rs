@@ -579,14 +579,61 @@ pub fn eval(
     names: &dyn Fn() -> Vec<String>,
 ) -> Result<Value, ExprError> {
     let expr = parse(text)?;
-    let mut ctx = g.base.clone();
-    for (tok, _) in idents(text) {
-        if let Some(v) = lookup(tok) {
-            ctx.declare_var(tok, v);
+    // This thread's context of the last evaluation with these globals is
+    // reused (a clone of every function definition per expression is most
+    // of an evaluation's cost), unless a name it declared must now be
+    // unknown.
+    let cached = CACHE.with(|c| c.borrow_mut().take());
+    let toks = idents(text);
+    let values: Vec<(&str, Option<Value>)> = toks.iter().map(|(t, _)| (*t, lookup(t))).collect();
+    let mut cache = match cached {
+        Some(c)
+            if Arc::ptr_eq(&c.globals, g)
+                && values
+                    .iter()
+                    .all(|(t, v)| v.is_some() || !c.declared.iter().any(|d| d == t)) =>
+        {
+            c
+        }
+        _ => ContextCache {
+            globals: g.clone(),
+            ctx: g.base.clone(),
+            declared: Vec::new(),
+        },
+    };
+    for (tok, v) in values {
+        if let Some(v) = v {
+            cache.ctx.declare_var(tok, v);
+            if !cache.declared.iter().any(|d| d == tok) {
+                cache.declared.push(tok.to_string());
+            }
         }
     }
-    let _enter = Enter::new(g);
-    expr.evaluate(&ctx).map_err(|e| locate(e, text, g, names))
+    let r = {
+        let _enter = Enter::new(g);
+        expr.evaluate(&cache.ctx)
+            .map_err(|e| locate(e, text, g, names))
+    };
+    // A context grown too large is dropped rather than kept.
+    if cache.declared.len() <= CACHE_MAX_NAMES {
+        CACHE.with(|c| *c.borrow_mut() = Some(cache));
+    }
+    r
+}
+
+/// A reusable evaluation context (see [`eval`]).
+struct ContextCache {
+    globals: Arc<Globals>,
+    ctx: Context<'static>,
+    /// The variables declared in `ctx`.
+    declared: Vec<String>,
+}
+
+/// Most names a cached context keeps declared.
+const CACHE_MAX_NAMES: usize = 256;
+
+thread_local! {
+    static CACHE: RefCell<Option<ContextCache>> = const { RefCell::new(None) };
 }
 
 /// Turn an evaluation error into a located one.
@@ -747,11 +794,11 @@ fn call_user(k: usize, args: FuncArgs) -> Result<Value, String> {
     }
     let eval = |e: &Expression| {
         e.evaluate(&ctx).map_err(|e| match e.kind() {
-            // The inner call's own message already names its function.
+            // An inner user function's message already says where it is.
             hcl::eval::ErrorKind::FuncCall(name, msg)
                 if g.users.iter().any(|u| u.name == name.to_string()) =>
             {
-                format!("`{name}`: {msg}")
+                msg.clone()
             }
             _ => in_fn(e.to_string()),
         })

@@ -1025,6 +1025,21 @@ fn knuffel_diags(file: FileId, text: &str, e: &knuffel::Error) -> Vec<Diag> {
         if let Some(h) = r.help() {
             d = d.help(h.to_string());
         }
+        // knuffel abbreviates a long list of node names ("expected
+        // `variable`, `function`, or one of 2 others"): name them all.
+        let message = if message.starts_with("expected `variable`") {
+            d.message = format!(
+                "expected one of {}",
+                TOP_NODES
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            d.message.clone()
+        } else {
+            message
+        };
         // The offending word: quoted in "unexpected node `x`", else the
         // text under the primary label ("expected one of …").
         let word = if message.starts_with("unexpected") {

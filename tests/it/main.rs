@@ -7,6 +7,7 @@ mod build;
 mod cli;
 mod common;
 mod examples_schema;
+mod expr;
 mod hostile;
 mod monorepo;
 mod outputs;
