@@ -799,7 +799,7 @@ fn validations(file: FileId, nodes: &[kdl::Node], diags: &mut Diagnostics) -> Ve
                     format!("unknown node `{}` in a variable", c.name),
                 )
                 .label(c.name_span.span(file), "unknown node")
-                .help_opt(suggest(&c.name, ["validation"].into_iter()).or_else(|| {
+                .help_opt(suggest(&c.name, ["validation"]).or_else(|| {
                     Some("a variable's block holds `validation \"${EXPR}\" message=\"…\"`".into())
                 })),
             );
