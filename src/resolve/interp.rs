@@ -573,6 +573,45 @@ mod tests {
     }
 
     #[test]
+    fn expressions_take_their_type() {
+        let s = M(HashMap::from([
+            ("TAG", Val::Text("dev".into())),
+            ("N", Val::Null),
+            ("P", Val::List(vec!["a".into(), "b".into()])),
+            ("M", Val::Map(vec![("k".into(), "v".into())])),
+        ]));
+        let run = |t: &str, list: bool| {
+            interpolate(&Sp::none(t.to_string()), &s, &Sources::default(), list)
+        };
+        assert_eq!(run("${N}", false).unwrap(), Val::Null);
+        assert_eq!(run("${ N }", false).unwrap(), Val::Null);
+        let e = run("x-${N}", false).unwrap_err();
+        assert_eq!(e.code, "mybake::resolve::null-in-string");
+        assert_eq!(
+            run("${[for x in P : \"${x}!\"]}", true).unwrap(),
+            Val::List(vec!["a!".into(), "b!".into()])
+        );
+        assert_eq!(
+            run("${M.k}-${1 + 2}", false).unwrap(),
+            Val::Text("v-3".into())
+        );
+        assert_eq!(
+            run("${M}", false).unwrap(),
+            Val::Map(vec![("k".into(), "v".into())])
+        );
+        assert_eq!(
+            run("${TAG == \"dev\"}", false).unwrap(),
+            Val::Text("true".into())
+        );
+        assert_eq!(
+            run("$${x} ${upper(TAG)}", false).unwrap(),
+            Val::Text("${x} DEV".into())
+        );
+        let e = run("${upper(TGA)}", false).unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("did you mean `TAG`?"));
+    }
+
+    #[test]
     fn values_are_capped() {
         let big = Val::Text("x".repeat(MAX_VALUE_BYTES / 2 + 1));
         let s = M(HashMap::from([("B", big)]));
