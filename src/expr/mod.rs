@@ -804,7 +804,8 @@ fn call_user(k: usize, args: FuncArgs) -> Result<Value, String> {
         })
     };
     if let [Part::Expr(e, _)] = &f.parts[..] {
-        return eval(e);
+        let v = eval(e)?;
+        return within_cap(f, v);
     }
     let mut out = String::new();
     for part in &f.parts {
@@ -825,8 +826,32 @@ fn call_user(k: usize, args: FuncArgs) -> Result<Value, String> {
             }
         }
     }
-    Ok(Value::String(out))
+    within_cap(f, Value::String(out))
 }
+
+/// A user function's result, refused past [`MAX_RESULT_BYTES`] (a
+/// function doubling its argument, nested, would otherwise grow
+/// exponentially before any interpolation cap is checked).
+fn within_cap(f: &UserFn, v: Value) -> Result<Value, String> {
+    let n = match &v {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.len().saturating_mul(16),
+        Value::Object(o) => o.len().saturating_mul(16),
+        _ => 0,
+    };
+    if n > MAX_RESULT_BYTES {
+        return Err(format!(
+            "`{}` gives a value larger than {} MiB",
+            f.name,
+            MAX_RESULT_BYTES >> 20
+        ));
+    }
+    Ok(v)
+}
+
+/// Largest value one user function call may give (1 MiB, the cap of an
+/// interpolated value).
+pub const MAX_RESULT_BYTES: usize = 1 << 20;
 
 /// One plain function per user-function slot (hcl-rs functions are `fn`
 /// pointers): slot `k` calls user function `k` of the current globals.

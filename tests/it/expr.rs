@@ -230,4 +230,14 @@ fn recursion_and_deep_nesting_are_bounded() {
     let kdl = "function \"f\" {\n    params \"x\"\n    result \"${g(x)}\"\n}\nfunction \"g\" {\n    params \"x\"\n    result \"${f(x)}\"\n}\ntarget \"a\" {\n    tags \"${f(1)}\"\n}\n";
     let o = Test::new().kdl(kdl).args(&["print", "a"]).expect(2);
     assert!(o.stderr.contains("more than 16 deep"), "{}", o.stderr);
+    // A function doubling its argument, nested: refused at 1 MiB, long
+    // before the 2^16 copies of 64 KiB it asks for.
+    let kdl = format!(
+        "variable \"X\" default=\"{}\"\nfunction \"d\" {{\n    params \"x\"\n    result \"${{x}}${{x}}\"\n}}\ntarget \"a\" {{\n    tags \"${{{}X{}}}\"\n}}\n",
+        "x".repeat(64 << 10),
+        "d(".repeat(16),
+        ")".repeat(16)
+    );
+    let o = Test::new().kdl(&kdl).args(&["print", "a"]).expect(2);
+    assert!(o.stderr.contains("larger than 1 MiB"), "{}", o.stderr);
 }
