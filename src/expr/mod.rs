@@ -578,7 +578,7 @@ pub fn eval(
     lookup: &dyn Fn(&str) -> Option<Value>,
     names: &dyn Fn() -> Vec<String>,
 ) -> Result<Value, ExprError> {
-    let expr = parse(text)?;
+    let expr = parsed(text)?;
     // This thread's context of the last evaluation with these globals is
     // reused (a clone of every function definition per expression is most
     // of an evaluation's cost), unless a name it declared must now be
@@ -619,6 +619,31 @@ pub fn eval(
         CACHE.with(|c| *c.borrow_mut() = Some(cache));
     }
     r
+}
+
+/// [`parse`], remembered per thread: the same expression text is met once
+/// per target that inherits or repeats it.
+fn parsed(text: &str) -> Result<std::rc::Rc<Expression>, ExprError> {
+    if let Some(e) = PARSED.with(|p| p.borrow().get(text).cloned()) {
+        return Ok(e);
+    }
+    let e = std::rc::Rc::new(parse(text)?);
+    PARSED.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() >= PARSED_MAX {
+            p.clear();
+        }
+        p.insert(text.to_string(), e.clone());
+    });
+    Ok(e)
+}
+
+/// Most parsed expressions a thread remembers.
+const PARSED_MAX: usize = 4096;
+
+thread_local! {
+    static PARSED: RefCell<std::collections::HashMap<String, std::rc::Rc<Expression>>> =
+        RefCell::new(std::collections::HashMap::new());
 }
 
 /// A reusable evaluation context (see [`eval`]).
