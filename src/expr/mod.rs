@@ -583,10 +583,26 @@ pub fn eval(
     // reused (a clone of every function definition per expression is most
     // of an evaluation's cost), unless a name it declared must now be
     // unknown.
-    let cached = CACHE.with(|c| c.borrow_mut().take());
-    let toks = idents(text);
-    let values: Vec<(&str, Option<Value>)> = toks.iter().map(|(t, _)| (*t, lookup(t))).collect();
-    let mut cache = match cached {
+    let values: Vec<(&str, Option<Value>)> = idents(text)
+        .into_iter()
+        .map(|(t, _)| (t, lookup(t)))
+        .collect();
+    let cache = acquire(g, values);
+    let r = {
+        let _enter = Enter::new(g);
+        expr.evaluate(&cache.ctx)
+            .map_err(|e| locate(e, text, g, names))
+    };
+    release(cache);
+    r
+}
+
+/// A context with `values` declared: one of this thread's pool when it was
+/// made from the same globals and declares none of the names that must
+/// now be unknown (`None` values), else a fresh copy of the globals'.
+fn acquire(g: &Arc<Globals>, values: Vec<(&str, Option<Value>)>) -> ContextCache {
+    let pooled = CACHE.with(|c| c.borrow_mut().pop());
+    let mut cache = match pooled {
         Some(c)
             if Arc::ptr_eq(&c.globals, g)
                 && values
@@ -609,17 +625,25 @@ pub fn eval(
             }
         }
     }
-    let r = {
-        let _enter = Enter::new(g);
-        expr.evaluate(&cache.ctx)
-            .map_err(|e| locate(e, text, g, names))
-    };
-    // A context grown too large is dropped rather than kept.
-    if cache.declared.len() <= CACHE_MAX_NAMES {
-        CACHE.with(|c| *c.borrow_mut() = Some(cache));
-    }
-    r
+    cache
 }
+
+/// Give a context back to this thread's pool (one grown too large, or
+/// past the pool's size, is dropped).
+fn release(cache: ContextCache) {
+    if cache.declared.len() <= CACHE_MAX_NAMES {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() < POOL_MAX {
+                c.push(cache);
+            }
+        });
+    }
+}
+
+/// Most contexts a thread keeps for reuse (one per user-function depth in
+/// use, and the expression's own).
+const POOL_MAX: usize = MAX_CALL_DEPTH + 2;
 
 /// [`parse`], remembered per thread: the same expression text is met once
 /// per target that inherits or repeats it.
@@ -658,7 +682,7 @@ struct ContextCache {
 const CACHE_MAX_NAMES: usize = 256;
 
 thread_local! {
-    static CACHE: RefCell<Option<ContextCache>> = const { RefCell::new(None) };
+    static CACHE: RefCell<Vec<ContextCache>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Turn an evaluation error into a located one.
@@ -792,33 +816,47 @@ fn call_user(k: usize, args: FuncArgs) -> Result<Value, String> {
     }
     CURRENT.with(|c| c.borrow_mut().1 += 1);
     let _depth = Depth;
-    let mut ctx = g.base.clone();
-    let values = args.into_values();
-    let mut it = values.into_iter();
+    let args = args.into_values();
+    let mut it = args.into_iter();
+    let mut values: Vec<(&str, Option<Value>)> = Vec::new();
     for p in &f.params {
-        ctx.declare_var(p.as_str(), it.next().unwrap_or(Value::Null));
+        values.push((p.as_str(), Some(it.next().unwrap_or(Value::Null))));
     }
     if let Some(v) = &f.variadic {
-        ctx.declare_var(v.as_str(), Value::Array(it.collect()));
+        values.push((v.as_str(), Some(Value::Array(it.collect()))));
     }
     let bound = |n: &str| f.params.iter().any(|p| p == n) || f.variadic.as_deref() == Some(n);
     let in_fn = |msg: String| format!("in function `{}` ({}): {msg}", f.name, f.at);
-    let mut declared: Vec<&str> = Vec::new();
     for part in &f.parts {
         if let Part::Expr(_, text) = part {
             for (tok, _) in idents(text) {
-                if bound(tok) || declared.contains(&tok) {
+                if bound(tok) || values.iter().any(|(t, _)| *t == tok) {
                     continue;
                 }
-                if let Some((_, v)) = g.vars.iter().find(|(n, _)| n == tok) {
-                    ctx.declare_var(tok, v.clone());
-                    declared.push(tok);
-                }
+                let v = g
+                    .vars
+                    .iter()
+                    .find(|(n, _)| n == tok)
+                    .map(|(_, v)| v.clone());
+                values.push((tok, v));
             }
         }
     }
+    let cache = acquire(&g, values);
+    let r = user_body(f, &g, &cache.ctx, in_fn);
+    release(cache);
+    r
+}
+
+/// Evaluate user function `f`'s body in `ctx`.
+fn user_body(
+    f: &UserFn,
+    g: &Globals,
+    ctx: &Context<'static>,
+    in_fn: impl Fn(String) -> String,
+) -> Result<Value, String> {
     let eval = |e: &Expression| {
-        e.evaluate(&ctx).map_err(|e| match e.kind() {
+        e.evaluate(ctx).map_err(|e| match e.kind() {
             // An inner user function's message already says where it is.
             hcl::eval::ErrorKind::FuncCall(name, msg)
                 if g.users.iter().any(|u| u.name == name.to_string()) =>
