@@ -81,6 +81,10 @@ impl EntryMap {
     pub fn values(&self) -> impl Iterator<Item = &Entry> {
         self.items.iter().map(|(_, v)| v)
     }
+    /// Keys with their entries to change.
+    pub fn values_mut_keyed(&mut self) -> impl Iterator<Item = (&String, &mut Entry)> {
+        self.items.iter_mut().map(|(k, v)| (&*k, v))
+    }
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
         self.items.iter_mut().map(|(_, v)| v)
     }
@@ -263,6 +267,14 @@ impl Attrs {
             Some(Arc::make_mut(&mut self.values[p]))
         } else {
             None
+        }
+    }
+    /// Unset attribute `i`.
+    pub fn remove(&mut self, i: usize) {
+        if self.contains(i) {
+            let p = self.pos(i);
+            self.values.remove(p);
+            self.set &= !Self::bit(i);
         }
     }
     /// Set attribute `i` (replacing any value).

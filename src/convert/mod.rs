@@ -149,6 +149,7 @@ pub fn convert(sources: &Sources, ids: &[FileId]) -> Result<String, Diagnostics>
 /// KDL nodes for declarations decoded from a bake JSON file.
 fn from_decls(d: &crate::load::FileDecls) -> Vec<KNode> {
     use crate::attrs::{Shape, ATTRS};
+    use crate::load::target::AxisValue;
     use crate::load::DefaultValue;
     use kdl_out::KVal;
     let mut out = Vec::new();
@@ -192,7 +193,24 @@ fn from_decls(d: &crate::load::FileDecls) -> Vec<KNode> {
                 m.v.iter()
                     .map(|(name, vals)| {
                         let mut a = KNode::new(&name.v);
-                        a.args = vals.iter().map(|s| KVal::Str(s.v.clone())).collect();
+                        let mut items = Vec::new();
+                        for v in vals {
+                            match v {
+                                AxisValue::Str(s) => a.args.push(KVal::Str(s.v.clone())),
+                                AxisValue::Item(fields) => {
+                                    let mut it = KNode::new("item");
+                                    it.props = fields
+                                        .v
+                                        .iter()
+                                        .map(|(k, v)| (k.clone(), KVal::Str(v.v.clone())))
+                                        .collect();
+                                    items.push(it);
+                                }
+                            }
+                        }
+                        if !items.is_empty() {
+                            a.children = Some(items);
+                        }
                         a
                     })
                     .collect();

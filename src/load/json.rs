@@ -7,6 +7,7 @@
 //! `docker-metadata-action` with `tags`, `labels`, `annotations`, `args`)
 //! next to `mybake.kdl`, inherited by the targets that publish.
 
+use super::target::AxisValue;
 use super::{DefaultValue, FileDecls, GroupDecl, TargetDecl, VariableDecl};
 use crate::attrs::{self, A};
 use crate::diag::{suggest, Diag, Diagnostics};
@@ -518,6 +519,7 @@ impl Dec<'_> {
             default: None,
             ty: None,
             description: None,
+            validations: Vec::new(),
         };
         for (key, ks, ke, v) in self.obj("a variable", body) {
             match key.as_str() {
@@ -598,22 +600,21 @@ impl Dec<'_> {
                         JKind::Arr(items) => items
                             .iter()
                             .filter_map(|i| match &i.kind {
-                                JKind::Str(s) => Some(Sp::new(s.clone(), self.span(i))),
-                                JKind::Obj(_) => {
-                                    let span = self.span(i);
-                                    self.diags.push(
-                                        Diag::new(
-                                            "mybake::load::unsupported",
-                                            "object matrix values are not read from JSON files",
-                                        )
-                                        .label(span, "this value")
-                                        .help(
-                                            "write the matrix in mybake.kdl with `item` children",
-                                        ),
-                                    );
-                                    None
+                                JKind::Str(s) => {
+                                    Some(AxisValue::Str(Sp::new(s.clone(), self.span(i))))
                                 }
-                                _ => self.str("a matrix value", i),
+                                JKind::Obj(members) => {
+                                    // An object value: read as `${axis.field}`.
+                                    let fields = members
+                                        .iter()
+                                        .filter_map(|(k, _, _, fv)| {
+                                            self.scalar("a matrix object field", fv)
+                                                .map(|v| (k.clone(), v))
+                                        })
+                                        .collect();
+                                    Some(AxisValue::Item(Sp::new(fields, self.span(i))))
+                                }
+                                _ => self.str("a matrix value", i).map(AxisValue::Str),
                             })
                             .collect(),
                         _ => {

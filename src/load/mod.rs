@@ -38,6 +38,25 @@ pub struct VariableDecl {
     pub default: Option<Sp<DefaultValue>>,
     pub ty: Option<Sp<String>>,
     pub description: Option<Sp<String>>,
+    /// `validation "${EXPR}" message="…"` children.
+    pub validations: Vec<ValidationDecl>,
+}
+
+/// A variable's `validation "${EXPR}" message="…"`.
+#[derive(Debug, Clone)]
+pub struct ValidationDecl {
+    pub condition: Sp<String>,
+    pub message: Option<Sp<String>>,
+}
+
+/// `function "NAME" { params …; variadic-param …; result "…" }`.
+#[derive(Debug, Clone)]
+pub struct FunctionDecl {
+    pub name: Sp<String>,
+    pub span: Span,
+    pub params: Vec<Sp<String>>,
+    pub variadic: Option<Sp<String>>,
+    pub result: Option<Sp<String>>,
 }
 
 /// A default as written: its KDL type matters for typed variables.
@@ -63,6 +82,7 @@ pub struct GroupDecl {
 pub struct FileDecls {
     pub file: FileId,
     pub variables: Vec<VariableDecl>,
+    pub functions: Vec<FunctionDecl>,
     pub groups: Vec<GroupDecl>,
     pub targets: Vec<TargetDecl>,
 }
@@ -402,6 +422,7 @@ fn decode_fast(id: FileId, src: &str, parts: usize) -> Option<(FileDecls, Diagno
             return None;
         };
         out.variables.extend(decls.variables);
+        out.functions.extend(decls.functions);
         out.groups.extend(decls.groups);
         out.targets.extend(decls.targets);
         diags.extend(found);
@@ -552,6 +573,16 @@ fn decode_patched_knuffel(
     for node in nodes {
         match node {
             model::TopNode::Variable(v) => out.variables.push(variable(id, v, diags)),
+            model::TopNode::Function(f) => {
+                let body: Vec<kdl::Node> = f.body.iter().map(kdl::node_from_knuffel).collect();
+                out.functions.push(function(
+                    id,
+                    sp(id, &f.name),
+                    Span::from_knuffel(id, &f.span),
+                    &body,
+                    diags,
+                ))
+            }
             model::TopNode::Group(g) => out.groups.push(group(id, g, diags)),
             model::TopNode::Target(t) => {
                 let body: Vec<kdl::Node> = t.body.iter().map(kdl::node_from_knuffel).collect();
@@ -582,9 +613,9 @@ fn named_plain(n: &kdl::Node) -> bool {
 /// anything else, e.g. a type annotation, goes through knuffel).
 fn top_level_is_plain(doc: &kdl::Document) -> bool {
     doc.nodes.iter().all(|n| match &*n.name {
+        "function" => named_plain(n) && n.props.is_empty(),
         "variable" => {
             named_plain(n)
-                && n.children.is_none()
                 && n.props.iter().all(|p| match &*p.key {
                     "default" => p.value.type_name.is_none(),
                     "type" | "description" => plain_str(&p.value),
@@ -630,15 +661,20 @@ fn decode_doc(id: FileId, doc: &kdl::Document, diags: &mut Diagnostics) -> FileD
         match &*n.name {
             "variable" => {
                 let prop = |k: &str| n.props.iter().find(|p| p.key == k).map(|p| &p.value);
+                let default =
+                    prop("default").and_then(|v| default_value(&v.lit, v.span.span(id), diags));
                 out.variables.push(VariableDecl {
                     name,
                     span,
-                    default: prop("default")
-                        .and_then(|v| default_value(&v.lit, v.span.span(id), diags)),
+                    default,
                     ty: prop("type").map(|v| kstr(id, v)),
                     description: prop("description").map(|v| kstr(id, v)),
+                    validations: validations(id, n.children(), diags),
                 })
             }
+            "function" => out
+                .functions
+                .push(function(id, name, span, n.children(), diags)),
             "group" => {
                 let mut g = GroupDecl {
                     name,
@@ -731,13 +767,201 @@ fn variable(file: FileId, v: model::VariableNode, diags: &mut Diagnostics) -> Va
         let span = Span::from_knuffel(file, &val.span);
         default_value(&kdl::lit_from_knuffel(&val.literal), span, diags)
     });
+    let body: Vec<kdl::Node> = v.body.iter().map(kdl::node_from_knuffel).collect();
     VariableDecl {
         name: sp(file, &v.name),
         span: Span::from_knuffel(file, &v.span),
         default,
         ty: v.ty.as_ref().map(|t| sp(file, t)),
         description: v.description.as_ref().map(|t| sp(file, t)),
+        validations: validations(file, &body, diags),
     }
+}
+
+/// A one-string argument of a child node (`None`, reported, otherwise).
+fn one_string(file: FileId, c: &kdl::Node, diags: &mut Diagnostics) -> Option<Sp<String>> {
+    match &c.args[..] {
+        [v] if matches!(v.lit, kdl::Lit::Str(_)) => Some(kstr(file, v)),
+        _ => {
+            diags.push(
+                Diag::new(
+                    "mybake::load::arity",
+                    format!("`{}` takes one string", c.name),
+                )
+                .label(c.name_span.span(file), "one string argument expected"),
+            );
+            None
+        }
+    }
+}
+
+/// Report the properties of `c` not in `allowed`, and any children.
+fn only_props(file: FileId, c: &kdl::Node, allowed: &[&str], diags: &mut Diagnostics) {
+    for p in &c.props {
+        if !allowed.contains(&&*p.key) {
+            diags.push(
+                Diag::new(
+                    "mybake::load::unknown",
+                    format!("`{}` takes no property `{}`", c.name, p.key),
+                )
+                .label(p.key_span.span(file), "unexpected property")
+                .help_opt(suggest(&p.key, allowed.iter().copied())),
+            );
+        }
+    }
+    if let Some(ch) = &c.children {
+        diags.push(
+            Diag::new(
+                "mybake::load::unexpected-children",
+                format!("`{}` takes no children block", c.name),
+            )
+            .label(ch.span.span(file), "unexpected block"),
+        );
+    }
+}
+
+/// A variable's children: `validation "${EXPR}" message="…"`.
+fn validations(file: FileId, nodes: &[kdl::Node], diags: &mut Diagnostics) -> Vec<ValidationDecl> {
+    let mut out = Vec::new();
+    for c in nodes {
+        if c.name != "validation" {
+            diags.push(
+                Diag::new(
+                    "mybake::load::unknown",
+                    format!("unknown node `{}` in a variable", c.name),
+                )
+                .label(c.name_span.span(file), "unknown node")
+                .help_opt(suggest(&c.name, ["validation"]).or_else(|| {
+                    Some("a variable's block holds `validation \"${EXPR}\" message=\"…\"`".into())
+                })),
+            );
+            continue;
+        }
+        only_props(file, c, &["message"], diags);
+        let message = c
+            .props
+            .iter()
+            .find(|p| p.key == "message")
+            .map(|p| match &p.value.lit {
+                kdl::Lit::Str(_) => Some(kstr(file, &p.value)),
+                _ => {
+                    diags.push(
+                        Diag::new("mybake::load::wrong-type", "`message` must be a string")
+                            .label(p.value.span.span(file), "not a string"),
+                    );
+                    None
+                }
+            })
+            .unwrap_or(None);
+        if let Some(condition) = one_string(file, c, diags) {
+            out.push(ValidationDecl { condition, message });
+        }
+    }
+    out
+}
+
+const FUNCTION_NODES: &[&str] = &["params", "variadic-param", "result"];
+
+/// `function "NAME" { params …; variadic-param …; result "…" }`.
+fn function(
+    file: FileId,
+    name: Sp<String>,
+    span: Span,
+    nodes: &[kdl::Node],
+    diags: &mut Diagnostics,
+) -> FunctionDecl {
+    let mut out = FunctionDecl {
+        name,
+        span,
+        params: Vec::new(),
+        variadic: None,
+        result: None,
+    };
+    let ident = |s: &Sp<String>, diags: &mut Diagnostics| {
+        let ok =
+            s.v.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && s.v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            diags.push(
+                Diag::new(
+                    "mybake::load::bad-name",
+                    format!("invalid parameter name {:?}", s.v),
+                )
+                .label(
+                    s.span,
+                    "letters, digits, `_` and `-`, starting with a letter or `_`",
+                ),
+            );
+        }
+        ok
+    };
+    let mut seen: Vec<(&str, Span)> = Vec::new();
+    for c in nodes {
+        let at = c.name_span.span(file);
+        if !FUNCTION_NODES.contains(&&*c.name) {
+            diags.push(
+                Diag::new(
+                    "mybake::load::unknown",
+                    format!("unknown node `{}` in a function", c.name),
+                )
+                .label(at, "unknown node")
+                .help_opt(suggest(&c.name, FUNCTION_NODES.iter().copied())),
+            );
+            continue;
+        }
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == &*c.name) {
+            diags.push(duplicate(&c.name, *first, at));
+            continue;
+        }
+        seen.push((
+            FUNCTION_NODES
+                .iter()
+                .find(|n| **n == &*c.name)
+                .copied()
+                .unwrap_or(""),
+            at,
+        ));
+        only_props(file, c, &[], diags);
+        match &*c.name {
+            "params" => {
+                for a in &c.args {
+                    match &a.lit {
+                        kdl::Lit::Str(_) => {
+                            let p = kstr(file, a);
+                            if ident(&p, diags) {
+                                out.params.push(p);
+                            }
+                        }
+                        _ => diags.push(
+                            Diag::new(
+                                "mybake::load::wrong-type",
+                                "a parameter name must be a string",
+                            )
+                            .label(a.span.span(file), "not a string"),
+                        ),
+                    }
+                }
+            }
+            "variadic-param" => {
+                out.variadic = one_string(file, c, diags).filter(|p| ident(p, diags));
+            }
+            _ => out.result = one_string(file, c, diags),
+        }
+    }
+    if out.result.is_none() && !seen.iter().any(|(n, _)| *n == "result") {
+        diags.push(
+            Diag::new(
+                "mybake::load::missing",
+                format!("function `{}` has no `result`", out.name.v),
+            )
+            .label(out.name.span, "add `result \"${…}\"` to its block"),
+        );
+    }
+    out
 }
 
 /// A variable's `default=`: a string, boolean or integer.
@@ -810,7 +1034,7 @@ pub(crate) fn duplicate(what: &str, first: Span, again: Span) -> Diag {
     .help("remove one of them (to override a value, use a later file or `--set`)")
 }
 
-const TOP_NODES: &[&str] = &["variable", "group", "target"];
+const TOP_NODES: &[&str] = &["variable", "function", "group", "target"];
 const GROUP_NODES: &[&str] = &["targets", "description"];
 const VARIABLE_PROPS: &[&str] = &["default", "type", "description"];
 
@@ -833,6 +1057,21 @@ fn knuffel_diags(file: FileId, text: &str, e: &knuffel::Error) -> Vec<Diag> {
         if let Some(h) = r.help() {
             d = d.help(h.to_string());
         }
+        // knuffel abbreviates a long list of node names ("expected
+        // `variable`, `function`, or one of 2 others"): name them all.
+        let message = if message.starts_with("expected `variable`") {
+            d.message = format!(
+                "expected one of {}",
+                TOP_NODES
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            d.message.clone()
+        } else {
+            message
+        };
         // The offending word: quoted in "unexpected node `x`", else the
         // text under the primary label ("expected one of …").
         let word = if message.starts_with("unexpected") {

@@ -12,6 +12,7 @@ pub type KStr = Spanned<String, KSpan>;
 #[knuffel(span_type = knuffel::span::Span)]
 pub enum TopNode {
     Variable(VariableNode),
+    Function(FunctionNode),
     Group(GroupNode),
     Target(TargetNode),
 }
@@ -30,6 +31,21 @@ pub struct VariableNode {
     pub ty: Option<KStr>,
     #[knuffel(property)]
     pub description: Option<KStr>,
+    /// `validation` children, decoded by `load::validations`.
+    #[knuffel(children)]
+    pub body: Vec<SpannedNode<KSpan>>,
+}
+
+/// `function "NAME" { … }`: children are decoded by `load::function`.
+#[derive(knuffel::Decode, Debug)]
+#[knuffel(span_type = knuffel::span::Span)]
+pub struct FunctionNode {
+    #[knuffel(span)]
+    pub span: KSpan,
+    #[knuffel(argument)]
+    pub name: KStr,
+    #[knuffel(children)]
+    pub body: Vec<SpannedNode<KSpan>>,
 }
 
 /// `group "NAME" { targets …; description … }`

@@ -8,7 +8,16 @@ use crate::source::{FileId, Sp, Span};
 use crate::value::{Attrs, Entry, EntryMap, Obj, Value};
 
 /// One `matrix` axis: name and values.
-pub type Axis = (Sp<String>, Vec<Sp<String>>);
+pub type Axis = (Sp<String>, Vec<AxisValue>);
+
+/// One value of a matrix axis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AxisValue {
+    /// A string (may be an expression giving a list).
+    Str(Sp<String>),
+    /// An `item` child: an object read as `${axis.field}`.
+    Item(Sp<Vec<(String, Sp<String>)>>),
+}
 
 /// One `target` block as written.
 #[derive(Debug, Clone)]
@@ -72,8 +81,13 @@ pub(super) fn decode_body(
                         name_span: c.name_span.span(file),
                     };
                     r.no_props();
-                    r.no_children();
-                    let vals = r.strings();
+                    let mut vals: Vec<AxisValue> =
+                        r.strings().into_iter().map(AxisValue::Str).collect();
+                    if let Some(ch) = &c.children {
+                        for item in &ch.nodes {
+                            vals.extend(axis_item(file, item, r.diags));
+                        }
+                    }
                     if vals.is_empty() {
                         r.diags.push(
                             Diag::new(
@@ -163,6 +177,63 @@ fn append(prev: &mut Value, v: Value, name: &str, diags: &mut Diagnostics) {
         }
         _ => {}
     }
+}
+
+/// An `item key=value …` child of a matrix axis (values are strings,
+/// numbers or booleans, kept as text).
+fn axis_item(file: FileId, item: &Node<'_>, diags: &mut Diagnostics) -> Option<AxisValue> {
+    let at = item.name_span.span(file);
+    if item.name != "item" {
+        diags.push(
+            Diag::new(
+                "mybake::load::unknown",
+                format!("unknown node `{}` in a matrix axis", item.name),
+            )
+            .label(at, "unknown node")
+            .help("an axis lists its values as arguments, or objects as `item key=\"value\" …` children"),
+        );
+        return None;
+    }
+    for a in &item.args {
+        diags.push(
+            Diag::new(
+                "mybake::load::unexpected-argument",
+                "`item` takes properties only (`item name=\"a\" ver=\"1\"`)",
+            )
+            .label(a.span.span(file), "unexpected argument"),
+        );
+    }
+    if let Some(c) = &item.children {
+        diags.push(
+            Diag::new(
+                "mybake::load::unexpected-children",
+                "`item` takes no children block",
+            )
+            .label(c.span.span(file), "unexpected block"),
+        );
+    }
+    let mut fields = Vec::with_capacity(item.props.len());
+    for p in &item.props {
+        let span = p.value.span.span(file);
+        let text = match &p.value.lit {
+            Lit::Str(s) => s.to_string(),
+            Lit::Bool(b) => b.to_string(),
+            Lit::Int(..) => match p.value.lit.as_i64() {
+                Some(Some(n)) => n.to_string(),
+                _ => {
+                    diags.push(
+                        Diag::new("mybake::load::bad-value", "integer out of range")
+                            .label(span, "does not fit in 64 bits"),
+                    );
+                    continue;
+                }
+            },
+            Lit::Decimal(d) => d.to_string(),
+            Lit::Null => continue,
+        };
+        fields.push((p.key.to_string(), Sp::new(text, span)));
+    }
+    Some(AxisValue::Item(Sp::new(fields, at)))
 }
 
 struct NodeReader<'a, 'src> {

@@ -150,6 +150,10 @@ pub fn variables_json(r: &Resolved) -> String {
             let value = match &v.value {
                 None => J::Null,
                 Some(crate::resolve::interp::Val::List(l)) => json!(l),
+                Some(crate::resolve::interp::Val::Null) => J::Null,
+                Some(crate::resolve::interp::Val::Map(m)) => {
+                    J::Object(m.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect())
+                }
                 Some(crate::resolve::interp::Val::Text(t)) => match v.ty {
                     crate::resolve::vars::VarType::Bool => J::Bool(t == "true"),
                     crate::resolve::vars::VarType::Int => t.parse::<i64>().map(J::from).unwrap_or(J::Null),

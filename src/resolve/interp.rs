@@ -1,9 +1,14 @@
-//! `${NAME}` interpolation with `$${` as an escaped literal `${`.
+//! `${NAME}` interpolation with `$${` as an escaped literal `${`. A plain
+//! name keeps the fast path here; any other `${ EXPR }` is evaluated by
+//! [`crate::expr`] (bake's HCL semantics).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::sync::Arc;
+
 use crate::diag::{suggest, Diag};
+use crate::expr::{self, ExprError, Globals};
 use crate::source::{Sources, Sp, Span};
 
 /// What a name resolves to.
@@ -11,6 +16,11 @@ use crate::source::{Sources, Sp, Span};
 pub enum Val {
     Text(String),
     List(Vec<String>),
+    /// A variable with no value, or an expression giving `null`: the entry
+    /// holding exactly it is left out.
+    Null,
+    /// Key/value pairs (a `map` variable, a matrix `item`, an object).
+    Map(Vec<(String, String)>),
 }
 
 impl Val {
@@ -39,7 +49,64 @@ impl Val {
                     out.push_str(item);
                 }
             }
+            Val::Null => {}
+            Val::Map(m) => {
+                for (k, (key, v)) in m.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(key);
+                    out.push('=');
+                    out.push_str(v);
+                }
+            }
         }
+    }
+
+    /// The value as an expression sees it.
+    pub fn to_hcl(&self) -> hcl::Value {
+        match self {
+            Val::Text(t) => hcl::Value::String(t.clone()),
+            Val::List(l) => hcl::Value::Array(l.iter().map(|s| s.as_str().into()).collect()),
+            Val::Null => hcl::Value::Null,
+            Val::Map(m) => hcl::Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), hcl::Value::String(v.clone())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// An expression's value: scalars as text, lists of scalars as lists,
+    /// objects of scalars as maps (`Err`: what it is, when it is none of
+    /// these).
+    pub fn from_hcl(v: hcl::Value) -> Result<Val, String> {
+        let text = |v: &hcl::Value| crate::expr::scalar_text(v);
+        Ok(match v {
+            hcl::Value::Null => Val::Null,
+            hcl::Value::Array(items) => Val::List(
+                items
+                    .iter()
+                    .filter(|v| !v.is_null())
+                    .map(|v| {
+                        text(v).ok_or_else(|| {
+                            format!("a list holding a {}", crate::expr::type_name(v))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            hcl::Value::Object(m) => Val::Map(
+                m.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| {
+                        text(v).map(|t| (k.clone(), t)).ok_or_else(|| {
+                            format!("an object holding a {}", crate::expr::type_name(v))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => Val::Text(text(&other).unwrap_or_default()),
+        })
     }
 }
 
@@ -99,13 +166,25 @@ impl Budget {
 /// Name lookup for interpolation.
 pub trait Scope {
     /// `Ok(None)` = unknown name; `Err` = known but unusable (the
-    /// diagnostic explains why, e.g. a variable with no value). A value the
-    /// scope holds is lent, not copied.
+    /// diagnostic explains why). A value the scope holds is lent, not
+    /// copied.
     fn lookup(&self, name: &str, at: Span) -> Result<Option<Cow<'_, Val>>, Diag>;
     /// Names offered as suggestions for an unknown one.
     fn names(&self) -> Vec<String>;
     /// The run's budget, when interpolations are counted against one.
     fn budget(&self) -> Option<&Budget> {
+        None
+    }
+    /// A name's value as an expression sees it (typed variables as bools
+    /// and numbers); `None` when unknown or unusable.
+    fn expr_value(&self, name: &str) -> Option<hcl::Value> {
+        self.lookup(name, Span::NONE)
+            .ok()
+            .flatten()
+            .map(|v| v.to_hcl())
+    }
+    /// The functions expressions may call (`None`: bake's library only).
+    fn globals(&self) -> Option<&Arc<Globals>> {
         None
     }
 }
@@ -118,9 +197,17 @@ enum Piece<'a> {
     Dollar,
     /// A reference: name and its byte offset in the string.
     Ref(&'a str, usize),
+    /// Any other expression: its text and the offset of its `${`.
+    Expr(&'a str, usize),
 }
 
-fn parse(s: &str) -> Result<Vec<Piece<'_>>, (usize, &'static str)> {
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+}
+
+fn parse(s: &str) -> Result<Vec<Piece<'_>>, (usize, ExprError)> {
     let mut out = Vec::new();
     let b = s.as_bytes();
     let mut i = 0;
@@ -137,19 +224,21 @@ fn parse(s: &str) -> Result<Vec<Piece<'_>>, (usize, &'static str)> {
             if lit_start < i {
                 out.push(Piece::Lit(&s[lit_start..i]));
             }
-            let Some(close) = s[i + 2..].find('}') else {
-                return Err((i, "unterminated `${`"));
+            // The common case first: a plain name up to the next `}`.
+            let simple = s[i + 2..]
+                .find('}')
+                .filter(|&c| is_name(&s[i + 2..i + 2 + c]));
+            let close = match simple {
+                Some(c) => i + 2 + c,
+                None => expr::find_close(s, i).map_err(|e| (0, expr::scan_error(e, i)))?,
             };
-            let name = &s[i + 2..i + 2 + close];
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-            {
-                return Err((i, "invalid name in `${…}` (letters, digits, `_`, `-`, `.`)"));
+            let inner = &s[i + 2..close];
+            if is_name(inner) && !inner.contains('.') {
+                out.push(Piece::Ref(inner, i));
+            } else {
+                out.push(Piece::Expr(inner, i));
             }
-            out.push(Piece::Ref(name, i));
-            i += 3 + close;
+            i = close + 1;
             lit_start = i;
         } else {
             i += 1;
@@ -162,17 +251,23 @@ fn parse(s: &str) -> Result<Vec<Piece<'_>>, (usize, &'static str)> {
 }
 
 /// The names `s` refers to, in order (none when it does not parse:
-/// interpolating it fails before any lookup).
-pub fn references(s: &str) -> Vec<&str> {
+/// interpolating it fails before any lookup), each with whether it comes
+/// from an expression (where a token may also be a function parameter or
+/// a `for` variable, so an unknown one is no error yet).
+pub fn references(s: &str) -> Vec<(&str, bool)> {
     if is_plain(s) {
         return Vec::new();
     }
     match parse(s) {
         Ok(pieces) => pieces
             .into_iter()
-            .filter_map(|p| match p {
-                Piece::Ref(name, _) => Some(name),
-                _ => None,
+            .flat_map(|p| match p {
+                Piece::Ref(name, _) => vec![(name, false)],
+                Piece::Expr(text, _) => expr::idents(text)
+                    .into_iter()
+                    .map(|(t, _)| (t, true))
+                    .collect(),
+                _ => Vec::new(),
             })
             .collect(),
         Err(_) => Vec::new(),
@@ -195,8 +290,11 @@ pub fn inner_span(sources: &Sources, lit: &Sp<String>, offset: usize, len: usize
     }
 }
 
-/// Interpolate `s`. When `allow_list` and `s` is exactly one reference to a
-/// list, the list is returned as is.
+/// Interpolate `s`. When `allow_list` and `s` is exactly one `${…}` giving
+/// a list, the list is returned as is. A string that is exactly one
+/// `${…}` giving null is [`Val::Null`] (the caller leaves the entry out),
+/// one giving an object is a [`Val::Map`]; null inside a longer string is
+/// an error.
 pub fn interpolate(
     s: &Sp<String>,
     scope: &dyn Scope,
@@ -206,32 +304,61 @@ pub fn interpolate(
     if is_plain(&s.v) {
         return Ok(Val::Text(s.v.clone()));
     }
-    let pieces = parse(&s.v).map_err(|(off, msg)| {
-        Diag::new("mybake::resolve::bad-interpolation", msg)
-            .label(inner_span(sources, s, off, 2), "here")
-            .help("write `$${` for a literal `${`")
-    })?;
-    if allow_list && pieces.len() == 1 {
-        if let Piece::Ref(name, off) = pieces[0] {
-            let v = lookup(s, name, off, scope, sources)?;
+    let pieces = parse(&s.v).map_err(|(base, e)| expr_diag(s, sources, base, e))?;
+    if pieces.len() == 1 {
+        let v = match pieces[0] {
+            Piece::Ref(name, off) => Some(lookup(s, name, off, scope, sources)?),
+            Piece::Expr(text, off) => Some(Cow::Owned(eval_expr(s, text, off, scope, sources)?)),
+            _ => None,
+        };
+        if let Some(v) = v {
             charge(s, text_len(&v), scope)?;
-            return Ok(v.into_owned());
+            return Ok(match v.into_owned() {
+                Val::List(l) if !allow_list => Val::Text(Val::List(l).into_text()),
+                v => v,
+            });
         }
     }
     let mut out = String::with_capacity(s.v.len() + 32);
     for p in pieces {
-        match p {
-            Piece::Lit(l) => out.push_str(l),
-            Piece::Dollar => out.push_str("${"),
-            Piece::Ref(name, off) => {
-                let v = lookup(s, name, off, scope, sources)?;
-                if out.len().saturating_add(text_len(&v)) > MAX_VALUE_BYTES {
-                    let at = inner_span(sources, s, off, name.len() + 3);
-                    return Err(too_long(at, "this value would be longer than 1 MiB"));
-                }
-                v.push_to(&mut out);
+        let (v, name, off) = match p {
+            Piece::Lit(l) => {
+                out.push_str(l);
+                continue;
             }
+            Piece::Dollar => {
+                out.push_str("${");
+                continue;
+            }
+            Piece::Ref(name, off) => (lookup(s, name, off, scope, sources)?, name, off),
+            Piece::Expr(text, off) => {
+                let v = eval_expr(s, text, off, scope, sources)?;
+                if matches!(v, Val::Map(_)) {
+                    return Err(Diag::new(
+                        "mybake::resolve::wrong-type",
+                        format!(
+                            "`{}` is an object and cannot be part of a longer string",
+                            text.trim()
+                        ),
+                    )
+                    .label(inner_span(sources, s, off, text.len() + 3), "an object"));
+                }
+                (Cow::Owned(v), text, off)
+            }
+        };
+        if matches!(*v, Val::Null) {
+            return Err(Diag::new(
+                "mybake::resolve::null-in-string",
+                format!("`{}` is null and cannot be part of a longer string", name.trim()),
+            )
+            .label(inner_span(sources, s, off, name.len() + 3), "null here")
+            .help("a null value can only stand alone (`\"${X}\"`), which leaves the entry out; give the variable a value or a default"));
         }
+        if out.len().saturating_add(text_len(&v)) > MAX_VALUE_BYTES {
+            let at = inner_span(sources, s, off, name.len() + 3);
+            return Err(too_long(at, "this value would be longer than 1 MiB"));
+        }
+        v.push_to(&mut out);
     }
     if out.len() > MAX_VALUE_BYTES {
         return Err(too_long(s.span, "this value would be longer than 1 MiB"));
@@ -240,10 +367,80 @@ pub fn interpolate(
     Ok(Val::Text(out))
 }
 
+/// [`interpolate`] where only text will do (names, `inherits`): null is an
+/// error pointing at the string.
+pub fn interpolate_text(
+    s: &Sp<String>,
+    scope: &dyn Scope,
+    sources: &Sources,
+) -> Result<String, Diag> {
+    match interpolate(s, scope, sources, false)? {
+        Val::Null => Err(Diag::new(
+            "mybake::resolve::null-value",
+            "this value is null where text is needed",
+        )
+        .label(s.span, "null")
+        .help("give the variable a value or a default")),
+        v => Ok(v.into_text()),
+    }
+}
+
+/// The diagnostic of an expression error at `base` + its offset in `s`.
+fn expr_diag(s: &Sp<String>, sources: &Sources, base: usize, e: ExprError) -> Diag {
+    Diag::new(e.code, e.message)
+        .label(
+            inner_span(sources, s, base + e.offset, e.len.max(1)),
+            e.label,
+        )
+        .help_opt(e.help)
+}
+
+/// Evaluate the expression `text` whose `${` is at `off` in `s`.
+fn eval_expr(
+    s: &Sp<String>,
+    text: &str,
+    off: usize,
+    scope: &dyn Scope,
+    sources: &Sources,
+) -> Result<Val, Diag> {
+    // A dotted name a scope knows as is (a matrix axis written `a.b`).
+    if is_name(text) {
+        if let Ok(Some(v)) = scope.lookup(text, Span::NONE) {
+            return Ok(v.into_owned());
+        }
+    }
+    let default_globals;
+    let g = match scope.globals() {
+        Some(g) => g,
+        None => {
+            default_globals = Arc::new(Globals::default());
+            &default_globals
+        }
+    };
+    let lookup = |name: &str| scope.expr_value(name);
+    let names = || match scope.budget() {
+        Some(b) if !b.may_suggest(1000) => Vec::new(),
+        _ => scope.names(),
+    };
+    let v = expr::eval(text, g, &lookup, &names).map_err(|e| expr_diag(s, sources, off + 2, e))?;
+    Val::from_hcl(v).map_err(|what| {
+        Diag::new(
+            "mybake::resolve::wrong-type",
+            format!("`{}` is {what}, which has no text form", text.trim()),
+        )
+        .label(
+            inner_span(sources, s, off, text.len() + 3),
+            "this expression",
+        )
+    })
+}
+
 /// Length of a value's text form.
 fn text_len(v: &Val) -> usize {
     match v {
         Val::Text(t) => t.len(),
+        Val::Null => 0,
+        Val::Map(m) => m.iter().map(|(k, v)| k.len() + v.len() + 2).sum(),
         Val::List(l) => l
             .iter()
             .map(|x| x.len() + 1)
@@ -373,6 +570,45 @@ mod tests {
             .message
             .contains("unterminated"));
         assert!(run("${a b}", false).is_err());
+    }
+
+    #[test]
+    fn expressions_take_their_type() {
+        let s = M(HashMap::from([
+            ("TAG", Val::Text("dev".into())),
+            ("N", Val::Null),
+            ("P", Val::List(vec!["a".into(), "b".into()])),
+            ("M", Val::Map(vec![("k".into(), "v".into())])),
+        ]));
+        let run = |t: &str, list: bool| {
+            interpolate(&Sp::none(t.to_string()), &s, &Sources::default(), list)
+        };
+        assert_eq!(run("${N}", false).unwrap(), Val::Null);
+        assert_eq!(run("${ N }", false).unwrap(), Val::Null);
+        let e = run("x-${N}", false).unwrap_err();
+        assert_eq!(e.code, "mybake::resolve::null-in-string");
+        assert_eq!(
+            run("${[for x in P : \"${x}!\"]}", true).unwrap(),
+            Val::List(vec!["a!".into(), "b!".into()])
+        );
+        assert_eq!(
+            run("${M.k}-${1 + 2}", false).unwrap(),
+            Val::Text("v-3".into())
+        );
+        assert_eq!(
+            run("${M}", false).unwrap(),
+            Val::Map(vec![("k".into(), "v".into())])
+        );
+        assert_eq!(
+            run("${TAG == \"dev\"}", false).unwrap(),
+            Val::Text("true".into())
+        );
+        assert_eq!(
+            run("$${x} ${upper(TAG)}", false).unwrap(),
+            Val::Text("${x} DEV".into())
+        );
+        let e = run("${upper(TGA)}", false).unwrap_err();
+        assert_eq!(e.help.as_deref(), Some("did you mean `TAG`?"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod vars;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 pub use select::{select, Selection};
 pub use target::Target;
@@ -93,6 +93,8 @@ pub fn resolve(
     let sources: &Sources = sources;
 
     let budget = interp::Budget::default();
+    let functions = user_functions(files, sources, &mut diags);
+    let globals = Arc::new(crate::expr::Globals::new(&functions).0);
     let variables = vars::evaluate(
         files.iter().flat_map(|f| &f.variables).collect(),
         &opts.vars,
@@ -100,7 +102,28 @@ pub fn resolve(
         sources,
         &mut diags,
         &budget,
+        &globals,
     );
+    // User functions may read the variables once they are known.
+    let globals = if functions.is_empty() {
+        globals
+    } else {
+        let mut g = crate::expr::Globals::new(&functions).0;
+        g.set_vars(
+            variables
+                .list
+                .iter()
+                .map(|v| {
+                    let value = v
+                        .value
+                        .as_ref()
+                        .map_or(hcl::Value::Null, |x| vars::typed_hcl(x, v.ty));
+                    (v.name.v.clone(), value)
+                })
+                .collect(),
+        );
+        Arc::new(g)
+    };
     let (groups, group_index) = merge_groups(files.iter().flat_map(|f| &f.groups));
     for g in &groups {
         if !valid_name(&g.name.v) {
@@ -118,6 +141,7 @@ pub fn resolve(
         git: &git,
         git_dir: &first_dir,
         budget: &budget,
+        globals: &globals,
     };
 
     // Matrix expansion → concrete declarations.
@@ -148,8 +172,8 @@ pub fn resolve(
                 bindings: &bindings,
                 target: None,
             };
-            let name = match interp::interpolate(&raw.name, &scope, sources, false) {
-                Ok(v) => v.into_text(),
+            let name = match interp::interpolate_text(&raw.name, &scope, sources) {
+                Ok(v) => v,
                 Err(d) => {
                     diags.push(d);
                     continue;
@@ -449,10 +473,13 @@ fn unknown_target(
     ))
 }
 
-fn describe(bindings: &[(String, String)]) -> String {
+fn describe(bindings: &[(String, Val)]) -> String {
     bindings
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| match v {
+            Val::Map(_) => format!("{k}={{{}}}", v.to_text()),
+            v => format!("{k}={}", v.to_text()),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -472,7 +499,7 @@ struct RawTarget<'a> {
 struct Concrete {
     name: Sp<String>,
     raw: usize,
-    bindings: Vec<(String, String)>,
+    bindings: Vec<(String, Val)>,
 }
 
 fn merge_targets<'a>(decls: impl Iterator<Item = &'a TargetDecl>) -> Vec<RawTarget<'a>> {
@@ -542,7 +569,7 @@ fn expand_axes(
     builtins: &Builtins,
     sources: &Sources,
     diags: &mut Diagnostics,
-) -> Vec<Vec<(String, String)>> {
+) -> Vec<Vec<(String, Val)>> {
     let scope = TargetScope {
         vars,
         builtins,
@@ -552,12 +579,29 @@ fn expand_axes(
     let mut all_vals = Vec::new();
     let mut total: usize = 1;
     for (_, values) in axes {
-        let mut vals = Vec::new();
+        let mut vals: Vec<Val> = Vec::new();
         for v in values {
-            match interp::interpolate(v, &scope, sources, true) {
-                Ok(Val::Text(t)) => vals.push(t),
-                Ok(Val::List(l)) => vals.extend(l),
-                Err(d) => diags.push(d),
+            match v {
+                load::target::AxisValue::Str(v) => {
+                    match interp::interpolate(v, &scope, sources, true) {
+                        Ok(Val::List(l)) => vals.extend(l.into_iter().map(Val::Text)),
+                        // Null drops out of a list.
+                        Ok(Val::Null) => {}
+                        Ok(v) => vals.push(v),
+                        Err(d) => diags.push(d),
+                    }
+                }
+                load::target::AxisValue::Item(fields) => {
+                    let mut out = Vec::with_capacity(fields.v.len());
+                    for (k, f) in &fields.v {
+                        match interp::interpolate(f, &scope, sources, false) {
+                            Ok(Val::Null) => {}
+                            Ok(v) => out.push((k.clone(), v.into_text())),
+                            Err(d) => diags.push(d),
+                        }
+                    }
+                    vals.push(Val::Map(out));
+                }
             }
         }
         total = total.saturating_mul(vals.len());
@@ -585,7 +629,7 @@ fn expand_axes(
         .iter()
         .zip(&all_vals)
         .map(|((name, _), vals)| {
-            let per: usize = vals.iter().map(|v| v.len() + name.v.len()).sum();
+            let per: usize = vals.iter().map(|v| v.to_text().len() + name.v.len()).sum();
             per.saturating_mul(total / vals.len().max(1))
         })
         .fold(0usize, usize::saturating_add);
@@ -603,7 +647,7 @@ fn expand_axes(
         );
         return Vec::new();
     }
-    let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    let mut combos: Vec<Vec<(String, Val)>> = vec![Vec::new()];
     for ((axis, _), vals) in axes.iter().zip(all_vals) {
         combos = combos
             .into_iter()
@@ -627,6 +671,8 @@ struct Builtins<'a> {
     /// The run's interpolation budget (it travels with the built-ins, which
     /// every target scope has).
     budget: &'a interp::Budget,
+    /// The functions expressions may call.
+    globals: &'a Arc<crate::expr::Globals>,
 }
 
 impl Builtins<'_> {
@@ -665,20 +711,21 @@ pub const BUILTINS: &[&str] = &[
 struct TargetScope<'a> {
     vars: &'a Variables,
     builtins: &'a Builtins<'a>,
-    bindings: &'a [(String, String)],
+    bindings: &'a [(String, Val)],
     target: Option<&'a str>,
 }
 
 impl Scope for TargetScope<'_> {
     fn lookup(&self, name: &str, at: Span) -> Result<Option<Cow<'_, Val>>, Diag> {
         if let Some((_, v)) = self.bindings.iter().find(|(k, _)| k == name) {
-            return Ok(Some(Cow::Owned(Val::Text(v.clone()))));
+            return Ok(Some(Cow::Borrowed(v)));
         }
         if let Some(v) = self.vars.get(name) {
             return match &v.value {
                 Some(val) => Ok(Some(Cow::Borrowed(val))),
                 None if v.failed => Ok(Some(Cow::Owned(Val::Text(String::new())))),
-                None => Err(vars::unset(&v.name, at)),
+                // No value and no default: null, as in bake.
+                None => Ok(Some(Cow::Owned(Val::Null))),
             };
         }
         let text = |s: &str| Some(Cow::Owned(Val::Text(s.to_string())));
@@ -701,6 +748,22 @@ impl Scope for TargetScope<'_> {
     }
     fn budget(&self) -> Option<&interp::Budget> {
         Some(self.builtins.budget)
+    }
+    fn expr_value(&self, name: &str) -> Option<hcl::Value> {
+        if !self.bindings.iter().any(|(k, _)| k == name) {
+            if let Some(v) = self.vars.get(name) {
+                if let Some(val) = &v.value {
+                    return Some(vars::typed_hcl(val, v.ty));
+                }
+            }
+        }
+        self.lookup(name, Span::NONE)
+            .ok()
+            .flatten()
+            .map(|v| v.to_hcl())
+    }
+    fn globals(&self) -> Option<&Arc<crate::expr::Globals>> {
+        Some(self.builtins.globals)
     }
     fn names(&self) -> Vec<String> {
         self.bindings
@@ -801,8 +864,8 @@ impl Inheritance<'_> {
             bindings: &c.bindings,
             target: None,
         };
-        let pname = match interp::interpolate(parent, &scope, self.sources, false) {
-            Ok(v) => v.into_text(),
+        let pname = match interp::interpolate_text(parent, &scope, self.sources) {
+            Ok(v) => v,
             Err(d) => {
                 diags.push(d);
                 return None;
@@ -916,25 +979,128 @@ fn interpolate_attrs(
                     continue;
                 }
                 match interp::interpolate(s, scope, sources, def.shape == Shape::List) {
-                    Ok(Val::Text(t)) => out.push(Sp::new(t, s.span)),
                     Ok(Val::List(l)) => out.extend(l.into_iter().map(|t| Sp::new(t, s.span))),
+                    // Null drops out of a list.
+                    Ok(Val::Null) => {}
+                    Ok(v) => out.push(Sp::new(v.into_text(), s.span)),
                     Err(d) => diags.push(d),
                 }
             }
             *items = out;
             continue;
         }
+        // A key/value entry (`arg`, `label`, `annotation`, `contexts`)
+        // that is exactly a null expression is left out.
+        if let Value::Map(m) = v {
+            let mut dropped = Vec::new();
+            for (k, e) in m.values_mut_keyed() {
+                if !templated(&e.value) {
+                    continue;
+                }
+                match interp::interpolate(&e.value, scope, sources, false) {
+                    Ok(Val::Null) => dropped.push(k.clone()),
+                    Ok(val) => e.value.v = val.into_text(),
+                    Err(d) => diags.push(d),
+                }
+            }
+            if !dropped.is_empty() {
+                *m = std::mem::take(m)
+                    .into_iter()
+                    .filter(|(k, _)| !dropped.contains(k))
+                    .collect();
+            }
+            continue;
+        }
+        let mut null = false;
         v.each_string_mut(|s| {
             if !templated(s) {
                 return;
             }
             match interp::interpolate(s, scope, sources, false) {
+                Ok(Val::Null) => null = true,
                 Ok(val) => s.v = val.into_text(),
                 Err(d) => diags.push(d),
             }
         });
+        // A null scalar leaves the attribute unset; a null property of an
+        // object leaves the property out.
+        if null {
+            match attrs.get_mut(i) {
+                Some(Value::Objects(objs)) => {
+                    for o in objs.iter_mut() {
+                        o.fields.retain(|(_, f)| {
+                            !f.v.contains('$') || {
+                                !matches!(
+                                    interp::interpolate(f, scope, sources, false),
+                                    Ok(Val::Null)
+                                )
+                            }
+                        });
+                    }
+                }
+                _ => attrs.remove(i),
+            }
+        }
     }
     attrs
+}
+
+/// The user functions of all files (a later declaration of a name replaces
+/// an earlier one), errors in their `result` reported.
+fn user_functions(
+    files: &[FileDecls],
+    sources: &Sources,
+    diags: &mut Diagnostics,
+) -> Vec<crate::expr::FunctionSpec> {
+    let mut decls: Vec<&load::FunctionDecl> = Vec::new();
+    for f in files.iter().flat_map(|f| &f.functions) {
+        match decls.iter_mut().find(|d| d.name.v == f.name.v) {
+            Some(d) => *d = f,
+            None => decls.push(f),
+        }
+    }
+    if decls.len() > crate::expr::MAX_USER_FUNCS {
+        diags.push(
+            Diag::new(
+                "mybake::resolve::too-many-functions",
+                format!("more than {} user functions", crate::expr::MAX_USER_FUNCS),
+            )
+            .label(
+                decls[crate::expr::MAX_USER_FUNCS].name.span,
+                "the limit is passed here",
+            ),
+        );
+    }
+    let specs: Vec<crate::expr::FunctionSpec> = decls
+        .iter()
+        .map(|d| crate::expr::FunctionSpec {
+            name: d.name.v.clone(),
+            params: d.params.iter().map(|p| p.v.clone()).collect(),
+            variadic: d.variadic.as_ref().map(|p| p.v.clone()),
+            result: d.result.as_ref().map_or_else(String::new, |r| r.v.clone()),
+            at: d.result.as_ref().map_or_else(
+                || sources.location(d.name.span),
+                |r| sources.location(r.span),
+            ),
+        })
+        .collect();
+    for e in crate::expr::Globals::new(&specs).1 {
+        let d = decls[e.function];
+        if let Some(r) = &d.result {
+            diags.push(
+                Diag::new(
+                    e.error.code,
+                    format!("function `{}`: {}", d.name.v, e.error.message),
+                )
+                .label(
+                    interp::inner_span(sources, r, e.error.offset, e.error.len.max(1)),
+                    e.error.label,
+                )
+                .help_opt(e.error.help),
+            );
+        }
+    }
+    specs
 }
 
 const NETWORKS: &[&str] = &["default", "none", "host"];

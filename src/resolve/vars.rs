@@ -4,8 +4,11 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use super::interp::{self, Scope, Val};
 use crate::diag::{suggest, Diag, Diagnostics};
+use crate::expr::Globals;
 use crate::load::{DefaultValue, VariableDecl};
 use crate::source::{Sources, Sp, Span};
 use crate::FastMap;
@@ -17,6 +20,7 @@ pub enum VarType {
     Bool,
     Int,
     List,
+    Map,
 }
 
 impl VarType {
@@ -26,6 +30,7 @@ impl VarType {
             "bool" => VarType::Bool,
             "int" => VarType::Int,
             "list" => VarType::List,
+            "map" => VarType::Map,
             _ => return None,
         })
     }
@@ -35,6 +40,7 @@ impl VarType {
             VarType::Bool => "bool",
             VarType::Int => "int",
             VarType::List => "list",
+            VarType::Map => "map",
         }
     }
 }
@@ -97,6 +103,7 @@ pub fn evaluate(
     sources: &Sources,
     diags: &mut Diagnostics,
     budget: &interp::Budget,
+    globals: &Arc<Globals>,
 ) -> Variables {
     // Merge by name, attribute by attribute.
     let mut merged: Vec<VariableDecl> = Vec::new();
@@ -113,6 +120,9 @@ pub fn evaluate(
                 }
                 if d.description.is_some() {
                     m.description = d.description.clone();
+                }
+                if !d.validations.is_empty() {
+                    m.validations = d.validations.clone();
                 }
             }
             None => {
@@ -151,7 +161,7 @@ pub fn evaluate(
                         format!("unknown variable type `{}`", t.v),
                     )
                     .label(t.span, "unknown type")
-                    .help("use one of: string, bool, int, list"),
+                    .help("use one of: string, bool, int, list, map"),
                 );
                 VarType::String
             }),
@@ -171,6 +181,7 @@ pub fn evaluate(
         stack: RefCell::new(Vec::new()),
         on_stack: RefCell::new(vec![false; merged.len()]),
         budget,
+        globals,
     };
     let mut vars = Variables::default();
     for i in 0..merged.len() {
@@ -193,7 +204,72 @@ pub fn evaluate(
             default: m.default.clone(),
         });
     }
+    for (i, m) in merged.iter().enumerate() {
+        if !vars.list[i].failed {
+            validate(m, &vars.list[i], &ev, diags);
+        }
+    }
     vars
+}
+
+/// Check a variable's `validation` conditions (each false one is an
+/// error showing its message and where the value came from).
+fn validate(m: &VariableDecl, var: &Variable, ev: &Evaluator<'_>, diags: &mut Diagnostics) {
+    for v in &m.validations {
+        let result = match interp::interpolate(&v.condition, ev, ev.sources, false) {
+            Ok(r) => r,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let ok = match &result {
+            Val::Text(t) if t == "true" => true,
+            Val::Text(t) if t == "false" => false,
+            other => {
+                diags.push(
+                    Diag::new(
+                        "mybake::resolve::bad-validation",
+                        format!(
+                            "validation of variable `{}` must be true or false, found {:?}",
+                            m.name.v,
+                            other.to_text()
+                        ),
+                    )
+                    .label(v.condition.span, "not a condition"),
+                );
+                continue;
+            }
+        };
+        if ok {
+            continue;
+        }
+        let message = v
+            .message
+            .as_ref()
+            .map_or_else(|| "validation failed".to_string(), |s| s.v.clone());
+        let value = var
+            .value
+            .as_ref()
+            .map_or_else(|| "null".to_string(), |v| format!("{:?}", v.to_text()));
+        let mut d = Diag::new(
+            "mybake::resolve::validation",
+            format!("variable `{}`: {message}", m.name.v),
+        )
+        .label(v.condition.span, "this validation is false");
+        d = match &var.origin {
+            Origin::Default(span) => {
+                d.label(*span, format!("the value {value} comes from this default"))
+            }
+            Origin::Flag => d.help(format!("the value {value} comes from --var {}", m.name.v)),
+            Origin::Env => d.help(format!(
+                "the value {value} comes from the environment variable {}",
+                m.name.v
+            )),
+            Origin::Unset => d.label(m.name.span, "no value is set (null)"),
+        };
+        diags.push(d);
+    }
 }
 
 type Evaluated = (Origin, Option<Val>);
@@ -210,6 +286,7 @@ struct Evaluator<'a> {
     /// Membership of `stack`.
     on_stack: RefCell<Vec<bool>>,
     budget: &'a interp::Budget,
+    globals: &'a Arc<Globals>,
 }
 
 impl Evaluator<'_> {
@@ -268,7 +345,12 @@ impl Evaluator<'_> {
         match d.default.as_ref().map(|d| &d.v) {
             Some(DefaultValue::Str(s)) => interp::references(s)
                 .into_iter()
-                .map(|n| self.index.get(n).copied())
+                .filter_map(|(n, in_expr)| match self.index.get(n) {
+                    Some(&j) => Some(Some(j)),
+                    // A token of an expression may be a `for` variable.
+                    None if in_expr => None,
+                    None => Some(None),
+                })
                 .collect(),
             _ => Vec::new(),
         }
@@ -352,9 +434,14 @@ impl Evaluator<'_> {
             (DefaultValue::Bool(_), _) => return Err(wrong("a boolean")),
             (DefaultValue::Int(_), _) => return Err(wrong("an integer")),
             (DefaultValue::Str(s), _) => {
-                let text =
-                    interp::interpolate(&Sp::new(s.clone(), def.span), self, self.sources, false)?
-                        .into_text();
+                let lit = Sp::new(s.clone(), def.span);
+                let typed = !interp::is_plain(s);
+                let text = match interp::interpolate(&lit, self, self.sources, typed)? {
+                    Val::Null => return Ok((origin, None)),
+                    Val::List(l) if ty == VarType::List => return Ok((origin, Some(Val::List(l)))),
+                    Val::Map(m) if ty == VarType::Map => return Ok((origin, Some(Val::Map(m)))),
+                    v => v.into_text(),
+                };
                 parse_text(&text, ty).map_err(|why| {
                     Diag::new(
                         "mybake::resolve::bad-value",
@@ -374,10 +461,21 @@ impl Scope for Evaluator<'_> {
         let Some(&j) = self.index.get(name) else {
             return Ok(None);
         };
+        let _ = at;
         match self.eval(j)? {
             (_, Some(v)) => Ok(Some(Cow::Owned(v))),
-            (_, None) => Err(unset(&self.decls[j].name, at)),
+            (_, None) => Ok(Some(Cow::Owned(Val::Null))),
         }
+    }
+    fn expr_value(&self, name: &str) -> Option<hcl::Value> {
+        let &j = self.index.get(name)?;
+        match self.eval(j).ok()? {
+            (_, Some(v)) => Some(typed_hcl(&v, self.types[j])),
+            (_, None) => Some(hcl::Value::Null),
+        }
+    }
+    fn globals(&self) -> Option<&Arc<Globals>> {
+        Some(self.globals)
     }
     fn names(&self) -> Vec<String> {
         self.decls.iter().map(|d| d.name.v.clone()).collect()
@@ -429,6 +527,31 @@ pub fn parse_text(s: &str, ty: VarType) -> Result<Val, String> {
                 .map(String::from)
                 .collect(),
         )),
+        VarType::Map => {
+            let mut out: Vec<(String, String)> = Vec::new();
+            for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                let Some((k, v)) = item.split_once('=') else {
+                    return Err(format!("is not a map (`key=value,…`): `{item}` has no `=`"));
+                };
+                let k = k.trim().to_string();
+                out.retain(|(x, _)| *x != k);
+                out.push((k, v.trim().to_string()));
+            }
+            Ok(Val::Map(out))
+        }
+    }
+}
+
+/// A variable's value as an expression sees it: a bool or int variable
+/// as a bool or number.
+pub fn typed_hcl(v: &Val, ty: VarType) -> hcl::Value {
+    match (v, ty) {
+        (Val::Text(t), VarType::Bool) => hcl::Value::Bool(t == "true"),
+        (Val::Text(t), VarType::Int) => match t.parse::<i64>() {
+            Ok(n) => hcl::Value::from(n),
+            Err(_) => hcl::Value::String(t.clone()),
+        },
+        (v, _) => v.to_hcl(),
     }
 }
 
@@ -459,6 +582,7 @@ mod tests {
             &src,
             &mut d,
             &budget,
+            &Arc::new(Globals::default()),
         );
         (v, d)
     }

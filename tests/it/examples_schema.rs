@@ -503,7 +503,10 @@ fn kdl_schema_describes_the_whole_file_format() {
         .iter()
         .filter_map(|r| str_arg(r, 0))
         .collect();
-    assert_eq!(top, BTreeSet::from(["variable", "group", "target"]));
+    assert_eq!(
+        top,
+        BTreeSet::from(["variable", "function", "group", "target"])
+    );
 
     let target = KdlSchema::rule(&schema.top_rules(), "target").unwrap();
     let attrs: BTreeSet<_> = schema

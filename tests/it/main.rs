@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod convert;
 mod examples_schema;
+mod expr;
 mod help;
 mod hostile;
 mod monorepo;
