@@ -570,6 +570,21 @@ impl Conv<'_> {
                     n = n.prop("default", KVal::Str(v));
                 }
             }
+            // bake types an untyped variable by its default (an environment
+            // value `true` is then a bool): say so in the KDL, whose untyped
+            // variables are strings.
+            if !n.props.iter().any(|(k, _)| k == "type") {
+                let ty = match e {
+                    Expression::Bool(_) => Some("bool"),
+                    Expression::Number(num) if num.value().as_i64().is_some() => Some("int"),
+                    Expression::Array(_) => Some("list"),
+                    Expression::Object(_) => Some("map"),
+                    _ => None,
+                };
+                if let Some(ty) = ty {
+                    n = n.prop("type", KVal::Str(ty.to_string()));
+                }
+            }
             // Keep `default` first, as written in bake.
             if let Some(p) = n.props.iter().position(|(k, _)| k == "default") {
                 let d = n.props.remove(p);
