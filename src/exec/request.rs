@@ -162,6 +162,38 @@ impl FileExport {
     }
 }
 
+/// The `annotation` entries BuildKit writes into the image manifest of
+/// `t` built for `platform`: `manifest:` keys (with a platform selector,
+/// only when it selects `platform`) and un-prefixed keys, as bake sends
+/// them, as exporter attributes `annotation-manifest.KEY`. The `index:` and
+/// `manifest-descriptor:` ones are the publish stage's; a key that does not
+/// parse is reported there.
+pub fn manifest_annotations(t: &Target, platform: &str) -> Vec<(String, String)> {
+    use crate::oci::annotation::{AnnotationKey, AnnotationLevel};
+    let Some(map) = t.get(A::Annotation).and_then(crate::value::Value::as_map) else {
+        return Vec::new();
+    };
+    let this = crate::oci::Platform::parse(platform).ok();
+    map.iter()
+        .filter_map(|(k, e)| {
+            let key = AnnotationKey::parse(k).ok()?;
+            if !matches!(key.level, None | Some(AnnotationLevel::Manifest)) {
+                return None;
+            }
+            let selected = key.platforms.is_empty()
+                || this
+                    .as_ref()
+                    .is_some_and(|p| key.platforms.iter().any(|s| s.matches(p)));
+            selected.then(|| {
+                (
+                    format!("annotation-manifest.{}", key.key),
+                    e.value.v.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The per-platform directory name buildx uses (`linux/arm/v7` →
 /// `linux_arm_v7`), from the normalized platform.
 pub fn platform_dir(platform: &str) -> String {
@@ -322,6 +354,7 @@ pub fn build(
             })
             .collect()
     };
+    let manifest_annotations = manifest_annotations(t, platform);
     let mut exporters = Vec::new();
     if let Some(p) = push {
         let mut e = Exporter::new("image")
@@ -337,13 +370,21 @@ pub fn build(
         if p.insecure {
             e = e.attr("registry.insecure", "true");
         }
+        for (k, v) in &manifest_annotations {
+            e = e.attr(k.clone(), v.clone());
+        }
         exporters.push(e);
     }
     // File exporters after the push: the daemon names each FileSend call
     // with the exporter's index in this list.
     let mut files = Vec::new();
     for f in opts.files.get(&t.name.v).into_iter().flatten() {
-        let (e, dir) = f.exporter();
+        let (mut e, dir) = f.exporter();
+        if f.kind == FileExportKind::Oci {
+            for (k, v) in &manifest_annotations {
+                e = e.attr(k.clone(), v.clone());
+            }
+        }
         let path = f.path_for(platform);
         files.push((
             exporters.len() as u32,
@@ -519,6 +560,62 @@ mod tests {
                 ),
             }
         }
+    }
+
+    /// `manifest:` and un-prefixed annotations reach BuildKit's image
+    /// exporter (it writes them into the image manifest, as for bake);
+    /// `index:` and `manifest-descriptor:` ones are left to publish, and a
+    /// platform selector picks the solves it names.
+    #[test]
+    fn manifest_annotations_reach_the_image_exporter() {
+        let r = crate::resolve::tests_support::run(
+            "target \"x\" {\n\
+             annotation \"manifest:org.opencontainers.image.title\" \"t\"\n\
+             annotation \"org.opencontainers.image.version\" \"1\"\n\
+             annotation \"manifest[linux/arm64]:arch\" \"arm\"\n\
+             annotation \"index:org.opencontainers.image.description\" \"i\"\n\
+             annotation \"manifest-descriptor:d\" \"x\"\n}\n",
+        )
+        .unwrap();
+        let t = &r.targets[r.index["x"]];
+        let push = PushTo {
+            repository: "localhost:5000/x".into(),
+            insecure: true,
+        };
+        let attrs = |platform: &str| {
+            let req = build(
+                t,
+                platform,
+                &HashMap::new(),
+                Some(&push),
+                &RequestOptions::default(),
+            )
+            .unwrap();
+            let e = &req.request.exporters[0];
+            let mut v: Vec<String> = e
+                .attrs
+                .iter()
+                .filter(|(k, _)| k.starts_with("annotation"))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            attrs("linux/amd64"),
+            [
+                "annotation-manifest.org.opencontainers.image.title=t",
+                "annotation-manifest.org.opencontainers.image.version=1"
+            ]
+        );
+        assert_eq!(
+            attrs("linux/arm64"),
+            [
+                "annotation-manifest.arch=arm",
+                "annotation-manifest.org.opencontainers.image.title=t",
+                "annotation-manifest.org.opencontainers.image.version=1"
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The OCI vocabulary shared by exec, publish and `index`.
 
+pub mod annotation;
 pub mod descriptor;
 mod insecure;
 mod platform;

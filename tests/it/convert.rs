@@ -229,9 +229,18 @@ fn metadata_action_bake_file_reaches_the_published_image() {
     let images = index_images(&index);
     assert_eq!(images.len(), 2, "{index}");
     for (platform, digest) in images {
-        // (`manifest:` annotations are not checked here: mybake's publish
-        // does not put them on the image manifests yet.)
         let m = manifest(&format!("{repo}@{digest}"));
+        // The action's `manifest:` annotations are on each image manifest
+        // (BuildKit's exporter writes them, as for bake).
+        assert_eq!(
+            m["annotations"]["org.opencontainers.image.revision"],
+            "860c1904a1ce19322e91ac35af1ab07466440c37",
+            "{platform}: manifest annotations: {m}"
+        );
+        assert_eq!(
+            m["annotations"]["org.opencontainers.image.title"], "hello-world",
+            "{platform}: {m}"
+        );
         let config: Value = serde_json::from_slice(&blob(
             &repo,
             m["config"]["digest"].as_str().expect("config digest"),
