@@ -590,11 +590,75 @@ pub fn eval(
     let cache = acquire(g, values);
     let r = {
         let _enter = Enter::new(g);
-        expr.evaluate(&cache.ctx)
-            .map_err(|e| locate(e, text, g, names))
+        // `try`/`can` take their arguments unevaluated in HCL; hcl-rs
+        // evaluates arguments first, so they are settled here before.
+        if text.contains("try") || text.contains("can") {
+            let mut e = (*expr).clone();
+            settle_lazy(&mut e, &cache.ctx);
+            e.evaluate(&cache.ctx)
+        } else {
+            expr.evaluate(&cache.ctx)
+        }
+        .map_err(|e| locate(e, text, g, names))
     };
     release(cache);
     r
+}
+
+/// Replaces each `try(...)`/`can(...)` call in `e` with its value, as
+/// HCL's lazy functions give it: `can(x)` is whether `x` evaluates, `try(a,
+/// b, ...)` the first argument that evaluates. A `try` whose arguments all
+/// fail is left in place (it fails as before, only where it is evaluated:
+/// not in the branch a conditional does not take). Calls inside a `for`
+/// expression are left alone: their loop variables exist only inside it.
+/// Depth is bounded by the parser's nesting limit ([`MAX_NESTING`]).
+fn settle_lazy(e: &mut Expression, ctx: &hcl::eval::Context<'_>) {
+    use hcl::expr::{Operation, TraversalOperator};
+    match e {
+        Expression::FuncCall(f) => {
+            for a in &mut f.args {
+                settle_lazy(a, ctx);
+            }
+            if !f.name.namespace.is_empty() || f.expand_final {
+                return;
+            }
+            match f.name.name.as_str() {
+                "can" if f.args.len() == 1 => {
+                    *e = Expression::Bool(f.args[0].evaluate(ctx).is_ok());
+                }
+                "try" if !f.args.is_empty() => {
+                    if let Some(v) = f.args.iter().find_map(|a| a.evaluate(ctx).ok()) {
+                        *e = Expression::from(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Expression::Array(items) => items.iter_mut().for_each(|a| settle_lazy(a, ctx)),
+        Expression::Object(o) => o.values_mut().for_each(|v| settle_lazy(v, ctx)),
+        Expression::Traversal(t) => {
+            settle_lazy(&mut t.expr, ctx);
+            for op in &mut t.operators {
+                if let TraversalOperator::Index(i) = op {
+                    settle_lazy(i, ctx);
+                }
+            }
+        }
+        Expression::Parenthesis(p) => settle_lazy(p, ctx),
+        Expression::Conditional(c) => {
+            settle_lazy(&mut c.cond_expr, ctx);
+            settle_lazy(&mut c.true_expr, ctx);
+            settle_lazy(&mut c.false_expr, ctx);
+        }
+        Expression::Operation(op) => match op.as_mut() {
+            Operation::Unary(u) => settle_lazy(&mut u.expr, ctx),
+            Operation::Binary(b) => {
+                settle_lazy(&mut b.lhs_expr, ctx);
+                settle_lazy(&mut b.rhs_expr, ctx);
+            }
+        },
+        _ => {}
+    }
 }
 
 /// A context with `values` declared: one of this thread's pool when it was

@@ -99,3 +99,34 @@ fn user_functions_call_each_other_and_recursion_is_bounded() {
     assert!(e.message.contains("more than 16 deep"), "{e:?}");
     assert!(run("tag(1)").is_err());
 }
+
+/// `try`/`can` take their arguments unevaluated, as in HCL. Expected values
+/// recorded from `docker buildx bake --print` 0.13.1 on the same
+/// expressions (`args = { A = try(split(",", CSV)[5], "none") ... }` with
+/// `CSV = "a,b"`; here `L` is `["a", "b"]`).
+#[test]
+fn try_and_can_catch_their_arguments_errors() {
+    assert_eq!(ev("try(L[5], \"none\")").unwrap(), Value::from("none"));
+    assert_eq!(ev("try(L[1], \"none\")").unwrap(), Value::from("b"));
+    assert_eq!(
+        ev("can(regex(\"^v\", \"x\")) ? \"yes\" : \"no\"").unwrap(),
+        Value::from("no")
+    );
+    assert_eq!(ev("can(tonumber(\"abc\"))").unwrap(), Value::Bool(false));
+    assert_eq!(ev("can(L[0])").unwrap(), Value::Bool(true));
+    assert_eq!(ev("try(upper(TAG), \"x\")").unwrap(), Value::from("DEV"));
+    // Nested, and inside an operation.
+    assert_eq!(ev("try(L[9], try(L[8], \"z\"))").unwrap(), Value::from("z"));
+    assert_eq!(ev("!can(L[3]) && true").unwrap(), Value::Bool(true));
+    // Every argument failing is still an error, only where it is reached.
+    assert!(ev("try(L[5], L[6])").is_err());
+    assert_eq!(
+        ev("true ? \"a\" : try(L[5], L[6])").unwrap(),
+        Value::from("a")
+    );
+    // Inside `for`, the loop variable is known only there: left to hcl-rs.
+    assert_eq!(
+        ev("[for s in L : try(upper(s), \"\")]").unwrap(),
+        Value::Array(vec!["A".into(), "B".into()])
+    );
+}

@@ -43,7 +43,7 @@
 //! | timestamp, formatdate, timeadd | done |
 //! | cidrhost, cidrnetmask, cidrsubnet, cidrsubnets | done |
 //! | byteslen, bytesslice | declared; always an error, as in bake (they take go-cty's bytes capsule, which no bake value has) |
-//! | try, can | declared; right when every argument evaluates, but hcl-rs evaluates arguments first, so a failing argument is that argument's error instead of the fallback / `false` (needs evaluator support, see [`LAZY`]) |
+//! | try, can | done: the evaluator (`expr::settle_lazy`) gives them their arguments unevaluated, as HCL does, outside `for` expressions; inside a `for` body a failing argument is still that argument's error |
 //! | convert | declared; an error: its second argument is a type expression (`list(string)`), which hcl-rs cannot evaluate |
 //! | bcrypt, rsadecrypt | declared; an error "not supported by mybake" (bcrypt's salt is random, so bake's output differs per run anyway; rsadecrypt needs an RSA implementation) |
 //!
