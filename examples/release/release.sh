@@ -19,7 +19,8 @@
 #    per-platform descriptors (bake's keys) for the next steps (signing,
 #    deployment).
 # 4. Verified: `mybake verify` rebuilds without cache and compares with what
-#    was just published, per target and platform (exit 1 on a difference,
+#    was just published, from the same pins and epoch, per target and
+#    platform (exit 1 on a difference,
 #    naming the first differing layer and file).
 set -eu
 cd "$(dirname "$0")"
@@ -28,4 +29,4 @@ SOURCE_DATE_EPOCH=$(git log -1 --format=%ct HEAD)
 export SOURCE_DATE_EPOCH
 mkdir -p dist
 mybake build --push --locked --var TAG="$TAG" --metadata-file dist/metadata.json
-mybake verify release --var TAG="$TAG"
+mybake verify release --locked --var TAG="$TAG"
