@@ -26,6 +26,54 @@ use crate::resolve::Resolved;
 
 /// Largest layer read to compare files.
 const MAX_LAYER: i64 = 2 << 30;
+/// Largest image config read to name a difference.
+const MAX_CONFIG: i64 = 16 << 20;
+
+/// The first path (`config.Labels.x`, `history[2].created`) where two JSON
+/// values differ, in document order; `None` when they are equal. (The
+/// configs come from `serde_json::from_slice`, whose parser refuses nesting
+/// deeper than 128, which bounds the recursion of `==` here.)
+fn first_json_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    root: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    // (left, right, path); `None`: the key is missing on that side.
+    let mut stack = vec![(Some(a), Some(b), root.to_owned())];
+    while let Some((a, b, path)) = stack.pop() {
+        let (Some(a), Some(b)) = (a, b) else {
+            return Some(path);
+        };
+        if a == b {
+            continue;
+        }
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys.into_iter().rev() {
+                    stack.push((x.get(k), y.get(k), join(k)));
+                }
+            }
+            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+                for (i, (va, vb)) in x.iter().zip(y).enumerate().rev() {
+                    stack.push((Some(va), Some(vb), format!("{path}[{i}]")));
+                }
+            }
+            _ => return Some(if path.is_empty() { ".".into() } else { path }),
+        }
+    }
+    None
+}
 
 /// One target and platform compared.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -380,7 +428,27 @@ async fn compare(
     let Some(i) =
         (0..n).find(|&i| a.layers.get(i).map(|l| &l.digest) != b.layers.get(i).map(|l| &l.digest))
     else {
-        c.note = Some("every layer is the same; the image config differs".into());
+        // Name what differs in the config (e.g. `moby.buildkit.cache.v0`,
+        // the inline cache's layer times).
+        let config = |m: &ManifestDoc| {
+            let r = m.config.clone();
+            async move {
+                let r = r?;
+                let bytes = client
+                    .get_blob(repo, &r.digest, r.size, MAX_CONFIG)
+                    .await
+                    .ok()?;
+                serde_json::from_slice::<serde_json::Value>(&bytes).ok()
+            }
+        };
+        let path = match (config(&a).await, config(&b).await) {
+            (Some(x), Some(y)) => first_json_difference(&x, &y, ""),
+            _ => None,
+        };
+        c.note = Some(match path {
+            Some(p) => format!("every layer is the same; the image config differs at `{p}`"),
+            None => "every layer is the same; the image config differs".into(),
+        });
         return c;
     };
     let (la, lb) = (a.layers.get(i), b.layers.get(i));
@@ -498,6 +566,34 @@ pub fn first_difference(a: &[TarEntry], b: &[TarEntry]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_the_first_differing_config_path() {
+        use serde_json::json;
+        let a = json!({"config": {"Labels": {"a": "1", "b": "2"}}, "history": [{"created": "x"}, {"created": "y"}]});
+        let mut b = a.clone();
+        assert_eq!(first_json_difference(&a, &b, ""), None);
+        b["history"][1]["created"] = json!("z");
+        assert_eq!(
+            first_json_difference(&a, &b, "").as_deref(),
+            Some("history[1].created")
+        );
+        b["config"]["Labels"]["b"] = json!("3");
+        assert_eq!(
+            first_json_difference(&a, &b, "").as_deref(),
+            Some("config.Labels.b")
+        );
+        b["config"]["moby.buildkit.cache.v0"] = json!("c");
+        assert_eq!(
+            first_json_difference(&a, &b, "").as_deref(),
+            Some("config.Labels.b")
+        );
+        assert_eq!(
+            first_json_difference(&json!(1), &json!(2), "").as_deref(),
+            Some(".")
+        );
+    }
+
     use super::*;
 
     fn e(path: &str, s: &str) -> TarEntry {
