@@ -209,14 +209,7 @@ pub fn compute(r: &Resolved, plan: &Plan, cx: &KeyContext<'_>) -> InputKeys {
     // Per target (platform-independent): attributes, Dockerfile, contexts,
     // bases. Computed in parallel; the per-platform part follows in plan
     // order (dependencies first).
-    let mut targets: Vec<usize> = plan
-        .graph
-        .node_weights()
-        .filter(|n| n.is_build())
-        .map(|n| n.target)
-        .collect();
-    targets.sort();
-    targets.dedup();
+    let targets = plan.built_targets();
     let parts = crate::par::map(targets.clone(), |i| target_part(&r.targets[i], cx));
     let by_target: HashMap<usize, Option<String>> = targets.into_iter().zip(parts).collect();
     let mut keys = InputKeys::default();

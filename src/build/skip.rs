@@ -118,14 +118,7 @@ pub async fn check(r: &Resolved, plan: &Plan, o: &CheckOptions<'_>) -> SkipPlan 
         })
     });
     // Base images of every target built, resolved at once.
-    let mut targets: Vec<usize> = plan
-        .graph
-        .node_weights()
-        .filter(|n| n.is_build())
-        .map(|n| n.target)
-        .collect();
-    targets.sort();
-    targets.dedup();
+    let targets = plan.built_targets();
     let images: Vec<String> = tokio::task::block_in_place(|| {
         crate::par::map(targets, |i| inputs::external_images(&r.targets[i]))
     })

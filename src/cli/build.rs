@@ -29,11 +29,7 @@ pub fn run(
             }
         };
     let settings = BuildSettings {
-        builder: b
-            .builder
-            .clone()
-            .or_else(|| env.get("MYBAKE_BUILDER").cloned())
-            .unwrap_or_else(|| "docker".into()),
+        builder: builder(b.builder.as_deref(), env),
         push: b.push,
         load: b.load,
         jobs: b.jobs,
@@ -44,23 +40,14 @@ pub fn run(
         history: b.history,
         per_target: b.publish == Publish::PerTarget,
         metadata_file: b.metadata_file.clone(),
-        insecure_registries: env
-            .get("MYBAKE_INSECURE_REGISTRIES")
-            .map(|s| s.split(',').map(str::to_string).collect())
-            .unwrap_or_default(),
+        insecure_registries: insecure_registries(env),
         ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
         env: env.clone(),
         source_date_epoch,
         pins,
         attest,
     };
-    let reporter = report::reporter::reporter(match b.progress {
-        Progress::Auto => Mode::Auto,
-        Progress::Tty => Mode::Tty,
-        Progress::Plain => Mode::Plain,
-        Progress::Json => Mode::Json,
-        Progress::Quiet => Mode::Quiet,
-    });
+    let reporter = report::reporter::reporter(mode(b.progress));
     let rep = build::run(r, plan, &settings, reporter);
     Outcome {
         code: match rep.class() {
@@ -72,5 +59,30 @@ pub fn run(
         },
         stdout: Vec::new(),
         stderr: report::build::text(&rep),
+    }
+}
+
+/// `--builder`, else `$MYBAKE_BUILDER`, else `docker` (build and verify).
+pub(super) fn builder(flag: Option<&str>, env: &HashMap<String, String>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| env.get("MYBAKE_BUILDER").cloned())
+        .unwrap_or_else(|| "docker".into())
+}
+
+/// `$MYBAKE_INSECURE_REGISTRIES`, comma-separated.
+pub(super) fn insecure_registries(env: &HashMap<String, String>) -> Vec<String> {
+    env.get("MYBAKE_INSECURE_REGISTRIES")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The reporter mode of `--progress`.
+pub(super) fn mode(p: Progress) -> Mode {
+    match p {
+        Progress::Auto => Mode::Auto,
+        Progress::Tty => Mode::Tty,
+        Progress::Plain => Mode::Plain,
+        Progress::Json => Mode::Json,
+        Progress::Quiet => Mode::Quiet,
     }
 }

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::args::{ListFormat, Progress, VerifyArgs};
+use super::args::{ListFormat, VerifyArgs};
 use super::{exit, Outcome};
 use crate::plan::Plan;
-use crate::report::{self, reporter::Mode};
+use crate::report;
 use crate::resolve::Resolved;
 use crate::verify::{self, VerifySettings};
 
@@ -18,27 +18,14 @@ pub fn run(
     (source_date_epoch, pins): (Option<u64>, Option<std::sync::Arc<crate::lock::Pins>>),
 ) -> Outcome {
     let settings = VerifySettings {
-        builder: v
-            .builder
-            .clone()
-            .or_else(|| env.get("MYBAKE_BUILDER").cloned())
-            .unwrap_or_else(|| "docker".into()),
-        insecure_registries: env
-            .get("MYBAKE_INSECURE_REGISTRIES")
-            .map(|s| s.split(',').map(str::to_string).collect())
-            .unwrap_or_default(),
+        builder: super::build::builder(v.builder.as_deref(), env),
+        insecure_registries: super::build::insecure_registries(env),
         ssh_auth_sock: env.get("SSH_AUTH_SOCK").map(std::path::PathBuf::from),
         env: env.clone(),
         source_date_epoch,
         pins,
     };
-    let reporter = report::reporter::reporter(match v.progress {
-        Progress::Auto => Mode::Auto,
-        Progress::Tty => Mode::Tty,
-        Progress::Plain => Mode::Plain,
-        Progress::Json => Mode::Json,
-        Progress::Quiet => Mode::Quiet,
-    });
+    let reporter = report::reporter::reporter(super::build::mode(v.progress));
     let rep = verify::run(r, plan, &settings, reporter);
     Outcome {
         code: if rep.identical() {

@@ -71,6 +71,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The targets (indexes into `Resolved::targets`) that have a build
+    /// node, sorted, each once.
+    pub fn built_targets(&self) -> Vec<usize> {
+        let mut targets: Vec<usize> = self
+            .graph
+            .node_weights()
+            .filter(|n| n.is_build())
+            .map(|n| n.target)
+            .collect();
+        targets.sort_unstable();
+        targets.dedup();
+        targets
+    }
+
     pub fn node(&self, i: NodeIndex) -> &Node {
         &self.graph[i]
     }
