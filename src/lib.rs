@@ -17,6 +17,7 @@ pub mod diag;
 pub mod dockerfile;
 pub mod exec;
 pub mod expr;
+pub mod files;
 pub mod load;
 pub mod lock;
 pub mod oci;

@@ -166,16 +166,8 @@ impl LockFile {
 
     /// Writes atomically: a temporary file in the same directory, renamed.
     pub fn write(&self, path: &Path) -> Result<(), String> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".mybake.lock.")
-            .tempfile_in(dir)
-            .map_err(fail)?;
-        std::io::Write::write_all(&mut tmp, self.to_kdl().as_bytes()).map_err(fail)?;
-        tmp.as_file().sync_all().map_err(fail)?;
-        tmp.persist(path).map_err(|e| fail(e.error))?;
-        Ok(())
+        crate::files::write_atomic(path, ".mybake.lock.", self.to_kdl().as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 

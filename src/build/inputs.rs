@@ -422,25 +422,12 @@ pub fn context_hash(root: &Path, excludes: Vec<String>, cache: Option<&Path>) ->
     }
     if let Some(f) = cache_file {
         if new != old {
-            write_atomic(&f, &serde_json::to_vec(&new).unwrap_or_default());
+            // A cache: a failed write only costs hashing again.
+            let bytes = serde_json::to_vec(&new).unwrap_or_default();
+            let _ = crate::files::write_atomic(&f, ".mybake-inputs-", &bytes);
         }
     }
     Some(h.finish())
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename; a
-/// failure only costs the cache.
-fn write_atomic(path: &Path, bytes: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
-        use std::io::Write;
-        if tmp.write_all(bytes).is_ok() {
-            let _ = tmp.persist(path);
-        }
-    }
 }
 
 #[cfg(test)]

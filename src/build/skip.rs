@@ -362,7 +362,6 @@ fn read_record(dir: &Path, key: &str) -> Option<String> {
 
 /// Records the results of the nodes built by this run under their keys.
 pub fn record(dir: &Path, keys: &InputKeys, results: &HashMap<NodeIndex, NodeResult>) {
-    let _ = std::fs::create_dir_all(dir.join("results"));
     for (n, res) in results {
         let (Some(Some(key)), Some(reference)) = (keys.nodes.get(n), &res.reference) else {
             continue;
@@ -371,12 +370,12 @@ pub fn record(dir: &Path, keys: &InputKeys, results: &HashMap<NodeIndex, NodeRes
         if read_record(dir, key).as_deref() == Some(reference.as_str()) {
             continue;
         }
-        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir.join("results")) {
-            use std::io::Write;
-            if writeln!(tmp, "{reference}").is_ok() {
-                let _ = tmp.persist(path);
-            }
-        }
+        // A cache: a failed write only costs a rebuild.
+        let _ = crate::files::write_atomic(
+            &path,
+            ".mybake-result-",
+            format!("{reference}\n").as_bytes(),
+        );
     }
 }
 

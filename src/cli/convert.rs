@@ -1,6 +1,5 @@
 //! `mybake convert [FILE...] [-o FILE]`: bake files → mybake.kdl.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::args::{ConvertArgs, Global};
@@ -86,15 +85,5 @@ fn write_atomically(dest: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if dest.is_dir() {
         return Err(std::io::Error::other("it is a directory"));
     }
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mybake-convert-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(dest).map_err(|e| e.error)?;
-    Ok(())
+    crate::files::write_atomic(dest, ".mybake-convert-", bytes)
 }
