@@ -345,6 +345,25 @@ impl Conv<'_> {
 
     /// The comments before a block's closing brace, as a comment-only
     /// child.
+    /// `c`, the KDL child of attribute `a`, with `a`'s comments (around it
+    /// and inside its value) carried over.
+    fn push_child(&self, mut c: KNode, a: &Attribute, children: &mut Vec<KNode>) {
+        self.decorate(&mut c, a.decor());
+        if let Some(r) = a.value.span() {
+            c.comments.extend(inner_comments(&self.src[r]));
+        }
+        children.push(c);
+    }
+
+    /// The KDL node `kind "name" { children }` of block `b`, with the
+    /// comments before its closing brace.
+    fn block_node(&self, kind: &str, name: String, b: &Block, mut children: Vec<KNode>) -> KNode {
+        self.closing_comments(b, &mut children);
+        let mut n = KNode::new(kind).str_arg(name);
+        n.children = Some(children);
+        n
+    }
+
     fn closing_comments(&self, b: &Block, children: &mut Vec<KNode>) {
         if let Some(sfx) = b.body.decor().suffix() {
             let (c, _) = comments_of(sfx);
@@ -624,7 +643,7 @@ impl Conv<'_> {
         self.no_blocks(b, &[]);
         let mut children = Vec::new();
         for a in b.body.attributes() {
-            let mut c = match a.key.as_str() {
+            let c = match a.key.as_str() {
                 "params" => {
                     let Expression::Array(arr) = &a.value else {
                         let d =
@@ -662,16 +681,9 @@ impl Conv<'_> {
                     continue;
                 }
             };
-            self.decorate(&mut c, a.decor());
-            if let Some(r) = a.value.span() {
-                c.comments.extend(inner_comments(&self.src[r]));
-            }
-            children.push(c);
+            self.push_child(c, a, &mut children);
         }
-        self.closing_comments(b, &mut children);
-        let mut n = KNode::new("function").str_arg(name);
-        n.children = Some(children);
-        Some(n)
+        Some(self.block_node("function", name, b, children))
     }
 
     fn group(&mut self, b: &Block) -> Option<KNode> {
@@ -679,7 +691,7 @@ impl Conv<'_> {
         self.no_blocks(b, &[]);
         let mut children = Vec::new();
         for a in b.body.attributes() {
-            let mut c = match a.key.as_str() {
+            let c = match a.key.as_str() {
                 "targets" => {
                     let mut c = KNode::new("targets");
                     for t in self.list(&a.value)? {
@@ -693,16 +705,9 @@ impl Conv<'_> {
                     continue;
                 }
             };
-            self.decorate(&mut c, a.decor());
-            if let Some(r) = a.value.span() {
-                c.comments.extend(inner_comments(&self.src[r]));
-            }
-            children.push(c);
+            self.push_child(c, a, &mut children);
         }
-        self.closing_comments(b, &mut children);
-        let mut n = KNode::new("group").str_arg(name);
-        n.children = Some(children);
-        Some(n)
+        Some(self.block_node("group", name, b, children))
     }
 
     fn target(&mut self, b: &Block) -> Option<KNode> {
