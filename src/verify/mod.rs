@@ -269,6 +269,12 @@ pub fn run(
                     Some(e) => e,
                     None => {
                         if second.is_none() {
+                            // A build that records the time (to the second,
+                            // as `date` does) must not look reproducible
+                            // because both rebuilds ran within one second:
+                            // the second one starts in a later second than
+                            // the first one ended.
+                            tokio::time::sleep(until_next_second()).await;
                             match rebuild(r, plan, &opts, &mut reporter).await {
                                 Ok(o) => second = Some(o),
                                 Err(e) => {
@@ -295,6 +301,14 @@ pub fn run(
             .sort_by(|a, b| (&a.target, &a.platform).cmp(&(&b.target, &b.platform)));
         report
     })
+}
+
+/// The time left until the wall clock's next whole second.
+fn until_next_second() -> std::time::Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))
 }
 
 /// One rebuild of the plan: build node → its image manifest digest.
@@ -566,6 +580,12 @@ pub fn first_difference(a: &[TarEntry], b: &[TarEntry]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_second_rebuild_waits_for_the_next_second() {
+        let d = until_next_second();
+        assert!(d > std::time::Duration::ZERO && d <= std::time::Duration::from_secs(1));
+    }
 
     #[test]
     fn names_the_first_differing_config_path() {
