@@ -321,6 +321,9 @@ fn command(tool: Tool, dir: &Path, registry: &str, history: bool) -> Command {
                 &format!("REGISTRY={registry}"),
                 "build",
                 "--push",
+                // As bake's `--provenance=false` below: indexes of exactly
+                // the two platform images.
+                "--provenance=false",
                 "--progress",
                 "json",
             ]);

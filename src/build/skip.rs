@@ -264,6 +264,7 @@ fn result(descriptor: Option<Descriptor>, reference: Option<String>) -> NodeResu
         builder: String::new(),
         push_attempts: 0,
         solve_ref: String::new(),
+        input: None,
     }
 }
 

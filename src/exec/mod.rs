@@ -92,7 +92,39 @@ pub struct NodeResult {
     /// The BuildKit ref of the solve that produced the result (bake's
     /// `buildx.build.ref` is `BUILDER/NODE/REF`).
     pub solve_ref: String,
+    /// The result as LLB, for dependents on the same builder node (a
+    /// gateway build, see [`NodeMode::gateway`]).
+    pub input: Option<Arc<LlbInput>>,
 }
+
+/// A build node's result as LLB: what a dependent on the same builder node
+/// gets as its `target:` context (a frontend input), without the result
+/// going through a registry, as bake does. The LLB's local sources name
+/// the node's session, which is kept open while this lives: when BuildKit
+/// has the steps cached (it has: they were just built) the session is not
+/// read again, and when it has not, it is there.
+#[derive(Debug)]
+pub struct LlbInput {
+    pub input: mybake_buildkit::FrontendInput,
+    pub session: Option<Arc<mybake_buildkit::session::SessionHandle>>,
+}
+
+/// How a build node is solved and where its result goes.
+#[derive(Debug, Clone, Default)]
+pub struct NodeMode {
+    /// Pushed by digest: it is published, or a dependent on another
+    /// builder node (or one that cannot take LLB) reads it from the registry.
+    pub push: Option<PushTo>,
+    /// Solved as a gateway build that hands its result's LLB to the
+    /// dependents on its builder node as soon as it is built, before its
+    /// export ([`NodeResult::input`]).
+    pub gateway: bool,
+}
+
+/// `MYBAKE_TARGET_INPUTS=registry`: pass every `target:` result through
+/// the registry, as before gateway builds (a way out should a builder
+/// mishandle frontend inputs).
+pub const TARGET_INPUTS_ENV: &str = "MYBAKE_TARGET_INPUTS";
 
 #[derive(Debug, Default)]
 pub struct ExecOutcome {
@@ -135,29 +167,63 @@ impl From<String> for NodeError {
     }
 }
 
-/// Whether node `n`'s result is pushed by digest, and where.
-fn push_target(
+/// Whether a solve of target `t` ignores the build cache for any step
+/// (`--no-cache`, `no-cache`, `no-cache-filter`). Its LLB then marks those
+/// steps to be run again, and a dependent solving that LLB after the
+/// node's own solve ended would run them once more: such a result goes
+/// through the registry.
+fn ignores_cache(t: &crate::resolve::Target, opts: &ExecOptions) -> bool {
+    opts.no_cache || t.bool(A::NoCache) == Some(true) || !t.list(A::NoCacheFilter).is_empty()
+}
+
+/// How node `n` is solved: a gateway build when a dependent on the same
+/// builder node can take its LLB, pushed by digest when it is published or
+/// a dependent reads it from the registry.
+fn node_mode(
     r: &Resolved,
     plan: &Plan,
     n: NodeIndex,
+    assigned: &HashMap<NodeIndex, usize>,
     opts: &ExecOptions,
-) -> Result<Option<PushTo>, ExecError> {
+) -> Result<NodeMode, ExecError> {
     let node = plan.node(n);
     let t = &r.targets[node.target];
     let registry_output = t.spec.pushes();
-    let consumed = plan
+    let dependents: Vec<NodeIndex> = plan
         .graph
         .neighbors_directed(n, petgraph::Direction::Incoming)
-        .any(|d| plan.node(d).is_build());
+        .filter(|&d| plan.node(d).is_build())
+        .collect();
+    let llb_ok =
+        std::env::var(TARGET_INPUTS_ENV).as_deref() != Ok("registry") && !ignores_cache(t, opts);
+    let here = |d: &NodeIndex| assigned.get(d) == assigned.get(&n);
+    let gateway = llb_ok && dependents.iter().any(here);
+    // Pushed for a dependent that reads the registry, and, when it has a
+    // tag, for the others too, after it handed them its LLB: its pushed
+    // result is what a later run that skips it (`build::skip`) passes on.
+    // Without a tag, a result only passed as LLB stays in the builder.
+    let via_registry = dependents.iter().any(|d| !(gateway && here(d)));
+    let consumed = via_registry || (!dependents.is_empty() && !t.list(A::Tags).is_empty());
     let published = node.publish && (opts.push || registry_output);
     if !(published || consumed) {
-        return Ok(None);
+        return Ok(NodeMode {
+            push: None,
+            gateway,
+        });
     }
     let Some(tag) = t.list(A::Tags).first() else {
-        let why = if consumed {
-            "is used through `target:` by another target, and its result is passed by digest through a registry"
-        } else {
+        let why = if !consumed {
             "is pushed"
+        } else if ignores_cache(t, opts) {
+            "is used through `target:` by another target, and with the build cache off \
+             (`--no-cache`, `no-cache`, `no-cache-filter`) its result is passed by digest \
+             through a registry"
+        } else if llb_ok {
+            "is used through `target:` by a target built on another builder node, and its \
+             result is passed there by digest through a registry"
+        } else {
+            "is used through `target:` by another target, and with MYBAKE_TARGET_INPUTS=registry \
+             its result is passed by digest through a registry"
         };
         return Err(ExecError::Unsupported(format!(
             "target `{}` {why}, but it has no `tags` naming a repository",
@@ -169,10 +235,13 @@ fn push_target(
         &request::registry_of(&repository),
         &opts.insecure_registries,
     );
-    Ok(Some(PushTo {
-        repository,
-        insecure,
-    }))
+    Ok(NodeMode {
+        push: Some(PushTo {
+            repository,
+            insecure,
+        }),
+        gateway,
+    })
 }
 
 /// Run every build node of `plan`.
@@ -199,14 +268,6 @@ pub async fn run(
             }
         }
         return Ok(outcome);
-    }
-    let mut pushes = HashMap::new();
-    for n in plan
-        .graph
-        .node_indices()
-        .filter(|&n| plan.node(n).is_build())
-    {
-        pushes.insert(n, push_target(r, plan, n, opts)?);
     }
     let nodes: Vec<builders::NodeSpec> = if opts.nodes.is_empty() {
         vec![builders::NodeSpec {
@@ -290,6 +351,10 @@ pub async fn run(
         });
     };
     let assigned: HashMap<NodeIndex, usize> = build_nodes.iter().copied().zip(assignment).collect();
+    let mut modes = HashMap::new();
+    for &n in &build_nodes {
+        modes.insert(n, node_mode(r, plan, n, &assigned, opts)?);
+    }
     let native: Vec<Vec<String>> = nodes
         .iter()
         .zip(&supported_by)
@@ -326,7 +391,7 @@ pub async fn run(
     let solver = BuildKitSolver {
         r,
         plan,
-        pushes,
+        modes,
         clients,
         builders: nodes.iter().map(|n| n.name.clone()).collect(),
         req_opts,
@@ -342,7 +407,7 @@ pub async fn run(
 struct BuildKitSolver<'a> {
     r: &'a Resolved,
     plan: &'a Plan,
-    pushes: HashMap<NodeIndex, Option<PushTo>>,
+    modes: HashMap<NodeIndex, NodeMode>,
     clients: Vec<Arc<Client>>,
     /// Builder node names, by index.
     builders: Vec<String>,
@@ -372,20 +437,26 @@ impl schedule::Solver for BuildKitSolver<'_> {
         }
         let node = self.plan.node(job.node);
         let t = self.r.targets[node.target].clone();
-        let mut deps: HashMap<String, String> = HashMap::new();
+        let mut deps: HashMap<String, request::DepResult> = HashMap::new();
         for (d, res) in &job.deps {
             let dep_target = &self.plan.node(*d).target_name;
-            let Some(reference) = res.reference.clone() else {
-                continue;
+            // Its LLB when it was built on this builder node, else its
+            // pushed image.
+            let dep = match (&res.input, &res.reference) {
+                (Some(l), _) if job.same_builder(*d) => request::DepResult::Llb(l.clone()),
+                (_, Some(reference)) => request::DepResult::Image(reference.clone()),
+                _ => continue,
             };
-            for (ctx, dep) in &t.deps {
-                if &dep.v == dep_target {
-                    deps.insert(ctx.clone(), reference.clone());
+            for (ctx, name) in &t.deps {
+                if &name.v == dep_target {
+                    deps.insert(ctx.clone(), dep.clone());
                 }
             }
         }
         let platform = node.platform().unwrap_or_default().to_string();
-        let push = self.pushes[&job.node].clone();
+        let mode = self.modes[&job.node].clone();
+        let early = job.early.clone();
+        let n = job.node;
         let id = node.id.clone();
         let events = self.events.clone();
         let client = self.clients[job.builder].clone();
@@ -400,8 +471,9 @@ impl schedule::Solver for BuildKitSolver<'_> {
                 deps: &deps,
                 id: &id,
                 events: &events,
+                gateway: mode.gateway.then_some((n, &early)),
             };
-            solve_node(&node, push.as_ref(), &req_opts, cancel).await
+            solve_node(&node, mode.push.as_ref(), &req_opts, cancel).await
         }));
         Box::pin(async move {
             match task.await {
@@ -450,11 +522,13 @@ struct NodeSolve<'a> {
     builder: &'a str,
     t: &'a crate::resolve::Target,
     platform: &'a str,
-    /// Context name → image reference of a dependency's result.
-    deps: &'a HashMap<String, String>,
+    /// Context name → a dependency's result.
+    deps: &'a HashMap<String, request::DepResult>,
     /// `target@platform`.
     id: &'a str,
     events: &'a mpsc::UnboundedSender<Event>,
+    /// A gateway build: the node, and where its LLB goes once built.
+    gateway: Option<(NodeIndex, &'a schedule::EarlySender)>,
 }
 
 async fn solve_node(
@@ -491,10 +565,16 @@ async fn solve_node(
             o
         };
         match solve_pushing(node, push, &split(false), &cancel, &mut run).await {
-            Ok(first) => solve_once(node, None, &split(true), &cancel, &mut run)
-                .await
-                .map(|_| first)
-                .map_err(|e| node_failure(node, &run, e)),
+            Ok(first) => {
+                let plain = NodeSolve {
+                    gateway: None,
+                    ..*node
+                };
+                solve_once(&plain, None, &split(true), &cancel, &mut run)
+                    .await
+                    .map(|_| first)
+                    .map_err(|e| node_failure(node, &run, e))
+            }
             Err(e) => Err(e),
         }
     };
@@ -706,6 +786,7 @@ async fn solve_once(
         deps,
         id,
         events,
+        gateway,
     } = *node;
     let nr = request::build(t, platform, deps, push, opts)
         .map_err(|e| SolveFailure::Setup(format!("{id}: {e}")))?;
@@ -750,9 +831,48 @@ async fn solve_once(
         }
         (tally, failed)
     });
-    let res = client
-        .solve_with_cancel(req, Some(stx), cancel.clone())
-        .await;
+    let mut input = None;
+    let mut handle = Some(handle);
+    let res = match gateway {
+        None => {
+            client
+                .solve_with_cancel(req, Some(stx), cancel.clone())
+                .await
+        }
+        Some((n, early)) => {
+            // The LLB goes to the dependents the moment it is built; the
+            // session stays open as long as they may read it.
+            let session = Arc::new(handle.take().expect("the session is attached"));
+            let (itx, irx) = tokio::sync::oneshot::channel();
+            let solve = client.solve_gateway(req, Some(stx), Some(itx), cancel.clone());
+            let hand_over = async {
+                let Ok(built) = irx.await else { return None };
+                let llb = Arc::new(LlbInput {
+                    input: built,
+                    session: Some(session.clone()),
+                });
+                let _ = early.send((
+                    n,
+                    NodeResult {
+                        exporter_response: HashMap::new(),
+                        descriptor: None,
+                        reference: None,
+                        duration: run.started.elapsed(),
+                        steps: 0,
+                        cached_steps: 0,
+                        builder: builder.to_string(),
+                        push_attempts: 0,
+                        solve_ref: solve_ref.clone(),
+                        input: Some(llb.clone()),
+                    },
+                ));
+                Some(llb)
+            };
+            let (res, llb) = tokio::join!(solve, hand_over);
+            input = llb;
+            res
+        }
+    };
     let failed_steps = match forward.await {
         Ok((tally, failed)) => {
             run.tally = tally;
@@ -760,7 +880,9 @@ async fn solve_once(
         }
         Err(_) => Vec::new(),
     };
-    let _ = handle.close().await;
+    if let Some(handle) = handle {
+        let _ = handle.close().await;
+    }
     drop(nr);
     match res {
         Ok(resp) => {
@@ -808,6 +930,7 @@ async fn solve_once(
                 builder: builder.to_string(),
                 push_attempts: 1,
                 solve_ref,
+                input,
             })
         }
         Err(e) if e.is_cancelled() => Err(SolveFailure::Cancelled),

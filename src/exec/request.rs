@@ -219,12 +219,22 @@ pub fn ssh_agents(t: &Target, auth_sock: Option<&Path>) -> Result<Vec<(String, P
         .collect()
 }
 
+/// A dependency's result for this platform, as a `target:` context gets it.
+#[derive(Debug, Clone)]
+pub enum DepResult {
+    /// Pushed by digest: `repo@digest`, read back from the registry.
+    Image(String),
+    /// Built on the same builder node: its LLB, passed as a frontend input
+    /// (see [`super::LlbInput`]).
+    Llb(std::sync::Arc<super::LlbInput>),
+}
+
 /// Build the request for `t` on `platform`. `deps` maps context names to
-/// image references of dependencies' results for this platform.
+/// dependencies' results for this platform.
 pub fn build(
     t: &Target,
     platform: &str,
-    deps: &HashMap<String, String>,
+    deps: &HashMap<String, DepResult>,
     push: Option<&PushTo>,
     opts: &RequestOptions,
 ) -> Result<NodeRequest, String> {
@@ -307,14 +317,20 @@ pub fn build(
             }
         }
     }
+    let mut frontend_inputs = HashMap::new();
     for c in &t.spec.contexts {
         let name = &c.name;
         match &c.source {
             ContextSource::Target(_) => {
-                let r = deps
+                match deps
                     .get(name)
-                    .ok_or_else(|| format!("context `{name}`: dependency result missing"))?;
-                attrs.insert(format!("context:{name}"), format!("docker-image://{r}"));
+                    .ok_or_else(|| format!("context `{name}`: dependency result missing"))?
+                {
+                    DepResult::Image(r) => {
+                        attrs.insert(format!("context:{name}"), format!("docker-image://{r}"));
+                    }
+                    DepResult::Llb(l) => l.input.bind(name, &mut attrs, &mut frontend_inputs),
+                }
             }
             ContextSource::Remote(url) => {
                 attrs.insert(format!("context:{name}"), url.clone());
@@ -400,6 +416,7 @@ pub fn build(
     let mut request = SolveRequest {
         frontend: "dockerfile.v0".into(),
         frontend_attrs: attrs,
+        frontend_inputs,
         exporters,
         cache_imports: cache(&t.spec.cache_from),
         cache_exports: cache(&t.spec.cache_to),

@@ -33,7 +33,24 @@ pub struct Job {
     /// The builder node it runs on (index into the run's builder nodes).
     pub builder: usize,
     /// The results of the build nodes it needs, in [`Plan::needs`] order.
+    /// A need on the same builder node may still be exporting: its result
+    /// is then the LLB it handed over early ([`NodeResult::input`]).
     pub deps: Vec<(NodeIndex, Arc<NodeResult>)>,
+    /// The needs assigned to the same builder node.
+    pub here: Vec<NodeIndex>,
+    /// Where a gateway build hands over its LLB result before it ends.
+    pub early: EarlySender,
+}
+
+/// A node's result handed over before the node ends (its LLB, for the
+/// dependents on its builder node).
+pub type EarlySender = mpsc::UnboundedSender<(NodeIndex, NodeResult)>;
+
+impl Job {
+    /// Whether need `d` ran on this job's builder node.
+    pub fn same_builder(&self, d: NodeIndex) -> bool {
+        self.here.contains(&d)
+    }
 }
 
 /// Runs one build node. The future ends with [`NodeError::Cancelled`] when
@@ -77,6 +94,11 @@ pub struct Scheduler<'p> {
     waiting: HashMap<NodeIndex, usize>,
     results: HashMap<NodeIndex, Arc<NodeResult>>,
     ended: HashSet<NodeIndex>,
+    /// Nodes that handed over their result early: their dependents on the
+    /// same builder node were released then, not when they end.
+    early: HashSet<NodeIndex>,
+    early_tx: EarlySender,
+    early_rx: Option<mpsc::UnboundedReceiver<(NodeIndex, NodeResult)>>,
     out: ExecOutcome,
 }
 
@@ -99,6 +121,7 @@ impl<'p> Scheduler<'p> {
         limits: &Limits,
         keep_going: bool,
     ) -> Scheduler<'p> {
+        let (early_tx, early_rx) = mpsc::unbounded_channel();
         let build_nodes: Vec<NodeIndex> = plan
             .order
             .iter()
@@ -127,6 +150,9 @@ impl<'p> Scheduler<'p> {
             waiting: HashMap::new(),
             results: HashMap::new(),
             ended: HashSet::new(),
+            early: HashSet::new(),
+            early_tx,
+            early_rx: Some(early_rx),
             out: ExecOutcome::default(),
         };
         for i in 0..s.build_nodes.len() {
@@ -164,9 +190,13 @@ impl<'p> Scheduler<'p> {
         let (_, _, n) = self.ready[b].pop().expect("peeked");
         self.running[b] += 1;
         self.running_total += 1;
-        let deps = self
-            .plan
-            .needs(n)
+        let needs = self.plan.needs(n);
+        let here = needs
+            .iter()
+            .copied()
+            .filter(|d| self.assigned.get(d) == Some(&b))
+            .collect();
+        let deps = needs
             .into_iter()
             .filter_map(|d| self.results.get(&d).map(|r| (d, r.clone())))
             .collect();
@@ -174,7 +204,38 @@ impl<'p> Scheduler<'p> {
             node: n,
             builder: b,
             deps,
+            here,
+            early: self.early_tx.clone(),
         })
+    }
+
+    /// Node `n`, still running, handed over `res` (its LLB): the nodes
+    /// on its builder node that need it no longer wait for it. A second
+    /// hand-over (a retried solve) or one after the node ended changes
+    /// nothing.
+    pub fn early(&mut self, n: NodeIndex, res: NodeResult) {
+        if self.ended.contains(&n) || !self.early.insert(n) {
+            return;
+        }
+        self.results.insert(n, Arc::new(res));
+        let b = self.assigned[&n];
+        let plan = self.plan;
+        for d in plan.graph.neighbors_directed(n, Direction::Incoming) {
+            if self.assigned.get(&d) == Some(&b) {
+                self.release(d);
+            }
+        }
+    }
+
+    /// One more need of `d` is available.
+    fn release(&mut self, d: NodeIndex) {
+        if let Some(w) = self.waiting.get_mut(&d) {
+            *w -= 1;
+            if *w == 0 {
+                self.waiting.remove(&d);
+                self.make_ready(d);
+            }
+        }
     }
 
     /// Node `n`, started by [`Scheduler::start_next`], ended with `res`.
@@ -190,13 +251,10 @@ impl<'p> Scheduler<'p> {
                 let result = Arc::new(result);
                 self.out.results.insert(n, (*result).clone());
                 self.results.insert(n, result);
+                let early = self.early.contains(&n);
                 for d in plan.graph.neighbors_directed(n, Direction::Incoming) {
-                    if let Some(w) = self.waiting.get_mut(&d) {
-                        *w -= 1;
-                        if *w == 0 {
-                            self.waiting.remove(&d);
-                            self.make_ready(d);
-                        }
+                    if !(early && self.assigned.get(&d) == Some(&b)) {
+                        self.release(d);
                     }
                 }
             }
@@ -244,6 +302,7 @@ pub async fn drive<S: Solver + ?Sized>(
     cancel: &CancellationToken,
 ) -> ExecOutcome {
     let plan = s.plan;
+    let mut early_rx = s.early_rx.take().expect("a scheduler is driven once");
     let id = |n: NodeIndex| plan.node(n).id.clone();
     for &n in s.build_nodes() {
         let _ = events.send(Event::Queued { node: id(n) });
@@ -256,7 +315,15 @@ pub async fn drive<S: Solver + ?Sized>(
             let solve = solver.solve(job, cancel.clone());
             running.push(async move { (n, solve.await) });
         }
-        let Some((n, res)) = running.next().await else {
+        let next = tokio::select! {
+            biased;
+            Some((n, res)) = early_rx.recv() => {
+                s.early(n, res);
+                continue;
+            }
+            next = running.next() => next,
+        };
+        let Some((n, res)) = next else {
             break;
         };
         let ended = s.finish(n, res);
@@ -355,6 +422,8 @@ mod tests {
         running: HashMap<String, (usize, oneshot::Sender<End>)>,
         /// `start ID on B [deps]` / `end ID ok|failed|cancelled`, in order.
         log: Vec<String>,
+        /// Where each running solve hands over its LLB result early.
+        early: HashMap<String, (NodeIndex, EarlySender)>,
         /// Most solves running at once: in all, per builder node.
         max_total: usize,
         max_per_builder: HashMap<usize, usize>,
@@ -382,14 +451,20 @@ mod tests {
             cancel: CancellationToken,
         ) -> BoxFuture<'_, Result<NodeResult, NodeError>> {
             let id = self.plan.node(job.node).id.clone();
+            // A need's pushed reference, or `llb` for one handed over early.
             let deps: Vec<String> = job
                 .deps
                 .iter()
-                .map(|(_, r)| r.reference.clone().unwrap_or_default())
+                .map(|(_, r)| match (&r.reference, &r.input) {
+                    (Some(reference), _) => reference.clone(),
+                    (None, Some(_)) => "llb".to_string(),
+                    (None, None) => String::new(),
+                })
                 .collect();
             let (tx, rx) = oneshot::channel();
             {
                 let mut st = self.state.lock().unwrap();
+                st.early.insert(id.clone(), (job.node, job.early.clone()));
                 st.log
                     .push(format!("start {id} on {} {deps:?}", job.builder));
                 assert!(
@@ -417,6 +492,7 @@ mod tests {
                             builder,
                             push_attempts: 1,
                             solve_ref: String::new(),
+                            input: None,
                         }),
                         End::Fail(e) => Err(NodeError::Failed(e)),
                     },
@@ -452,11 +528,24 @@ mod tests {
             builder_of: impl Fn(&str) -> usize,
         ) -> Run<'a> {
             let plan = fake.plan;
+            Run::by_node(fake, limits, keep_going, |n| {
+                builder_of(plan.node(n).platform().unwrap())
+            })
+        }
+
+        /// `builder_of`: the builder node of each build node.
+        fn by_node(
+            fake: &'a Fake<'a>,
+            limits: Limits,
+            keep_going: bool,
+            builder_of: impl Fn(NodeIndex) -> usize,
+        ) -> Run<'a> {
+            let plan = fake.plan;
             let assigned = plan
                 .graph
                 .node_indices()
                 .filter(|&n| plan.node(n).is_build())
-                .map(|n| (n, builder_of(plan.node(n).platform().unwrap())))
+                .map(|n| (n, builder_of(n)))
                 .collect();
             let rank = crate::exec::priority::ranks(plan, |_| 1);
             let (tx, events) = mpsc::unbounded_channel();
@@ -513,6 +602,35 @@ mod tests {
                 .remove(id)
                 .unwrap_or_else(|| panic!("{id} is not running: {:?}", self.log()));
             let _ = tx.send(end);
+            self.settle();
+        }
+
+        /// Running solve `id` hands over its result as LLB (a gateway
+        /// build whose result is built and now exports).
+        fn hand_over(&mut self, id: &str) {
+            let (n, tx) = self.fake.state.lock().unwrap().early[id].clone();
+            let llb = Arc::new(crate::exec::LlbInput {
+                input: mybake_buildkit::FrontendInput {
+                    definition: Default::default(),
+                    image_config: None,
+                },
+                session: None,
+            });
+            let _ = tx.send((
+                n,
+                NodeResult {
+                    exporter_response: HashMap::new(),
+                    descriptor: None,
+                    reference: None,
+                    duration: std::time::Duration::ZERO,
+                    steps: 0,
+                    cached_steps: 0,
+                    builder: String::new(),
+                    push_attempts: 0,
+                    solve_ref: String::new(),
+                    input: Some(llb),
+                },
+            ));
             self.settle();
         }
 
@@ -966,5 +1084,94 @@ mod tests {
         assert_eq!(ids(&p, &out.skipped), ["y@linux/arm64"]);
         let ev = run.events();
         assert_eq!(ev.last().unwrap(), "skipped y@linux/arm64: x failed");
+    }
+
+    /// A gateway build hands its LLB over before it exports: the nodes on
+    /// its builder node that need it start then, with the LLB; a node on
+    /// another builder node waits for the pushed result. A node needing
+    /// two results waits for both, and the hand-over and the end of one
+    /// count once.
+    #[test]
+    fn a_hand_over_starts_the_dependents_on_its_builder_node_only() {
+        let p = plan(
+            &[
+                "base@linux/amd64",
+                "lib@linux/amd64",
+                "app@linux/amd64",
+                "both@linux/amd64",
+                "far@linux/amd64",
+            ],
+            &[
+                ("app@linux/amd64", "base@linux/amd64"),
+                ("both@linux/amd64", "base@linux/amd64"),
+                ("both@linux/amd64", "lib@linux/amd64"),
+                ("far@linux/amd64", "base@linux/amd64"),
+            ],
+        );
+        let f = fake(&p, &["one", "two"]);
+        let far = find(&p, "far@linux/amd64");
+        let limits = Limits {
+            jobs: None,
+            per_builder: vec![8, 8],
+        };
+        let mut run = Run::by_node(&f, limits, false, |n| usize::from(n == far));
+        assert_eq!(run.running(), ["base@linux/amd64", "lib@linux/amd64"]);
+        run.hand_over("base@linux/amd64");
+        assert_eq!(
+            run.running(),
+            ["app@linux/amd64", "base@linux/amd64", "lib@linux/amd64"]
+        );
+        assert!(run
+            .log()
+            .contains(&r#"start app@linux/amd64 on 0 ["llb"]"#.to_string()));
+        // Handed over again (a retried solve): nothing more starts.
+        run.hand_over("base@linux/amd64");
+        run.end("base@linux/amd64", End::Ok);
+        // `far` (another builder node) gets the pushed result; `both`
+        // still waits for `lib`, although base was released twice.
+        assert_eq!(
+            run.running(),
+            ["app@linux/amd64", "far@linux/amd64", "lib@linux/amd64"]
+        );
+        let pushed = Fake::reference("base@linux/amd64");
+        assert!(run
+            .log()
+            .contains(&format!("start far@linux/amd64 on 1 [{pushed:?}]")));
+        run.end("lib@linux/amd64", End::Ok);
+        assert!(run.running().contains(&"both@linux/amd64".to_string()));
+        let out = run.run_out();
+        assert_eq!(out.results.len(), 5);
+        assert!(out.failures.is_empty());
+    }
+
+    /// A node whose export fails after it handed its LLB over fails the
+    /// run: its dependent, already running, is cancelled (fail-fast), and
+    /// a dependent on another builder node never starts.
+    #[test]
+    fn a_failure_after_the_hand_over_fails_the_run() {
+        let p = plan(
+            &["base@linux/amd64", "app@linux/amd64", "far@linux/amd64"],
+            &[
+                ("app@linux/amd64", "base@linux/amd64"),
+                ("far@linux/amd64", "base@linux/amd64"),
+            ],
+        );
+        let f = fake(&p, &["one", "two"]);
+        let far = find(&p, "far@linux/amd64");
+        let limits = Limits {
+            jobs: None,
+            per_builder: vec![8, 8],
+        };
+        let mut run = Run::by_node(&f, limits, false, |n| usize::from(n == far));
+        run.hand_over("base@linux/amd64");
+        assert_eq!(run.running(), ["app@linux/amd64", "base@linux/amd64"]);
+        run.end("base@linux/amd64", End::Fail("push refused".into()));
+        let out = run.outcome();
+        assert_eq!(
+            ids(&p, &out.failures.iter().map(|f| f.0).collect::<Vec<_>>()),
+            ["base@linux/amd64"]
+        );
+        assert_eq!(ids(&p, &out.cancelled), ["app@linux/amd64"]);
+        assert_eq!(ids(&p, &out.skipped), ["far@linux/amd64"]);
     }
 }

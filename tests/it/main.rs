@@ -23,4 +23,5 @@ mod set;
 mod signals;
 mod skip;
 mod ssh;
+mod target_inputs;
 mod verify;

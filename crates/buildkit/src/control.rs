@@ -16,7 +16,7 @@ use crate::transport::{tcp, unix};
 /// Largest gRPC message sent or accepted on the Control API (LLB
 /// definitions and status batches can be large; BuildKit's own client
 /// allows 16 MiB).
-const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
 /// Worker label naming the worker's snapshotter. Docker Engine with the
 /// containerd image store reports a containerd snapshotter (`overlayfs`
@@ -38,6 +38,8 @@ pub(crate) enum Transport {
 #[derive(Debug, Clone)]
 pub struct Client {
     control: ControlClient<Channel>,
+    /// The connection, for the LLB bridge of gateway builds.
+    channel: Channel,
     transport: Transport,
     target: String,
 }
@@ -117,11 +119,12 @@ impl Client {
                 tcp::target(host, *port),
             ),
         };
-        let control = ControlClient::new(channel)
+        let control = ControlClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE)
             .max_encoding_message_size(MAX_MESSAGE_SIZE);
         Ok(Client {
             control,
+            channel,
             transport,
             target,
         })
@@ -140,6 +143,10 @@ impl Client {
     /// The generated Control API client, for calls this crate does not wrap.
     pub fn control(&self) -> ControlClient<Channel> {
         self.control.clone()
+    }
+
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     pub(crate) fn transport(&self) -> &Transport {

@@ -46,6 +46,7 @@ mod control;
 mod endpoint;
 pub mod engine;
 mod error;
+pub mod gateway;
 pub mod session;
 mod solve;
 pub mod status;
@@ -54,6 +55,7 @@ mod transport;
 pub use control::{format_platform, BuildkitVersion, Client, Worker, LABEL_SNAPSHOTTER};
 pub use endpoint::{DockerEndpoint, DockerHost, Endpoint, TlsConfig, DEFAULT_DOCKER_SOCKET};
 pub use error::{Error, Result};
+pub use gateway::FrontendInput;
 pub use solve::{
     CacheEntry, Descriptor, Exporter, SolveRequest, SolveResponse, EXPORTER_IMAGE_CONFIG_DIGEST,
     EXPORTER_IMAGE_DESCRIPTOR, EXPORTER_IMAGE_DIGEST, EXPORTER_IMAGE_NAME,

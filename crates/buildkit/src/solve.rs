@@ -18,7 +18,7 @@ use crate::status::{StatusEvent, StatusTracker};
 
 /// How long status events are still forwarded after `Solve` returned
 /// (BuildKit's client waits 3 s too).
-const STATUS_DRAIN: Duration = Duration::from_secs(3);
+pub(crate) const STATUS_DRAIN: Duration = Duration::from_secs(3);
 
 /// Response key: digest of the exported root manifest or index.
 pub const EXPORTER_IMAGE_DIGEST: &str = "containerimage.digest";
@@ -172,7 +172,7 @@ impl SolveRequest {
 
 /// `[{"Type":"registry","Attrs":{"ref":"..."}}]`, the JSON form of
 /// `[]*controlapi.CacheOptionsEntry` that frontends parse.
-fn cache_imports_json(entries: &[CacheEntry]) -> String {
+pub(crate) fn cache_imports_json(entries: &[CacheEntry]) -> String {
     #[derive(serde::Serialize)]
     struct Entry<'a> {
         #[serde(rename = "Type")]
@@ -301,7 +301,7 @@ impl Client {
 
 /// Streams `Control.Status{ref}` into `sink` until the daemon ends it.
 /// Errors of the status stream are not fatal to the build and are dropped.
-async fn forward_status(
+pub(crate) async fn forward_status(
     mut control: ControlClient<Channel>,
     reference: String,
     sink: Option<mpsc::Sender<StatusEvent>>,
