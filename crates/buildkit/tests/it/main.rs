@@ -9,4 +9,5 @@ mod daemon;
 mod dockerfile;
 mod filesync_daemon;
 mod filesync_protocol;
+mod gateway;
 mod tcp;
