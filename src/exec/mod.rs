@@ -100,13 +100,42 @@ pub struct NodeResult {
 /// A build node's result as LLB: what a dependent on the same builder node
 /// gets as its `target:` context (a frontend input), without the result
 /// going through a registry, as bake does. The LLB's local sources name
-/// the node's session, which is kept open while this lives: when BuildKit
-/// has the steps cached (it has: they were just built) the session is not
-/// read again, and when it has not, it is there.
+/// the node's session, which is kept open until every node that needs this
+/// one has ended ([`LlbInput::release`], called by the scheduler): when
+/// BuildKit has the steps cached (it has: they were just built) the
+/// session is not read again, and when it has not, it is there.
 #[derive(Debug)]
 pub struct LlbInput {
     pub input: mybake_buildkit::FrontendInput,
-    pub session: Option<Arc<mybake_buildkit::session::SessionHandle>>,
+    session: std::sync::Mutex<Option<Arc<mybake_buildkit::session::SessionHandle>>>,
+    released: std::sync::atomic::AtomicBool,
+}
+
+impl LlbInput {
+    pub fn new(
+        input: mybake_buildkit::FrontendInput,
+        session: Option<Arc<mybake_buildkit::session::SessionHandle>>,
+    ) -> LlbInput {
+        LlbInput {
+            input,
+            session: std::sync::Mutex::new(session),
+            released: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// No dependent will read it any more: its session closes (when the
+    /// node's own solve has ended too).
+    pub fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut s) = self.session.lock() {
+            s.take();
+        }
+    }
+
+    pub fn is_released(&self) -> bool {
+        self.released.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// How a build node is solved and where its result goes.
@@ -847,10 +876,7 @@ async fn solve_once(
             let solve = client.solve_gateway(req, Some(stx), Some(itx), cancel.clone());
             let hand_over = async {
                 let Ok(built) = irx.await else { return None };
-                let llb = Arc::new(LlbInput {
-                    input: built,
-                    session: Some(session.clone()),
-                });
+                let llb = Arc::new(LlbInput::new(built, Some(session.clone())));
                 let _ = early.send((
                     n,
                     NodeResult {

@@ -227,6 +227,28 @@ impl<'p> Scheduler<'p> {
         }
     }
 
+    /// `n` ended: the LLB results it needed, and its own if nothing needs
+    /// it, are released once every node that needs them has ended
+    /// (nothing will read them any more).
+    fn release_inputs(&mut self, n: NodeIndex) {
+        let plan = self.plan;
+        let mut candidates = self.plan.needs(n);
+        candidates.push(n);
+        for m in candidates {
+            let done = self.ended.contains(&m)
+                && plan
+                    .graph
+                    .neighbors_directed(m, Direction::Incoming)
+                    .filter(|&d| plan.node(d).is_build())
+                    .all(|d| self.ended.contains(&d));
+            if done {
+                if let Some(input) = self.results.get(&m).and_then(|r| r.input.as_ref()) {
+                    input.release();
+                }
+            }
+        }
+    }
+
     /// One more need of `d` is available.
     fn release(&mut self, d: NodeIndex) {
         if let Some(w) = self.waiting.get_mut(&d) {
@@ -276,6 +298,10 @@ impl<'p> Scheduler<'p> {
                 }
                 ended.cancel_run = !self.keep_going;
             }
+        }
+        self.release_inputs(n);
+        for &(d, _) in &ended.skipped {
+            self.release_inputs(d);
         }
         ended
     }
@@ -436,6 +462,8 @@ mod tests {
         /// Builder node names (for lost-builder messages).
         builders: Vec<&'static str>,
         state: Mutex<FakeState>,
+        /// The LLB results handed over, by node.
+        handed: Mutex<HashMap<String, Arc<crate::exec::LlbInput>>>,
     }
 
     impl Fake<'_> {
@@ -492,7 +520,8 @@ mod tests {
                             builder,
                             push_attempts: 1,
                             solve_ref: String::new(),
-                            input: None,
+                            // As the BuildKit solver: the LLB it handed over.
+                            input: self.handed.lock().unwrap().get(&id).cloned(),
                         }),
                         End::Fail(e) => Err(NodeError::Failed(e)),
                     },
@@ -609,13 +638,18 @@ mod tests {
         /// build whose result is built and now exports).
         fn hand_over(&mut self, id: &str) {
             let (n, tx) = self.fake.state.lock().unwrap().early[id].clone();
-            let llb = Arc::new(crate::exec::LlbInput {
-                input: mybake_buildkit::FrontendInput {
+            let llb = Arc::new(crate::exec::LlbInput::new(
+                mybake_buildkit::FrontendInput {
                     definition: Default::default(),
                     image_config: None,
                 },
-                session: None,
-            });
+                None,
+            ));
+            self.fake
+                .handed
+                .lock()
+                .unwrap()
+                .insert(id.to_string(), llb.clone());
             let _ = tx.send((
                 n,
                 NodeResult {
@@ -714,6 +748,7 @@ mod tests {
             plan,
             builders: builders.to_vec(),
             state: Mutex::default(),
+            handed: Mutex::default(),
         }
     }
 
@@ -1139,6 +1174,13 @@ mod tests {
             .contains(&format!("start far@linux/amd64 on 1 [{pushed:?}]")));
         run.end("lib@linux/amd64", End::Ok);
         assert!(run.running().contains(&"both@linux/amd64".to_string()));
+        // base's LLB (and its session) is kept while a node needing it runs.
+        let base_llb = f.handed.lock().unwrap()["base@linux/amd64"].clone();
+        run.end("app@linux/amd64", End::Ok);
+        run.end("far@linux/amd64", End::Ok);
+        assert!(!base_llb.is_released(), "both still runs");
+        run.end("both@linux/amd64", End::Ok);
+        assert!(base_llb.is_released());
         let out = run.run_out();
         assert_eq!(out.results.len(), 5);
         assert!(out.failures.is_empty());
