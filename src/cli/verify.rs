@@ -28,7 +28,9 @@ pub fn run(
     let reporter = report::reporter::reporter(super::build::mode(v.progress));
     let rep = verify::run(r, plan, &settings, reporter);
     Outcome {
-        code: if rep.identical() {
+        code: if rep.invalid {
+            exit::INVALID
+        } else if rep.identical() {
             exit::OK
         } else {
             exit::FAILED

@@ -112,6 +112,11 @@ pub struct VerifyReport {
     pub comparisons: Vec<Comparison>,
     /// Builds or registry reads that failed.
     pub errors: Vec<String>,
+    /// Nothing could be built because the build file or the builder set-up
+    /// is wrong (a target with no `tags` to push its rebuild to, an unknown
+    /// builder, a platform no builder has): exit 2, as `build` does.
+    #[serde(skip)]
+    pub invalid: bool,
 }
 
 impl VerifyReport {
@@ -196,6 +201,7 @@ pub fn run(
         Ok(n) => n,
         Err(e) => {
             report.errors.push(e.to_string());
+            report.invalid = true;
             return report;
         }
     };
@@ -234,8 +240,9 @@ pub fn run(
         let mut reporter = reporter;
         let first = match rebuild(r, plan, &opts, &mut reporter).await {
             Ok(o) => o,
-            Err(e) => {
+            Err((e, invalid)) => {
                 report.errors.push(e);
+                report.invalid = invalid;
                 return report;
             }
         };
@@ -277,8 +284,9 @@ pub fn run(
                             tokio::time::sleep(until_next_second()).await;
                             match rebuild(r, plan, &opts, &mut reporter).await {
                                 Ok(o) => second = Some(o),
-                                Err(e) => {
+                                Err((e, invalid)) => {
                                     report.errors.push(e);
+                                    report.invalid = invalid;
                                     return report;
                                 }
                             }
@@ -311,13 +319,14 @@ fn until_next_second() -> std::time::Duration {
     std::time::Duration::from_nanos(1_000_000_000 - u64::from(now.subsec_nanos()))
 }
 
-/// One rebuild of the plan: build node → its image manifest digest.
+/// One rebuild of the plan: build node → its image manifest digest; on an
+/// error, whether nothing could start because the set-up is invalid.
 async fn rebuild(
     r: &Resolved,
     plan: &Plan,
     opts: &ExecOptions,
     reporter: &mut Box<dyn Reporter>,
-) -> Result<HashMap<NodeIndex, String>, String> {
+) -> Result<HashMap<NodeIndex, String>, (String, bool)> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let cancel = mybake_buildkit::CancellationToken::new();
     let run = exec::run(r, plan, opts, tx, cancel);
@@ -333,29 +342,35 @@ async fn rebuild(
         reporter.exec(e);
     }
     reporter.exec_done();
-    let outcome = outcome.map_err(|e| e.to_string())?;
+    // A builder that cannot be reached is a failure (1); a target with no
+    // repository or a platform no builder has is an invalid set-up (2).
+    let outcome = outcome.map_err(|e| {
+        let invalid = !matches!(e, exec::ExecError::Builder { .. });
+        (e.to_string(), invalid)
+    })?;
     if let Some((_, e)) = outcome.failures.first() {
-        return Err(e.clone());
+        return Err((e.clone(), false));
     }
     let client = PublishOptions::default()
         .client(None)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (e.to_string(), false))?;
     let mut out = HashMap::new();
     for (n, res) in outcome.results {
         let (Some(d), Some(reference)) = (&res.descriptor, &res.reference) else {
             continue;
         };
         let platform = plan.node(n).platform().unwrap_or_default();
-        let repo = parse_reference(reference).map_err(|e| e.to_string())?;
+        let repo = parse_reference(reference).map_err(|e| (e.to_string(), false))?;
         let image = if is_index_media_type(&d.media_type) {
             image_for(&client, &repo, &d.digest, platform)
                 .await
                 .ok_or_else(|| {
-                    format!(
+                    let e = format!(
                         "{}: no image for {platform} in {}",
                         plan.node(n).id,
                         d.digest
-                    )
+                    );
+                    (e, false)
                 })?
         } else {
             d.digest.clone()

@@ -127,3 +127,24 @@ fn verify_with_nothing_published_compares_two_rebuilds() {
     assert_eq!(c["against"], "rebuild");
     assert_eq!(c["file"], "/f", "{v}");
 }
+
+/// A target with no tags has no repository for its rebuild: an invalid
+/// set-up, exit 2 as `build --push` gives, with the reason, and nothing
+/// built.
+#[test]
+fn verify_of_a_target_without_tags_is_invalid() {
+    testbed();
+    let t = Test::new()
+        .kdl("target \"bare\" {\n    context \"b\"\n    platforms \"linux/amd64\"\n}\n")
+        .file("b/Dockerfile", &format!("FROM {BUSYBOX}\n"));
+    let (code, v, _) = verify(&t, &["bare"]);
+    assert_eq!(code, 2, "{v}");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("target `bare` is pushed, but it has no `tags`"),
+        "{v}"
+    );
+    assert_eq!(v["targets"], serde_json::json!([]), "{v}");
+}
