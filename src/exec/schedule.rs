@@ -1121,6 +1121,17 @@ mod tests {
         assert_eq!(ev.last().unwrap(), "skipped y@linux/arm64: x failed");
     }
 
+    /// A run on two builder nodes: `far@linux/amd64` on the second, the
+    /// rest on the first.
+    fn far_on_the_second<'a>(f: &'a Fake<'a>) -> Run<'a> {
+        let far = find(f.plan, "far@linux/amd64");
+        let limits = Limits {
+            jobs: None,
+            per_builder: vec![8, 8],
+        };
+        Run::by_node(f, limits, false, |n| usize::from(n == far))
+    }
+
     /// A gateway build hands its LLB over before it exports: the nodes on
     /// its builder node that need it start then, with the LLB; a node on
     /// another builder node waits for the pushed result. A node needing
@@ -1144,12 +1155,7 @@ mod tests {
             ],
         );
         let f = fake(&p, &["one", "two"]);
-        let far = find(&p, "far@linux/amd64");
-        let limits = Limits {
-            jobs: None,
-            per_builder: vec![8, 8],
-        };
-        let mut run = Run::by_node(&f, limits, false, |n| usize::from(n == far));
+        let mut run = far_on_the_second(&f);
         assert_eq!(run.running(), ["base@linux/amd64", "lib@linux/amd64"]);
         run.hand_over("base@linux/amd64");
         assert_eq!(
@@ -1199,12 +1205,7 @@ mod tests {
             ],
         );
         let f = fake(&p, &["one", "two"]);
-        let far = find(&p, "far@linux/amd64");
-        let limits = Limits {
-            jobs: None,
-            per_builder: vec![8, 8],
-        };
-        let mut run = Run::by_node(&f, limits, false, |n| usize::from(n == far));
+        let mut run = far_on_the_second(&f);
         run.hand_over("base@linux/amd64");
         assert_eq!(run.running(), ["app@linux/amd64", "base@linux/amd64"]);
         run.end("base@linux/amd64", End::Fail("push refused".into()));

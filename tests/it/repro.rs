@@ -158,15 +158,6 @@ fn seen_version(dir: &Path) -> String {
     std::fs::read_to_string(f).expect("read").trim().to_string()
 }
 
-fn digest_of(reference_repo: &str, tag: &str) -> String {
-    let (code, body) = http_get(
-        &format!("/v2/{}/manifests/{tag}", api_name(reference_repo)),
-        Some(OCI_ACCEPT),
-    );
-    assert_eq!(code, 200);
-    mybake::publish::index::sha256_digest(&body)
-}
-
 #[test]
 fn locked_builds_keep_the_pinned_base_after_its_tag_moves() {
     testbed();
@@ -198,7 +189,7 @@ target "app" {{
     };
     // The base tag, first version.
     ok(&["build", "seed", "--push", "--progress", "quiet"]);
-    let d1 = digest_of(&base, "1");
+    let d1 = tag_digest(&format!("{base}:1"));
     // --locked without a lock file: exit 2, nothing built.
     let o = run(&["build", "app", "--locked"]);
     assert_eq!(o.code, 2, "{}", o.stderr);
@@ -233,7 +224,7 @@ target "app" {{
         "--progress",
         "quiet",
     ]);
-    let d2 = digest_of(&base, "1");
+    let d2 = tag_digest(&format!("{base}:1"));
     assert_ne!(d1, d2, "the tag did not move");
     // --locked still builds from the pinned digest...
     ok(&["build", "app", "--locked", "--progress", "quiet"]);

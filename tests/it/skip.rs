@@ -101,16 +101,6 @@ fn run_in(t: &Test, args: &[&str]) -> common::Output {
     }
 }
 
-fn digest_of(reference: &str) -> String {
-    let (repo, tag) = reference.rsplit_once(':').expect("tag");
-    let (code, body) = http_get(
-        &format!("/v2/{}/manifests/{tag}", api_name(repo)),
-        Some(OCI_ACCEPT),
-    );
-    assert_eq!(code, 200, "{reference}");
-    mybake::publish::index::sha256_digest(&body)
-}
-
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| format!("{s}@linux/amd64")).collect()
 }
@@ -154,9 +144,9 @@ fn unchanged_targets_are_skipped_and_changes_rebuild_exactly_what_they_affect() 
 
     let first = build(&t, &[]);
     assert_eq!(first.started, all, "first build solves everything");
-    let a = digest_of(&format!("{ns}/svc-a:dev"));
-    let b = digest_of(&format!("{ns}/svc-b:dev"));
-    assert_eq!(digest_of(&format!("{ns}/svc-a:second")), a);
+    let a = tag_digest(&format!("{ns}/svc-a:dev"));
+    let b = tag_digest(&format!("{ns}/svc-b:dev"));
+    assert_eq!(tag_digest(&format!("{ns}/svc-a:second")), a);
 
     // No change: zero solves, every node unchanged, same indexes.
     let noop = build(&t, &["--metadata-file", "meta.json"]);
@@ -166,8 +156,8 @@ fn unchanged_targets_are_skipped_and_changes_rebuild_exactly_what_they_affect() 
         "a no-op rebuild solves nothing"
     );
     assert_eq!(noop.unchanged, all);
-    assert_eq!(digest_of(&format!("{ns}/svc-a:dev")), a);
-    assert_eq!(digest_of(&format!("{ns}/svc-b:dev")), b);
+    assert_eq!(tag_digest(&format!("{ns}/svc-a:dev")), a);
+    assert_eq!(tag_digest(&format!("{ns}/svc-b:dev")), b);
     // The metadata file still names the published indexes.
     let meta: Value = serde_json::from_str(
         &std::fs::read_to_string(t.path().join("meta.json")).expect("metadata file"),
@@ -192,7 +182,7 @@ fn unchanged_targets_are_skipped_and_changes_rebuild_exactly_what_they_affect() 
     .expect("write");
     assert_eq!(build(&t, &[]).started, BTreeSet::new(), "new tag only");
     assert_eq!(
-        digest_of(&second),
+        tag_digest(&second),
         a,
         "the missing tag names the same index"
     );
@@ -201,15 +191,15 @@ fn unchanged_targets_are_skipped_and_changes_rebuild_exactly_what_they_affect() 
     std::fs::write(t.path().join("svc-a/app.txt"), "a2\n").expect("write");
     let one = build(&t, &[]);
     assert_eq!(one.started, set(&["svc-a"]), "touching svc-a's file");
-    let a2 = digest_of(&format!("{ns}/svc-a:dev"));
+    let a2 = tag_digest(&format!("{ns}/svc-a:dev"));
     assert_ne!(a2, a);
-    assert_eq!(digest_of(&format!("{ns}/svc-b:dev")), b);
+    assert_eq!(tag_digest(&format!("{ns}/svc-b:dev")), b);
 
     // An arg of a dependency: it and its dependents, not its own base.
     std::fs::write(t.path().join("mybake.kdl"), kdl(&ns, "2")).expect("write");
     let arg = build(&t, &[]);
     assert_eq!(arg.started, set(&["lib", "svc-a", "svc-b"]), "lib arg");
-    let b2 = digest_of(&format!("{ns}/svc-b:dev"));
+    let b2 = tag_digest(&format!("{ns}/svc-b:dev"));
     assert_ne!(b2, b);
 
     // The base image's tag moves in the registry: everything above it.

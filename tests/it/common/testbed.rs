@@ -283,3 +283,14 @@ pub fn index_images(index: &Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The digest of what the tag `reference` (`repo:tag`) points at.
+pub fn tag_digest(reference: &str) -> String {
+    let (repo, tag) = reference.rsplit_once(':').expect("tag");
+    let (code, body) = http_get(
+        &format!("/v2/{}/manifests/{tag}", api_name(repo)),
+        Some(OCI_ACCEPT),
+    );
+    assert_eq!(code, 200, "{reference}");
+    mybake::publish::index::sha256_digest(&body)
+}
