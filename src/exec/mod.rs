@@ -4,13 +4,15 @@
 //! (exporter response, pushed descriptor) or failure. The executor emits
 //! [`Event`]s and never prints.
 //!
-//! Each build node starts as soon as the build nodes it needs have finished
-//! (per platform), at most `jobs` at a time. A node whose target is
-//! published, or whose result another node consumes, is exported with
-//! `push=true,push-by-digest=true` to its first tag's repository: no tag is
-//! written here, and dependents use the result as `repo@digest` (so it
-//! works across builders too). The first failure cancels the run unless
-//! `keep_going`.
+//! Each build node starts as soon as the build nodes it needs have
+//! finished (per platform), at most `jobs` at a time; a need on the same
+//! builder node counts as finished once it has handed over its result as
+//! LLB ([`NodeMode::gateway`], [`LlbInput`]), before its export. A node
+//! whose target is published, or whose result another node consumes and
+//! that has tags, is exported with `push=true,push-by-digest=true` to its
+//! first tag's repository: no tag is written here, and dependents on other
+//! builder nodes use the result as `repo@digest`. The first failure cancels
+//! the run unless `keep_going`.
 //!
 //! [`run`] connects to the builder nodes, assigns each build node to one
 //! and ranks them; [`schedule`] decides what starts when, on a
