@@ -6,84 +6,11 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::monorepo::{cold_build, mybake_in, Cold, TARGETS};
 use common::testbed::*;
-use common::{Output, Test};
-
-fn example() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo")
-}
-
-fn mybake_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mybake"));
-    c.arg("-C")
-        .arg(dir)
-        .args(args)
-        .env_remove("SOURCE_DATE_EPOCH");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let o = c.output().expect("run mybake");
-    Output {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-const TARGETS: [&str; 5] = ["base", "lib-greet", "svc-api", "svc-worker", "tools"];
-
-/// A cold build and push of the whole monorepo example under `ns`; the
-/// index digest of each target's tag.
-fn cold_build(ns: &str, args: &[&str], env: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut a = vec![
-        "--var".to_string(),
-        format!("REGISTRY={ns}"),
-        "build".into(),
-        "base".into(),
-        "default".into(),
-        "--push".into(),
-        "--no-cache".into(),
-        "--progress".into(),
-        "plain".into(),
-    ];
-    a.extend(args.iter().map(|s| s.to_string()));
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let o = mybake_in(&example(), &a, env);
-    assert_eq!(o.code, 0, "build failed:\n{}\n{}", o.stdout, o.stderr);
-    TARGETS
-        .iter()
-        .map(|t| {
-            let (code, body) = http_get(
-                &format!("/v2/{}/monorepo/{t}/manifests/dev", api_name(ns)),
-                Some(OCI_ACCEPT),
-            );
-            assert_eq!(code, 200, "{ns}/monorepo/{t}:dev");
-            let index: serde_json::Value = serde_json::from_slice(&body).expect("JSON index");
-            // With provenance attestations (BuildKit records the build's
-            // times and invocation id in them, see the README) only the
-            // image manifests can be identical; without, the index too.
-            let attested = index["manifests"]
-                .as_array()
-                .expect("an index")
-                .iter()
-                .any(|m| m["platform"]["os"] == "unknown");
-            let images: Vec<String> = index_images(&index)
-                .into_iter()
-                .map(|(p, d)| format!("{p}={d}"))
-                .collect();
-            let digest = if attested {
-                String::new()
-            } else {
-                mybake::publish::index::sha256_digest(&body)
-            };
-            (t.to_string(), format!("{digest} {}", images.join(" ")))
-        })
-        .collect()
-}
+use common::Test;
 
 #[test]
 fn same_epoch_gives_identical_digests_and_another_epoch_does_not() {
@@ -92,19 +19,25 @@ fn same_epoch_gives_identical_digests_and_another_epoch_does_not() {
         &unique_repo("epoch13-a"),
         &["--source-date-epoch", "1700000000"],
         &[],
-    );
+        Cold::NoCache,
+    )
+    .digests;
     // Same epoch from the environment, another repository, cold again.
     let two = cold_build(
         &unique_repo("epoch13-b"),
         &[],
         &[("SOURCE_DATE_EPOCH", "1700000000")],
-    );
+        Cold::NoCache,
+    )
+    .digests;
     assert_eq!(one, two, "same sources and epoch, different digests");
     let three = cold_build(
         &unique_repo("epoch13-c"),
         &["--source-date-epoch", "1700000999"],
         &[],
-    );
+        Cold::NoCache,
+    )
+    .digests;
     for t in TARGETS {
         assert!(!one[t].trim().is_empty());
         assert_ne!(

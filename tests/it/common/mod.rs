@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod monorepo;
 pub mod proxy;
 pub mod testbed;
 
