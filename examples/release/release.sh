@@ -13,8 +13,9 @@
 #    before anything is built. Refresh it on purpose, in a commit of its own:
 #        mybake -C examples/release lock --update     # all pins
 #        mybake -C examples/release lock --update localhost:5000/busybox:latest
-#    (The committed lock pins the test bed's localhost:5000/busybox; on
-#    another registry run `lock --update` first.)
+#    (The committed lock pins the test bed's localhost:5000/busybox, which
+#    scripts/testbed builds reproducibly; on another registry run
+#    `lock --update` first.)
 # 3. Recorded: --metadata-file writes each target's index digest and
 #    per-platform descriptors (bake's keys) for the next steps (signing,
 #    deployment).

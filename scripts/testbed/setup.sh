@@ -317,10 +317,19 @@ registry_platforms() {
 }
 image_ok() { local p; p=$(registry_platforms); [[ $p == *linux/amd64* && $p == *linux/arm64* ]]; }
 
-if image_ok; then
+# The image is built reproducibly (every timestamp is BUSYBOX_EPOCH), so
+# every test bed with the same busybox-static package has the same digests
+# and the committed examples/release/mybake.lock pins them. The stamp names
+# that recipe: an image built before it (or by an older recipe) is rebuilt.
+BUSYBOX_EPOCH=1700000000
+BB_STAMP=$BB_DIR/image.stamp
+BB_RECIPE="reproducible-1 epoch=$BUSYBOX_EPOCH"
+if image_ok && [[ $(cat "$BB_STAMP" 2>/dev/null) == "$BB_RECIPE" ]]; then
     log "$BUSYBOX_IMAGE already in the registry with linux/amd64 + linux/arm64"
 else
-    log "building $BUSYBOX_IMAGE (linux/amd64, linux/arm64)"
+    log "building $BUSYBOX_IMAGE (linux/amd64, linux/arm64), reproducibly"
+    rm -f "$BB_STAMP"
+    umask 022   # the rootfs modes below do not depend on the caller's umask
     # rootfs/: applet symlinks (no RUN step needed) and a few basics.
     rm -rf "$CTX/rootfs"
     mkdir -p "$CTX/rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root}
@@ -346,15 +355,21 @@ EOF
     cat >"$CTX/.dockerignore" <<'EOF'
 Dockerfile
 EOF
-    docker buildx build --builder default \
+    # Same timestamps everywhere: the context's files, and (SOURCE_DATE_EPOCH
+    # with rewrite-timestamp, BuildKit >= 0.13) the image config, history
+    # and layer entries.
+    find "$CTX" -exec touch -h -d "@$BUSYBOX_EPOCH" {} +
+    SOURCE_DATE_EPOCH=$BUSYBOX_EPOCH docker buildx build --builder default \
         --platform linux/amd64,linux/arm64 \
-        --provenance=false --sbom=false \
+        --provenance=false --sbom=false --no-cache \
         --label "org.opencontainers.image.description=mybake test-bed busybox (Debian busybox-static)" \
-        -t "$BUSYBOX_IMAGE" --push "$CTX" >"$LOG_DIR/busybox-build.log" 2>&1 || {
+        --output "type=image,name=$BUSYBOX_IMAGE,push=true,store=false,rewrite-timestamp=true" \
+        "$CTX" >"$LOG_DIR/busybox-build.log" 2>&1 || {
         tail -n 30 "$LOG_DIR/busybox-build.log" >&2
         die "docker buildx build failed (full log: $LOG_DIR/busybox-build.log)"
     }
     image_ok || die "pushed $BUSYBOX_IMAGE but the registry index lacks linux/amd64 + linux/arm64 ($(registry_platforms))"
+    echo "$BB_RECIPE" >"$BB_STAMP"
     log "pushed $BUSYBOX_IMAGE"
 fi
 
