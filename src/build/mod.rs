@@ -135,6 +135,9 @@ pub enum Stop {
     Staging(String),
     /// The executor failed before building.
     Exec(String),
+    /// The build file asks for what it does not give the means to (a
+    /// pushed target without tags); nothing was built.
+    Config(String),
     Interrupted(ExecStop),
     /// Preparing file outputs failed; nothing was written or published.
     Prepare(String),
@@ -193,7 +196,7 @@ impl BuildReport {
         match &self.stop {
             Stop::Done if self.builds.as_ref().is_some_and(Builds::failed) => Class::Failed,
             Stop::Done => Class::Ok,
-            Stop::Builder(_) => Class::Invalid,
+            Stop::Builder(_) | Stop::Config(_) => Class::Invalid,
             Stop::Outputs(_)
             | Stop::Runtime(_)
             | Stop::Signals(_)
@@ -351,7 +354,10 @@ pub fn run(
         let outcome = match outcome {
             Some(Ok(o)) => o,
             Some(Err(e)) => {
-                rep.stop = Stop::Exec(e.to_string());
+                rep.stop = match e {
+                    exec::ExecError::Config(e) => Stop::Config(e),
+                    e => Stop::Exec(e.to_string()),
+                };
                 return rep;
             }
             None => unreachable!("dropped only after a signal"),

@@ -181,6 +181,11 @@ pub enum ExecError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// The build file asks for what it does not give the means to: a
+    /// target pushed (or passed through a registry) without `tags`. Like
+    /// any invalid build file, exit 2.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Why a solve did not produce a result.
@@ -256,7 +261,7 @@ fn node_mode(
             "is used through `target:` by another target, and with MYBAKE_TARGET_INPUTS=registry \
              its result is passed by digest through a registry"
         };
-        return Err(ExecError::Unsupported(format!(
+        return Err(ExecError::Config(format!(
             "target `{}` {why}, but it has no `tags` naming a repository",
             t.name.v
         )));

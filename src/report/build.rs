@@ -51,7 +51,7 @@ pub fn text(rep: &BuildReport) -> String {
         Stop::Builder(e) => {
             let _ = writeln!(msg, "mybake: {e}");
         }
-        Stop::Outputs(e) | Stop::Exec(e) => {
+        Stop::Outputs(e) | Stop::Exec(e) | Stop::Config(e) => {
             let _ = writeln!(msg, "mybake: {e}; nothing was built");
         }
         Stop::Runtime(e) => {

@@ -112,9 +112,9 @@ pub struct VerifyReport {
     pub comparisons: Vec<Comparison>,
     /// Builds or registry reads that failed.
     pub errors: Vec<String>,
-    /// Nothing could be built because the build file or the builder set-up
+    /// Nothing could be built because the build file or the command line
     /// is wrong (a target with no `tags` to push its rebuild to, an unknown
-    /// builder, a platform no builder has): exit 2, as `build` does.
+    /// builder): exit 2, as `build` gives.
     #[serde(skip)]
     pub invalid: bool,
 }
@@ -342,10 +342,11 @@ async fn rebuild(
         reporter.exec(e);
     }
     reporter.exec_done();
-    // A builder that cannot be reached is a failure (1); a target with no
-    // repository or a platform no builder has is an invalid set-up (2).
+    // A target with no repository is an invalid build file (2), as for
+    // `build`; a builder that cannot be reached or cannot build a platform
+    // is a failure (1).
     let outcome = outcome.map_err(|e| {
-        let invalid = !matches!(e, exec::ExecError::Builder { .. });
+        let invalid = matches!(e, exec::ExecError::Config(_));
         (e.to_string(), invalid)
     })?;
     if let Some((_, e)) = outcome.failures.first() {

@@ -191,7 +191,11 @@ fn a_dependency_without_tags_is_built_for_its_dependents_in_memory() {
         &["build", "app", "--push", "--rebuild"],
         &[("MYBAKE_TARGET_INPUTS", "registry")],
     );
-    assert_ne!(registry.out.code, 0);
+    assert_eq!(
+        registry.out.code, 2,
+        "an invalid build file: {}",
+        registry.out.stderr
+    );
     assert!(registry.started.is_empty(), "{:?}", registry.started);
     assert!(
         registry
@@ -203,7 +207,7 @@ fn a_dependency_without_tags_is_built_for_its_dependents_in_memory() {
     );
     // So does a build with the cache off, whose steps are run again.
     let no_cache = build(&t, &["build", "app", "--push", "--no-cache"], &[]);
-    assert_ne!(no_cache.out.code, 0);
+    assert_eq!(no_cache.out.code, 2, "{}", no_cache.out.stderr);
     assert!(
         no_cache.out.stderr.contains("with the build cache off"),
         "{}",

@@ -129,8 +129,8 @@ fn verify_with_nothing_published_compares_two_rebuilds() {
 }
 
 /// A target with no tags has no repository for its rebuild: an invalid
-/// set-up, exit 2 as `build --push` gives, with the reason, and nothing
-/// built.
+/// build file, exit 2 with the reason and nothing built, for `verify` as
+/// for `build --push`.
 #[test]
 fn verify_of_a_target_without_tags_is_invalid() {
     testbed();
@@ -147,4 +147,13 @@ fn verify_of_a_target_without_tags_is_invalid() {
         "{v}"
     );
     assert_eq!(v["targets"], serde_json::json!([]), "{v}");
+    // `build --push` says the same, with the same exit code.
+    let o = t.args(&["build", "bare", "--push"]).expect(2);
+    assert!(
+        o.stderr.contains(
+            "target `bare` is pushed, but it has no `tags` naming a repository; nothing was built"
+        ),
+        "{}",
+        o.stderr
+    );
 }
