@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::attrs::A;
+use crate::convert::kdl_out::q;
 use crate::diag::Diag;
 use crate::dockerfile::{self, ImageKind};
 use crate::resolve::{Resolved, Target};
@@ -146,18 +147,14 @@ impl LockFile {
         );
         s.push_str(&format!("version {VERSION}\n"));
         for (r, p) in &self.images {
-            s.push_str(&format!("image {} digest={}", quote(r), quote(&p.digest)));
+            s.push_str(&format!("image {} digest={}", q(r), q(&p.digest)));
             if p.platforms.is_empty() {
                 s.push('\n');
                 continue;
             }
             s.push_str(" {\n");
             for (plat, d) in &p.platforms {
-                s.push_str(&format!(
-                    "    platform {} digest={}\n",
-                    quote(plat),
-                    quote(d)
-                ));
+                s.push_str(&format!("    platform {} digest={}\n", q(plat), q(d)));
             }
             s.push_str("}\n");
         }
@@ -171,56 +168,24 @@ impl LockFile {
     }
 }
 
-fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""))
-}
-
 /// A reference in full form: `docker.io/library/busybox:latest`,
 /// `localhost:5000/app:1`, `r/app@sha256:…` (a tag is added only when there
-/// is neither tag nor digest). `None` when it is not a reference.
+/// is neither tag nor digest). `None` when it is not a reference (by the
+/// one reference parser, [`crate::oci::reference`]).
 pub fn normalize(reference: &str) -> Option<String> {
-    let r = reference.trim();
-    if r.is_empty() || r.contains(char::is_whitespace) || r.contains("://") {
-        return None;
-    }
-    let (name, digest) = match r.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (r, None),
-    };
-    let (name, tag) = match name.rfind(':') {
-        Some(i) if !name[i..].contains('/') => (&name[..i], Some(&name[i + 1..])),
-        _ => (name, None),
-    };
-    if name.is_empty() || tag == Some("") {
-        return None;
-    }
-    let (domain, path) = match name.split_once('/') {
-        Some((d, p)) if d.contains('.') || d.contains(':') || d == "localhost" => {
-            (d.to_string(), p.to_string())
+    let r = crate::oci::reference::parse(reference.trim()).ok()?;
+    let mut out = r.normalized_name();
+    match (r.tag, r.digest) {
+        (Some(t), _) => {
+            out.push(':');
+            out.push_str(t);
         }
-        _ => ("docker.io".to_string(), name.to_string()),
-    };
-    let domain = if domain == "index.docker.io" {
-        "docker.io".to_string()
-    } else {
-        domain
-    };
-    let path = if domain == "docker.io" && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path
-    };
-    if path.chars().any(|c| c.is_ascii_uppercase()) {
-        return None;
-    }
-    let mut out = format!("{domain}/{path}");
-    match (tag, digest) {
-        (Some(t), _) => out.push_str(&format!(":{t}")),
         (None, None) => out.push_str(":latest"),
         _ => {}
     }
-    if let Some(d) = digest {
-        out.push_str(&format!("@{d}"));
+    if let Some(d) = r.digest {
+        out.push('@');
+        out.push_str(d);
     }
     Some(out)
 }
@@ -558,8 +523,11 @@ mod tests {
         assert_eq!(n("docker.io/busybox:1"), "docker.io/library/busybox:1");
         assert_eq!(n("user/app"), "docker.io/user/app:latest");
         assert_eq!(n("localhost:5000/busybox"), "localhost:5000/busybox:latest");
-        assert_eq!(n("r.io/a/b:1@sha256:ab"), "r.io/a/b:1@sha256:ab");
-        assert_eq!(n("r.io/a/b@sha256:ab"), "r.io/a/b@sha256:ab");
+        assert_eq!(n("r.io/a/b:1@sha256:abababababababababababababababababababababababababababababababab"), "r.io/a/b:1@sha256:abababababababababababababababababababababababababababababababab");
+        assert_eq!(
+            n("r.io/a/b@sha256:abababababababababababababababababababababababababababababababab"),
+            "r.io/a/b@sha256:abababababababababababababababababababababababababababababababab"
+        );
         assert_eq!(normalize("Busybox"), None);
         assert_eq!(normalize("a b"), None);
         assert_eq!(familiar(&n("busybox")), "busybox");
