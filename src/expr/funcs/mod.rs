@@ -221,16 +221,7 @@ pub(crate) fn variadic(n: usize, f: hcl::eval::Func) -> FuncDef {
 pub(crate) type R<T> = Result<T, String>;
 
 /// The name go-cty gives a value's type in its messages.
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "object",
-    }
-}
+pub(crate) use super::type_name;
 
 /// A number as go-cty converts it to a string: integers exactly, fractions
 /// in the shortest form that reads back, never with an exponent.
