@@ -193,6 +193,19 @@ fn execute_with(
         stdout,
         stderr: String::new(),
     };
+    // What `build` and `verify` need before anything is built: the plan,
+    // the files it reads (preflight), the epoch and the lock's pins.
+    let prepared = |names: &[String], b: &args::BuildArgs| {
+        let (sel, p) = planned(&resolved, names).map_err(|d| fail(d, &sources))?;
+        let pre = crate::build::preflight::check(&resolved, &p, &opts.env);
+        if !pre.is_empty() {
+            return Err(fail(pre, &sources));
+        }
+        let dir = lock::first_file_dir(&cwd, &g.files);
+        let render = |d| fail(d, &sources);
+        let repro = lock::build_settings(&resolved, &sel.all, b, &opts.env, &dir, &render)?;
+        Ok((p, repro))
+    };
     match command {
         Command::Print { targets } => match select(&targets) {
             Ok(sel) => match plan::validate(&resolved, &sel) {
@@ -217,41 +230,21 @@ fn execute_with(
             }]),
             Err(d) => fail(d, &sources),
         },
-        Command::Build(b) => match planned(&resolved, &b.targets) {
-            Ok((sel, p)) => {
-                let pre = crate::build::preflight::check(&resolved, &p, &opts.env);
-                if !pre.is_empty() {
-                    return fail(pre, &sources);
-                }
-                let dir = lock::first_file_dir(&cwd, &g.files);
-                let render = |d| fail(d, &sources);
-                match lock::build_settings(&resolved, &sel.all, &b, &opts.env, &dir, &render) {
-                    Ok(repro) => build::run(&resolved, &p, &b, &opts.env, repro),
-                    Err(o) => o,
-                }
-            }
-            Err(d) => fail(d, &sources),
+        Command::Build(b) => match prepared(&b.targets, &b) {
+            Ok((p, repro)) => build::run(&resolved, &p, &b, &opts.env, repro),
+            Err(o) => o,
         },
-        Command::Verify(v) => match planned(&resolved, &v.targets) {
-            Ok((sel, p)) => {
-                let pre = crate::build::preflight::check(&resolved, &p, &opts.env);
-                if !pre.is_empty() {
-                    return fail(pre, &sources);
-                }
-                let dir = lock::first_file_dir(&cwd, &g.files);
-                let render = |d| fail(d, &sources);
-                let b = args::BuildArgs {
-                    source_date_epoch: v.source_date_epoch.clone(),
-                    locked: v.locked,
-                    ..Default::default()
-                };
-                match lock::build_settings(&resolved, &sel.all, &b, &opts.env, &dir, &render) {
-                    Ok(repro) => verify::run(&resolved, &p, &v, &opts.env, repro),
-                    Err(o) => o,
-                }
+        Command::Verify(v) => {
+            let b = args::BuildArgs {
+                source_date_epoch: v.source_date_epoch.clone(),
+                locked: v.locked,
+                ..Default::default()
+            };
+            match prepared(&v.targets, &b) {
+                Ok((p, repro)) => verify::run(&resolved, &p, &v, &opts.env, repro),
+                Err(o) => o,
             }
-            Err(d) => fail(d, &sources),
-        },
+        }
         Command::Lock(l) => match planned(&resolved, &l.targets) {
             Ok((sel, _)) => {
                 let dir = lock::first_file_dir(&cwd, &g.files);
