@@ -286,6 +286,7 @@ pub fn run(
         pins: s.pins.clone(),
         attest: s.attest.clone(),
         unchanged: Default::default(),
+        registry_inputs: s.env.get(exec::TARGET_INPUTS_ENV).map(String::as_str) == Some("registry"),
     };
     let cache_dir = inputs::cache_dir(&s.env);
     let report = rt.block_on(async {

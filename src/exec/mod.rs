@@ -74,6 +74,9 @@ pub struct ExecOptions {
     /// Build nodes found unchanged (`build::skip`): not solved; each is
     /// reported `Skipped` with reason `unchanged` and given this result.
     pub unchanged: HashMap<NodeIndex, NodeResult>,
+    /// `MYBAKE_TARGET_INPUTS=registry`: every `target:` result goes
+    /// through the registry, none as LLB ([`NodeMode::gateway`]).
+    pub registry_inputs: bool,
 }
 
 /// One successful build node.
@@ -230,8 +233,7 @@ fn node_mode(
         .neighbors_directed(n, petgraph::Direction::Incoming)
         .filter(|&d| plan.node(d).is_build())
         .collect();
-    let llb_ok =
-        std::env::var(TARGET_INPUTS_ENV).as_deref() != Ok("registry") && !ignores_cache(t, opts);
+    let llb_ok = !opts.registry_inputs && !ignores_cache(t, opts);
     let here = |d: &NodeIndex| assigned.get(d) == assigned.get(&n);
     let gateway = llb_ok && dependents.iter().any(here);
     // Pushed for a dependent that reads the registry, and, when it has a
